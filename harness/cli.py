@@ -1,0 +1,59 @@
+"""Command line: parse and dispatch only.
+
+Each subcommand lives in ``harness/commands/<name>.py`` and exposes ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``. Command modules import nothing heavy at module level, so ``harness --help`` stays fast;
+torch, pandas and plotly are imported inside ``run``. A ``HarnessError`` becomes one message on stderr and exit
+code 2; Ctrl-C becomes exit code 130 after the command has saved what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from harness import __version__
+from harness.errors import HarnessError
+
+
+def _command_modules() -> dict:
+    import harness.commands as pkg
+
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    return {name.replace("_", "-"): importlib.import_module(f"harness.commands.{name}") for name in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Benchmark and profile the ResNet family: run suites, compare runs, write reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _command_modules().items():
+        name = getattr(module, "NAME", name)
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except HarnessError as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

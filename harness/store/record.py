@@ -1,0 +1,124 @@
+"""The record: one per case (one per case and rank for DDP). The field names are a public contract.
+
+Users' scripts and dashboards read these names, so they change only with a ``SCHEMA_VERSION`` bump and a
+migration in ``harness.store.loader``. Units are in the names. Fields that do not apply are ``None`` (null in
+JSON), never missing.
+
+Merge rules across ranks (DDP): each rank writes its own record with ``rank`` and ``world_size``. For the
+run-level view, throughput is summed over ranks (``global_throughput_img_s``, kept on every rank's record),
+step times are taken from the slowest rank, memory is kept per rank, and ``scaling_efficiency`` is global
+throughput over ``world_size`` times the 1-rank throughput of the same case in the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "oom", "error", "timeout", "skipped", "crashed")
+MODES = ("inference", "train")
+PRECISIONS = ("fp32", "tf32", "amp_fp16", "amp_bf16")
+
+TELEMETRY_FIELDS = (
+    "power_avg_w",
+    "power_max_w",
+    "energy_j",
+    "img_per_j",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "temperature_c",
+    "utilization_pct",
+    "memory_used_mib",
+    "throttle_reasons",
+)
+NUMERICS_FIELDS = ("top1_agreement", "max_rel_err")
+PROFILE_FIELDS = ("trace_dir", "top_ops", "error")
+
+
+def _nulls(names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: None for name in names}
+
+
+@dataclass
+class Record:
+    """Everything measured for one case on one rank. See the module docstring for units and merge rules."""
+
+    # identity
+    schema_version: int = SCHEMA_VERSION
+    run_id: str | None = None
+    case_id: str | None = None
+    suite: str | None = None
+    model: str | None = None
+    weights: str | None = None
+    mode: str | None = None
+    batch_size: int | None = None
+    requested_batch_size: int | None = None
+    resolution: int | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    device: str | None = None
+    device_name: str | None = None
+    rank: int = 0
+    world_size: int = 1
+    num_threads: int | None = None
+    tags: list[str] = field(default_factory=list)
+    # outcome
+    status: str = "ok"
+    message: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+    # timing
+    warmup_iters: int | None = None
+    warmup_s: float | None = None
+    iters: int | None = None
+    samples_ms: list[float] | None = None
+    wall_ms: list[float] | None = None
+    throughput_img_s: float | None = None
+    step_ms_median: float | None = None
+    step_ms_p10: float | None = None
+    step_ms_p90: float | None = None
+    step_ms_p99: float | None = None
+    throughput_ci95: list[float] | None = None
+    # distributed
+    global_throughput_img_s: float | None = None
+    scaling_efficiency: float | None = None
+    # memory
+    peak_allocated_mib: float | None = None
+    peak_reserved_mib: float | None = None
+    rss_peak_mib: float | None = None
+    # ops
+    flops_per_img: float | None = None
+    macs_per_img: float | None = None
+    stated_gmacs: float | None = None
+    ops_deviation: float | None = None
+    achieved_tflops: float | None = None
+    mfu: float | None = None
+    # flags the case ran under
+    cudnn_benchmark: bool | None = None
+    tf32_matmul: bool | None = None
+    # nested groups
+    telemetry: dict[str, Any] = field(default_factory=lambda: _nulls(TELEMETRY_FIELDS))
+    numerics: dict[str, Any] = field(default_factory=lambda: _nulls(NUMERICS_FIELDS))
+    profile: dict[str, Any] = field(default_factory=lambda: _nulls(PROFILE_FIELDS))
+    accuracy: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every field present."""
+        return asdict(self)
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+
+
+def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fill the fields a record lacks with nulls, so every loaded record has the full set of keys."""
+    out = Record().to_dict()
+    groups = ("telemetry", "numerics", "profile")
+    out.update({k: v for k, v in raw.items() if k not in groups})
+    for key in groups:
+        if isinstance(raw.get(key), dict):
+            out[key] = {**out[key], **raw[key]}
+    return out

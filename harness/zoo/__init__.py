@@ -1,0 +1,50 @@
+"""The ResNet family: builders identical to torchvision's, the stated metadata, and local weights.
+
+``build_model(name)`` is the entry point. The catalog is importable without torch; the builders import it.
+"""
+
+from __future__ import annotations
+
+from harness.zoo.catalog import CATALOG, MIN_RESOLUTION, MODEL_NAMES, ModelEntry, WeightsEntry, get_entry
+
+__all__ = [
+    "CATALOG",
+    "MIN_RESOLUTION",
+    "MODEL_NAMES",
+    "ModelEntry",
+    "WeightsEntry",
+    "build_model",
+    "get_entry",
+]
+
+
+def build_model(name: str, *, weights: str | None = None, impl: str = "harness", **kwargs):
+    """Build model ``name`` with random initialisation, or with local ``weights`` (a tag like ``V2`` or a path).
+
+    ``impl="torchvision"`` builds torchvision's own model instead, where torchvision is installed.
+    Extra keyword arguments go to the ResNet constructor (``num_classes``, ``zero_init_residual``, ...).
+    """
+    get_entry(name)  # the clear error for an unknown name, before torch is imported
+    if impl == "torchvision":
+        try:
+            import torchvision.models as tvm
+        except Exception as exc:
+            from harness.errors import HarnessError
+
+            raise HarnessError(
+                f"impl: torchvision needs torchvision importable here ({exc}); use impl: harness"
+            ) from None
+        model = getattr(tvm, name)(weights=None, **kwargs)
+    elif impl == "harness":
+        from harness.zoo.resnet import BUILDERS
+
+        model = BUILDERS[name](**kwargs)
+    else:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"unknown impl {impl!r}; valid: harness, torchvision")
+    if weights:
+        from harness.zoo.weights import load_weights
+
+        load_weights(model, name, weights)
+    return model

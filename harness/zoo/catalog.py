@@ -1,0 +1,161 @@
+"""The stated metadata of every model and weights entry, as published with torchvision's weights.
+
+Pure data: importing this module imports no torch, so ``harness models`` answers at once. ``gmacs`` is
+torchvision's ``_ops``: giga multiply-accumulates per 224x224 image (FlopCounterMode's FLOPs / 2).
+``file_size_mb`` is torchvision's ``_file_size``. The checkpoint file name carries the first eight hex digits of
+the file's sha256, which the weights loader checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.errors import UnknownModelError
+
+#: Smallest square input, in pixels, that every model here accepts (five stride-2 stages down to 1x1).
+MIN_RESOLUTION = 32
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One published set of weights: its tag (IMAGENET1K_V1/V2) and what was stated for it."""
+
+    tag: str
+    file_name: str
+    acc1: float
+    acc5: float
+    file_size_mb: float
+    crop_size: int = 224
+    resize_size: int = 256
+
+    @property
+    def sha256_prefix(self) -> str:
+        """The hash prefix embedded in the file name (``resnet50-11ad3fa6.pth`` -> ``11ad3fa6``)."""
+        return self.file_name.rsplit("-", 1)[1].split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model of the family: its stated parameter count, GMACs at 224x224 and its weights entries."""
+
+    name: str
+    num_params: int
+    gmacs: float
+    weights: tuple[WeightsEntry, ...]
+
+    def weights_entry(self, tag: str) -> WeightsEntry:
+        """The weights entry for ``tag`` (``V1``, ``V2`` or the full ``IMAGENET1K_V2``); raises if absent."""
+        full = tag if tag.startswith("IMAGENET1K_") else f"IMAGENET1K_{tag}"
+        for entry in self.weights:
+            if entry.tag == full:
+                return entry
+        valid = ", ".join(e.tag for e in self.weights)
+        from harness.errors import WeightsError
+
+        raise WeightsError(f"{self.name} has no weights entry {tag!r}; it has: {valid}")
+
+    @property
+    def best_weights(self) -> WeightsEntry:
+        """The entry with the highest stated acc@1 (torchvision's DEFAULT for every model here)."""
+        return max(self.weights, key=lambda e: e.acc1)
+
+    def stated_gmacs(self, resolution: int) -> float:
+        """Stated GMACs per image scaled from 224x224 to ``resolution`` by area."""
+        return self.gmacs * (resolution / 224) ** 2
+
+
+def _v1(file_name: str, acc1: float, acc5: float, size: float, resize: int = 256) -> WeightsEntry:
+    return WeightsEntry("IMAGENET1K_V1", file_name, acc1, acc5, size, 224, resize)
+
+
+def _v2(file_name: str, acc1: float, acc5: float, size: float) -> WeightsEntry:
+    return WeightsEntry("IMAGENET1K_V2", file_name, acc1, acc5, size, 224, 232)
+
+
+CATALOG: dict[str, ModelEntry] = {
+    m.name: m
+    for m in (
+        ModelEntry("resnet18", 11_689_512, 1.814, (_v1("resnet18-f37072fd.pth", 69.758, 89.078, 44.661),)),
+        ModelEntry("resnet34", 21_797_672, 3.664, (_v1("resnet34-b627a593.pth", 73.314, 91.420, 83.275),)),
+        ModelEntry(
+            "resnet50",
+            25_557_032,
+            4.089,
+            (
+                _v1("resnet50-0676ba61.pth", 76.130, 92.862, 97.781),
+                _v2("resnet50-11ad3fa6.pth", 80.858, 95.434, 97.79),
+            ),
+        ),
+        ModelEntry(
+            "resnet101",
+            44_549_160,
+            7.801,
+            (
+                _v1("resnet101-63fe2227.pth", 77.374, 93.546, 170.511),
+                _v2("resnet101-cd907fc2.pth", 81.886, 95.780, 170.53),
+            ),
+        ),
+        ModelEntry(
+            "resnet152",
+            60_192_808,
+            11.514,
+            (
+                _v1("resnet152-394f9c45.pth", 78.312, 94.046, 230.434),
+                _v2("resnet152-f82ba261.pth", 82.284, 96.002, 230.474),
+            ),
+        ),
+        ModelEntry(
+            "resnext50_32x4d",
+            25_028_904,
+            4.23,
+            (
+                _v1("resnext50_32x4d-7cdf4587.pth", 77.618, 93.698, 95.789),
+                _v2("resnext50_32x4d-1a0047aa.pth", 81.198, 95.340, 95.833),
+            ),
+        ),
+        ModelEntry(
+            "resnext101_32x8d",
+            88_791_336,
+            16.414,
+            (
+                _v1("resnext101_32x8d-8ba56ff5.pth", 79.312, 94.526, 339.586),
+                _v2("resnext101_32x8d-110c445d.pth", 82.834, 96.228, 339.673),
+            ),
+        ),
+        ModelEntry(
+            "resnext101_64x4d",
+            83_455_272,
+            15.46,
+            # Trained with the newer recipe, so its only entry already uses the 232 resize.
+            (_v1("resnext101_64x4d-173b62eb.pth", 83.246, 96.454, 319.318, resize=232),),
+        ),
+        ModelEntry(
+            "wide_resnet50_2",
+            68_883_240,
+            11.398,
+            (
+                _v1("wide_resnet50_2-95faca4d.pth", 78.468, 94.086, 131.82),
+                _v2("wide_resnet50_2-9ba9bcbe.pth", 81.602, 95.758, 263.124),
+            ),
+        ),
+        ModelEntry(
+            "wide_resnet101_2",
+            126_886_696,
+            22.753,
+            (
+                _v1("wide_resnet101_2-32ee1156.pth", 78.848, 94.284, 242.896),
+                _v2("wide_resnet101_2-d733dc28.pth", 82.510, 96.020, 484.747),
+            ),
+        ),
+    )
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(CATALOG)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The catalog entry of ``name``; an unknown name raises with the valid names and the closest one."""
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise UnknownModelError(name, MODEL_NAMES) from None

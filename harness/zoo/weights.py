@@ -1,0 +1,136 @@
+"""Local weights: find a checkpoint on disk, check its sha256 prefix, load it with ``weights_only=True``.
+
+Nothing here touches the network. A checkpoint is looked for at an explicit path, or under
+``$TORCH_HOME/hub/checkpoints/`` by the file name the catalog states (torchvision's download cache, so weights
+fetched once by torchvision on any machine can be copied here). Files follow torchvision's naming,
+``<model>-<first 8 hex digits of sha256>.pth``, and the digits are checked before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from harness.errors import WeightsError
+from harness.zoo.catalog import get_entry
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,64})\.")
+
+
+def torch_home() -> Path:
+    """``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch`` (torch.hub's own rule)."""
+    if os.environ.get("TORCH_HOME"):
+        return Path(os.environ["TORCH_HOME"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(cache).expanduser() / "torch"
+
+
+def checkpoint_dir() -> Path:
+    """Where torchvision caches downloaded checkpoints: ``<torch home>/hub/checkpoints``."""
+    return torch_home() / "hub" / "checkpoints"
+
+
+def local_weights_path(model: str, tag: str) -> Path | None:
+    """The cached checkpoint of ``model``'s weights entry ``tag`` if it is on disk, else None."""
+    path = checkpoint_dir() / get_entry(model).weights_entry(tag).file_name
+    return path if path.is_file() else None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_weights(model: str, weights: str) -> tuple[Path, str | None]:
+    """Turn ``weights`` (a tag such as ``V2``/``IMAGENET1K_V1``, or a file path) into a path and its expected hash.
+
+    A tag resolves to the catalog's file name under the checkpoint folder and the catalog's hash prefix; a path
+    is used as given, with the hash prefix read from its name when it follows the ``name-<hash>.pth`` pattern.
+    """
+    entry = get_entry(model)
+    if re.fullmatch(r"(IMAGENET1K_)?V\d", weights):
+        expected = entry.weights_entry(weights)
+        path = checkpoint_dir() / expected.file_name
+        if not path.is_file():
+            raise WeightsError(
+                f"no local weights for {model} {expected.tag}: looked for {path}. Copy the checkpoint "
+                f"{expected.file_name!r} there (torchvision's cache layout), set TORCH_HOME to the folder that "
+                f"holds hub/checkpoints/, or pass the file's path instead of {weights!r}"
+            )
+        return path, expected.sha256_prefix
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {str(path)!r} does not exist; pass a checkpoint's path or a weights tag "
+            f"({', '.join(e.tag for e in entry.weights)})"
+        )
+    match = _HASH_IN_NAME.search(path.name)
+    return path, match.group(1) if match else None
+
+
+def verify_hash(path: Path, expected_prefix: str | None) -> str:
+    """Check the file's sha256 against ``expected_prefix``; return the full digest. Raises on a mismatch."""
+    digest = sha256_file(path)
+    if expected_prefix and not digest.startswith(expected_prefix):
+        raise WeightsError(
+            f"refusing {path}: its sha256 is {digest} but its name promises a hash starting {expected_prefix}. "
+            "The file is corrupt, truncated or not the published checkpoint; fetch it again"
+        )
+    return digest
+
+
+def _summarise_mismatch(model_name: str, model, state_dict: dict) -> str | None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+
+    def head(items: list[str]) -> str:
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        return ", ".join(items[:3]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({head(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({head(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches ({head(shapes)})")
+    return f"this checkpoint is not a {model_name} checkpoint: " + "; ".join(parts)
+
+
+def load_weights(model, model_name: str, weights: str) -> Path:
+    """Load ``weights`` (a tag or a path) into ``model`` strictly; returns the checkpoint's path.
+
+    The hash is checked before the file is unpickled, and unpickling uses ``weights_only=True``. A checkpoint of
+    another architecture is refused with a summary of its missing, unexpected and mis-shaped keys.
+    """
+    import torch
+
+    path, expected = resolve_weights(model_name, weights)
+    verify_hash(path, expected)
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a file that is not a checkpoint
+        raise WeightsError(f"cannot read {path} as a PyTorch checkpoint: {exc}".splitlines()[0]) from None
+    if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, dict):
+        raise WeightsError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
+    problem = _summarise_mismatch(model_name, model, state_dict)
+    if problem:
+        raise WeightsError(f"{path}: {problem}")
+    model.load_state_dict(state_dict, strict=True)
+    return path

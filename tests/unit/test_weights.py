@@ -1,0 +1,98 @@
+"""Local weights: resolution, hash checks, strict loading, and the errors a user sees."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+
+from harness.errors import WeightsError
+from harness.zoo import build_model
+from tests.conftest import run_cli
+
+
+def _save_hash_named(model, folder, name: str):
+    tmp = folder / "tmp.pth"
+    torch.save(model.state_dict(), tmp)
+    prefix = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    path = folder / f"{name}-{prefix}.pth"
+    tmp.rename(path)
+    return path
+
+
+def test_hash_named_checkpoint_round_trips(tmp_path):
+    src = build_model("resnet18").eval()
+    path = _save_hash_named(src, tmp_path, "resnet18")
+    dst = build_model("resnet18", weights=str(path)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(src(x), dst(x))
+
+
+def test_tampered_checkpoint_is_refused_with_both_hashes(tmp_path):
+    path = _save_hash_named(build_model("resnet18"), tmp_path, "resnet18")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet18", weights=str(path))
+    message = str(err.value)
+    assert hashlib.sha256(bytes(data)).hexdigest() in message
+    assert path.name.split("-")[1][:8] in message
+
+
+def test_tag_resolves_under_torch_home_and_checks_catalog_hash(torch_home):
+    path = _save_hash_named(build_model("resnet18"), torch_home, "resnet18")
+    # Under the catalog's file name the hash does not match the published checkpoint: refused.
+    shutil.copy(path, torch_home / "resnet18-f37072fd.pth")
+    with pytest.raises(WeightsError, match="f37072fd"):
+        build_model("resnet18", weights="V1")
+
+
+def test_missing_weights_say_where_and_what(torch_home):
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet50", weights="V2")
+    message = str(err.value)
+    assert str(torch_home / "resnet50-11ad3fa6.pth") in message and "TORCH_HOME" in message
+    with pytest.raises(WeightsError, match="has no weights entry 'V2'"):
+        build_model("resnet18", weights="V2")
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    path = _save_hash_named(build_model("resnet18"), tmp_path, "resnet18")
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet50", weights=str(path))
+    message = str(err.value)
+    assert "not a resnet50 checkpoint" in message and "missing keys" in message and "layer1.0.conv3.weight" in message
+
+
+def test_cli_models_lists_catalog_and_local_weights(torch_home):
+    path = _save_hash_named(build_model("resnet18"), torch_home, "resnet18")
+    path.rename(torch_home / "resnet18-f37072fd.pth")
+    result = run_cli("models", env={"TORCH_HOME": str(torch_home.parent.parent)})
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "80.858" in lines["resnet50"] and "25.56" in lines["resnet50"]
+    assert lines["resnet18"].rstrip().endswith("V1") and lines["resnet34"].rstrip().endswith("-")
+
+
+def test_cli_check_weights(tmp_path, torch_home):
+    path = _save_hash_named(build_model("resnet18"), tmp_path, "resnet18")
+    ok = run_cli("check-weights", "resnet18", str(path))
+    assert ok.returncode == 0, ok.stderr
+    assert "loads strictly" in ok.stdout
+
+    cases = {
+        ("resnet51", str(path)): "did you mean resnet50?",
+        ("resnet50", "V2"): "resnet50-11ad3fa6.pth",
+        ("resnet50", str(path)): "not a resnet50 checkpoint",
+        ("resnet18", str(tmp_path / "nope.pth")): "does not exist",
+    }
+    env = {"TORCH_HOME": str(torch_home.parent.parent)}
+    for (model, weights), expected in cases.items():
+        result = run_cli("check-weights", model, weights, env=env)
+        assert result.returncode == 2, (model, weights, result.stdout, result.stderr)
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,146 @@
+"""The zoo against its stated metadata and against torchvision's architecture, model by model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.errors import UnknownModelError
+from harness.measure.ops import count_ops
+from harness.zoo import CATALOG, MODEL_NAMES, build_model, get_entry
+
+ALL = list(MODEL_NAMES)
+
+
+def test_catalog_lists_the_whole_family():
+    assert ALL == [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "resnext101_64x4d",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+    ]
+
+
+def test_resnet50_v2_entry_matches_published_metadata():
+    m = get_entry("resnet50")
+    w = m.weights_entry("V2")
+    assert (m.num_params, m.gmacs) == (25_557_032, 4.089)
+    assert (w.acc1, w.acc5, w.file_size_mb, w.crop_size, w.resize_size) == (80.858, 95.434, 97.79, 224, 232)
+    assert w.file_name == "resnet50-11ad3fa6.pth" and w.sha256_prefix == "11ad3fa6"
+    assert m.weights_entry("IMAGENET1K_V1").resize_size == 256
+
+
+def test_stated_metadata_against_built_models():
+    """Every model's parameter count, op count, output shape and key names; all failures reported together."""
+    failures = []
+    for name in ALL:
+        entry = CATALOG[name]
+        with torch.device("meta"):
+            model = build_model(name)
+        params = sum(p.numel() for p in model.parameters())
+        if params != entry.num_params:
+            failures.append(f"{name}: {params} params, stated {entry.num_params}")
+        ops = count_ops(name, 224)
+        if abs(ops.macs_per_img / 1e9 / entry.gmacs - 1) > 0.0005:
+            failures.append(f"{name}: {ops.macs_per_img / 1e9:.4f} GMACs, stated {entry.gmacs}")
+        out = model(torch.empty(2, 3, 224, 224, device="meta"))
+        if tuple(out.shape) != (2, 1000):
+            failures.append(f"{name}: output shape {tuple(out.shape)}")
+        keys = set(model.state_dict())
+        for key in (
+            "conv1.weight",
+            "bn1.running_mean",
+            "layer1.0.conv1.weight",
+            "layer2.0.downsample.0.weight",
+            "layer2.0.downsample.1.num_batches_tracked",
+            "layer4.1.bn2.weight",
+            "fc.weight",
+            "fc.bias",
+        ):
+            if key not in keys:
+                failures.append(f"{name}: no {key} in state_dict")
+    assert not failures, "\n".join(failures)
+
+
+def _reference_forward(sd: dict, x: torch.Tensor, bottleneck: bool, groups: int) -> torch.Tensor:
+    """torchvision's ResNet forward written out with functional ops over a state_dict's names (eval mode)."""
+
+    def bn(t, p):
+        return F.batch_norm(
+            t,
+            sd[f"{p}.running_mean"],
+            sd[f"{p}.running_var"],
+            sd[f"{p}.weight"],
+            sd[f"{p}.bias"],
+            training=False,
+            eps=1e-5,
+        )
+
+    x = F.max_pool2d(F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), "bn1")), 3, 2, 1)
+    for layer in range(1, 5):
+        block = 0
+        while f"layer{layer}.{block}.conv1.weight" in sd:
+            p = f"layer{layer}.{block}"
+            stride = 2 if (layer > 1 and block == 0) else 1
+            identity = x
+            if f"{p}.downsample.0.weight" in sd:
+                identity = bn(F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1")
+            if bottleneck:
+                out = F.relu(bn(F.conv2d(x, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
+                out = F.relu(
+                    bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1, groups=groups), f"{p}.bn2")
+                )
+                out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3")
+            else:
+                out = F.relu(bn(F.conv2d(x, sd[f"{p}.conv1.weight"], stride=stride, padding=1), f"{p}.bn1"))
+                out = bn(F.conv2d(out, sd[f"{p}.conv2.weight"], padding=1), f"{p}.bn2")
+            x = F.relu(out + identity)
+            block += 1
+    x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    return F.linear(x, sd["fc.weight"], sd["fc.bias"])
+
+
+@pytest.mark.parametrize(("name", "bottleneck", "groups"), [("resnet18", False, 1), ("resnext50_32x4d", True, 32)])
+def test_outputs_match_torchvision_architecture(name, bottleneck, groups):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a mis-wired BN would show
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.1, 0.1)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = model(x)
+        ref = _reference_forward(model.state_dict(), x, bottleneck, groups)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_constructor_surface():
+    m = build_model(
+        "resnet50", num_classes=10, zero_init_residual=True, replace_stride_with_dilation=[False, True, True]
+    )
+    assert m.fc.out_features == 10
+    assert float(m.layer1[0].bn3.weight.detach().abs().sum()) == 0.0
+    out = m.eval()(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 10)
+    assert m.layer4[0].conv2.dilation == (2, 2) and m.layer4[1].conv2.dilation == (4, 4)
+    with pytest.raises(ValueError, match="replace_stride_with_dilation"):
+        build_model("resnet50", replace_stride_with_dilation=[True])
+    with pytest.raises(ValueError, match="groups"):
+        build_model("resnext50_32x4d", groups=8)
+
+
+def test_unknown_model_suggests_closest():
+    with pytest.raises(UnknownModelError) as err:
+        build_model("resnet51")
+    message = str(err.value)
+    assert "did you mean resnet50?" in message and "wide_resnet101_2" in message
