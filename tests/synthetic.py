@@ -1,0 +1,114 @@
+"""Synthetic run folders in the real store format, for tests and benchmarks of compare and report.
+
+The records are made with ``Record`` and written with the store's own writers, so they are exactly what a real
+run writes; only the numbers are generated (from a seeded RNG, around the given means).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from harness.store.record import Record
+from harness.store.rundir import append_record, merge_rank_files, new_manifest, status_counts, write_json_atomic
+
+FINGERPRINT = {
+    "host": "bench-01",
+    "torch": "2.13.0",
+    "cuda": None,
+    "cudnn": None,
+    "driver": None,
+    "device_type": "cpu",
+    "device_name": "Synthetic CPU",
+    "device_uuid": None,
+    "cpu_model": "Synthetic CPU",
+    "num_threads": 2,
+    "git_revision": "abc123",
+}
+
+
+def case_id(model: str, mode: str, bs: int, precision: str, cl: bool, res: int = 224) -> str:
+    """The case id rule: model/mode/bs{N}/precision[/cl][/r{res}]."""
+    return f"{model}/{mode}/bs{bs}/{precision}" + ("/cl" if cl else "") + (f"/r{res}" if res != 224 else "")
+
+
+def make_record(
+    model: str = "resnet50",
+    mode: str = "inference",
+    batch_size: int = 32,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    resolution: int = 224,
+    step_ms: float = 100.0,
+    noise: float = 0.01,
+    n: int = 30,
+    seed: int = 0,
+    status: str = "ok",
+    run_id: str = "run",
+    suite: str = "synthetic",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One record whose ``n`` step samples are normal around ``step_ms`` with relative sd ``noise``."""
+    rng = random.Random(seed)
+    cid = case_id(model, mode, batch_size, precision, channels_last, resolution)
+    rec = Record(
+        run_id=run_id,
+        case_id=cid,
+        suite=suite,
+        model=model,
+        mode=mode,
+        batch_size=batch_size,
+        requested_batch_size=batch_size,
+        resolution=resolution,
+        precision=precision,
+        channels_last=channels_last,
+        compile=False,
+        device="cpu",
+        status=status,
+    )
+    if status == "ok":
+        samples = [max(step_ms * (1 + rng.gauss(0, noise)), 1e-3) for _ in range(n)]
+        total = sum(samples) / 1000
+        ordered = sorted(samples)
+
+        def q(p: float) -> float:
+            return ordered[min(int(p * (len(ordered) - 1) + 0.5), len(ordered) - 1)]
+
+        rec.samples_ms = samples
+        rec.iters = n
+        rec.throughput_img_s = batch_size * n / total
+        rec.step_ms_median, rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = q(0.5), q(0.1), q(0.9), q(0.99)
+        tput = batch_size * 1000 / ordered[len(ordered) // 2]
+        rec.throughput_ci95 = [tput * (1 - 2 * noise / n**0.5), tput * (1 + 2 * noise / n**0.5)]
+        rec.rss_peak_mib = 500.0 + batch_size * 10
+        rec.flops_per_img = 8.18e9 * (resolution / 224) ** 2
+        rec.macs_per_img = rec.flops_per_img / 2
+        rec.stated_gmacs = 4.089 * (resolution / 224) ** 2
+        rec.ops_deviation = rec.macs_per_img / 1e9 / rec.stated_gmacs - 1
+        rec.achieved_tflops = rec.flops_per_img * rec.throughput_img_s / 1e12
+    else:
+        rec.message = f"synthetic {status}"
+    out = rec.to_dict()
+    out.update(extra)
+    return out
+
+
+def make_run(
+    root: Path,
+    records: list[dict[str, Any]],
+    suite: str = "synthetic",
+    started_at: str = "2026-01-01T00:00:00Z",
+    fingerprint: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write a complete run folder (manifest, rank file, merged records) under ``root``; returns its path."""
+    run_dir = Path(root) / suite / (name or started_at.replace(":", "").replace("-", ""))
+    run_dir.mkdir(parents=True)
+    for r in records:
+        append_record(run_dir / "records-rank0.jsonl", r)
+    merge_rank_files(run_dir)
+    manifest = new_manifest(run_dir.name, {"name": suite}, fingerprint or dict(FINGERPRINT))
+    manifest.update(started_at=started_at, finished_at=started_at, status="complete", counts=status_counts(records))
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    return run_dir
