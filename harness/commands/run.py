@@ -1,0 +1,85 @@
+"""``harness run SUITE``: measure a suite's cases and write a run folder (and its report)."""
+
+from __future__ import annotations
+
+HELP = "run a suite: measure every case and write a run folder with records, manifest and report"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("suite", nargs="?", help="suite YAML file (not needed with --resume)")
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument("--filter", action="append", metavar="GLOB", help="only cases whose id matches (repeatable)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="finish an interrupted run without repeating finished cases"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the cases that would run, run nothing")
+    parser.add_argument("--profile", action="append", metavar="GLOB", help="also profile the cases whose id matches")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument(
+        "--nproc-per-node", metavar="N", help="workers on this node (an int, or 'auto'); launches torchrun"
+    )
+    parser.add_argument("--nnodes", metavar="N", help="number of nodes (torchrun's --nnodes, e.g. 2 or 1:4)")
+    parser.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous endpoint for multi-node runs")
+    parser.add_argument("--max-restarts", type=int, default=None, help="restarts of a failed worker group")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from harness.errors import HarnessError
+    from harness.launch.inline import print_summary, run_dir_line, run_inline
+    from harness.launch.session import new_plan, resume_plan, select_cases
+    from harness.suite import load_suite
+
+    if args.resume:
+        plan = resume_plan(Path(args.resume))
+        suite = load_suite(Path(plan.manifest["suite"]["source"])) if _source_ok(plan) else None
+        settings = suite if suite is not None else _ResumeSettings(plan.manifest)
+    else:
+        if not args.suite:
+            raise HarnessError("name a suite file (harness run suites/smoke.yaml), or --resume RUN_DIR")
+        suite = load_suite(Path(args.suite))
+        if args.dry_run:
+            cases = select_cases(suite.cases(), args.filter)
+            for case in cases:
+                print(case.id)
+            print(f"{len(cases)} cases (dry run: nothing measured)")
+            return 0
+        if _distributed(args, suite):
+            from harness.launch.elastic import launch_distributed
+
+            return launch_distributed(args, suite)
+        plan = new_plan(suite, Path(args.out), args.filter)
+        settings = suite
+    status, records = run_inline(
+        plan,
+        settings,
+        profile_patterns=args.profile,
+        report=not args.no_report,
+        show_progress=not args.no_progress,
+    )
+    print_summary(records)
+    print(run_dir_line(plan.run_dir))
+    return 130 if status == "interrupted" else 0
+
+
+def _source_ok(plan) -> bool:
+    from pathlib import Path
+
+    source = plan.manifest.get("suite", {}).get("source")
+    return bool(source) and Path(source).is_file()
+
+
+class _ResumeSettings:
+    """Suite-level settings read back from a manifest when the suite file has moved since the run began."""
+
+    def __init__(self, manifest: dict) -> None:
+        self.telemetry = None
+        self.accuracy = None
+
+
+def _distributed(args, suite) -> bool:
+    launch = getattr(suite, "launch", None)
+    nproc = args.nproc_per_node or (getattr(launch, "nproc_per_node", 1) if launch else 1)
+    return str(nproc) not in ("1", "None") or bool(args.nnodes) or getattr(launch, "strategy", "sweep") == "ddp"

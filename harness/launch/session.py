@@ -1,0 +1,143 @@
+"""A run's life around its cases: choose the cases, open (or reopen) the run folder, write the manifest,
+measure the device's peak once, and at the end merge the records, count statuses, and write the report.
+
+Both the inline launcher and rank 0 of a distributed launch go through these functions, so a run folder
+looks the same however it was launched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, StoreError
+from harness.store.rundir import (
+    MANIFEST,
+    check_writable,
+    merge_rank_files,
+    new_manifest,
+    new_run_dir,
+    read_manifest,
+    status_counts,
+    utc_now,
+    write_json_atomic,
+)
+
+
+@dataclass
+class RunPlan:
+    """What a run will measure and where: the cases, the run folder and its manifest."""
+
+    cases: list
+    run_dir: Path
+    manifest: dict[str, Any]
+    device: str
+    resumed: bool = False
+
+
+def select_cases(cases: list, patterns: list[str] | None) -> list:
+    """The cases whose id matches any of the glob ``patterns`` (all cases when there are none)."""
+    if not patterns:
+        return list(cases)
+    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    if not chosen:
+        sample = ", ".join(c.id for c in cases[:3])
+        raise HarnessError(
+            f"--filter {' '.join(patterns)!r} matches none of the {len(cases)} cases (ids look like {sample})"
+        )
+    return chosen
+
+
+def plan_device(cases: list, local_rank: int | None = None) -> str:
+    """The device the run's folder is named after: the first case's, with ``auto`` resolved."""
+    from harness.measure.precision import resolve_device
+
+    return resolve_device(cases[0].device if cases else "auto", local_rank)
+
+
+def new_plan(suite, out_root: Path, patterns: list[str] | None, world_size: int = 1, **manifest_extra) -> RunPlan:
+    """Open a new run folder for ``suite`` under ``out_root`` and write its first manifest."""
+    from harness.store.fingerprint import environment_fingerprint
+
+    cases = select_cases(suite.cases(), patterns)
+    device = plan_device(cases)
+    check_writable(out_root)
+    run_dir = new_run_dir(out_root, suite.name, device.replace(":", ""))
+    run_id = f"{run_dir.name}-{uuid.uuid4().hex[:6]}"
+    manifest = new_manifest(
+        run_id,
+        suite.resolved(),
+        environment_fingerprint(device),
+        cases=[c.to_dict() for c in cases],
+        case_ids=[c.id for c in cases],
+        filter=patterns or None,
+        world_size=world_size,
+        **manifest_extra,
+    )
+    write_json_atomic(run_dir / MANIFEST, manifest)
+    return RunPlan(cases, run_dir, manifest, device)
+
+
+def resume_plan(run_dir: Path) -> RunPlan:
+    """Reopen ``run_dir`` to finish it: the same cases, the same manifest, status back to ``running``."""
+    from harness.suite import Case
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise StoreError(f"--resume {run_dir}: no such folder")
+    manifest = read_manifest(run_dir)
+    if "cases" not in manifest:
+        raise StoreError(f"--resume {run_dir}: its manifest lists no cases, so it cannot be resumed")
+    cases = [Case.from_dict(c) for c in manifest["cases"]]
+    manifest["status"] = "running"
+    manifest.setdefault("resumed_at", []).append(utc_now())
+    write_json_atomic(run_dir / MANIFEST, manifest)
+    return RunPlan(cases, run_dir, manifest, plan_device(cases), resumed=True)
+
+
+def measure_peak_once(plan: RunPlan, enabled: bool = True) -> dict | None:
+    """The device's matmul peak per dtype (for MFU), measured once per run and kept in the manifest."""
+    if not enabled:
+        return None
+    if plan.manifest.get("peak"):
+        return plan.manifest["peak"]
+    try:
+        from harness.measure.peak import measure_peak
+    except ImportError:
+        return None
+    from harness.measure.precision import unsupported_reason
+
+    if plan.device.startswith("cuda") and unsupported_reason(plan.device, "fp32"):
+        return None
+    peak = measure_peak(plan.device)
+    plan.manifest["peak"] = peak
+    write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)
+    return peak
+
+
+def finish_run(plan: RunPlan, status: str) -> list[dict[str, Any]]:
+    """Merge every rank's records, count statuses, and close the manifest with ``status``."""
+    records = merge_rank_files(plan.run_dir)
+    plan.manifest.update(
+        status=status,
+        finished_at=utc_now(),
+        counts=status_counts(records),
+        records=len(records),
+        missing=[cid for cid in plan.manifest.get("case_ids", []) if cid not in {r.get("case_id") for r in records}],
+    )
+    write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)
+    return records
+
+
+def write_run_report(plan: RunPlan) -> Path | None:
+    """Write ``report.html`` into the run folder; None (with the reason printed) when it cannot be written."""
+    try:
+        from harness.report import write_report
+    except ImportError:
+        return None
+    out = plan.run_dir / "report.html"
+    write_report([plan.run_dir], out)
+    return out

@@ -1,0 +1,113 @@
+"""The worker loop of one rank: measure its cases in order, one record each, surviving restarts.
+
+Before a case the worker appends a ``started`` event to ``progress-rank<N>.jsonl``; after it, the record goes
+to ``records-rank<N>.jsonl``. A restarted worker (torchrun ``--max-restarts``, or ``harness run --resume``)
+reads both: finished cases are skipped, an interrupted one is retried, and a case that was started twice
+without finishing (it killed its worker twice) is recorded as ``crashed`` and skipped. Nothing recorded before
+a crash is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.store.record import Record
+from harness.store.rundir import append_record, rank_file, read_jsonl, utc_now
+
+#: A case started this many times without a record is taken to kill its worker and is not tried again.
+MAX_ATTEMPTS = 2
+
+
+def progress_file(run_dir: Path, rank: int) -> Path:
+    """Where rank ``rank`` notes the cases it starts."""
+    return Path(run_dir) / f"progress-rank{rank}.jsonl"
+
+
+def finished_ids(run_dir: Path, rank: int) -> set[str]:
+    """Case ids that already have a record from ``rank`` in this run."""
+    return {r["case_id"] for r in read_jsonl(rank_file(run_dir, rank)) if "case_id" in r}
+
+
+def unfinished_attempts(run_dir: Path, rank: int) -> Counter:
+    """How often each case was started by ``rank`` and then lost (crash), not counting user interrupts."""
+    counts: Counter = Counter()
+    for event in read_jsonl(progress_file(run_dir, rank)):
+        if event.get("event") == "started":
+            counts[event["case_id"]] += 1
+        elif event.get("event") == "interrupted":
+            counts[event["case_id"]] -= 1
+    return counts
+
+
+def _event(run_dir: Path, rank: int, case_id: str, event: str) -> None:
+    append_record(
+        progress_file(run_dir, rank), {"case_id": case_id, "event": event, "at": utc_now(), "pid": os.getpid()}
+    )
+
+
+def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
+    """The record of a case that killed its worker ``attempts`` times."""
+    from harness.measure.case import base_record
+
+    rec: Record = base_record(case, ctx)
+    rec.status = "crashed"
+    rec.message = f"the worker died {attempts} times while measuring this case; it was not tried again"
+    rec.duration_s = 0.0
+    return rec.to_dict()
+
+
+def run_cases(
+    cases: Sequence,
+    ctx,
+    *,
+    on_start: Callable[[Any, int], None] | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    measure: Callable | None = None,
+) -> list[dict[str, Any]]:
+    """Measure every case of ``cases`` not yet recorded by this rank; return the records written now.
+
+    ``on_start(case, index)`` and ``on_done(record)`` drive a progress display; ``should_stop()`` is asked after
+    each case (a first Ctrl-C lets the case in hand finish). A KeyboardInterrupt during a case notes it as
+    interrupted (so a resume retries it without counting a crash) and propagates.
+    """
+    if measure is None:
+        from harness.measure.case import measure_case as measure
+
+    done = finished_ids(ctx.run_dir, ctx.rank)
+    attempts = unfinished_attempts(ctx.run_dir, ctx.rank)
+    out_path = rank_file(ctx.run_dir, ctx.rank)
+    written: list[dict[str, Any]] = []
+    for index, case in enumerate(cases):
+        if case.id in done:
+            continue
+        if attempts[case.id] >= MAX_ATTEMPTS:
+            record = crashed_record(case, ctx, attempts[case.id])
+        else:
+            if on_start:
+                on_start(case, index)
+            _event(ctx.run_dir, ctx.rank, case.id, "started")
+            try:
+                record = measure(case, ctx)
+            except KeyboardInterrupt:
+                _event(ctx.run_dir, ctx.rank, case.id, "interrupted")
+                raise
+        append_record(out_path, record)
+        done.add(case.id)
+        written.append(record)
+        if on_done:
+            on_done(record)
+        if should_stop and should_stop():
+            break
+    return written
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line for a finished case: its throughput, or its status and message."""
+    if record.get("status") == "ok":
+        return f"{record['case_id']}: {record['throughput_img_s']:.1f} img/s"
+    return f"{record['case_id']}: {record['status']} ({record.get('message')})"

@@ -1,0 +1,74 @@
+"""The optional parts of a case's measurement, each behind one small function so ``case.py`` stays a recipe.
+
+Numerics (AMP against fp32), telemetry (NVML), MFU (against the run's measured peak), the profiler, DDP
+wrapping and accuracy each live in their own module; these functions decide when they apply and turn their
+results into record fields.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.store.record import NUMERICS_FIELDS
+
+
+def numerics(model, x, case, device: str) -> dict[str, Any]:
+    """Top-1 agreement and max relative error against fp32 for AMP and TF32 cases (nulls for fp32).
+
+    A NaN or Inf in the case's output raises, so the case is recorded as ``error`` with that message.
+    """
+    if case.precision == "fp32":
+        return {k: None for k in NUMERICS_FIELDS}
+    from harness.measure.numerics import compare_with_fp32
+
+    return compare_with_fp32(model, x, case.precision, device, channels_last=case.channels_last)
+
+
+def telemetry_sampler(ctx):
+    """A telemetry sampler for the timed window when the run asks for it and the device is a GPU, else None."""
+    if not ctx.telemetry or not ctx.device.startswith("cuda"):
+        return None
+    from harness.measure.telemetry import TelemetrySampler
+
+    return TelemetrySampler(ctx.device, interval_ms=ctx.telemetry_interval_ms)
+
+
+def mfu(peak: dict | None, precision: str, achieved_tflops: float | None) -> float | None:
+    """Achieved TFLOP/s over the run's measured matmul peak of the case's precision (None when unknown)."""
+    if not peak or achieved_tflops is None:
+        return None
+    from harness.measure.peak import mfu as ratio
+    from harness.measure.peak import peak_for_precision
+
+    value = ratio(achieved_tflops, peak_for_precision(peak, precision))
+    return None if value is None else round(value, 6)
+
+
+def wrap_ddp(model, ctx, case):
+    """Wrap the model in DistributedDataParallel when the case trains across a process group."""
+    if ctx.ddp_group is None or case.mode != "train":
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    index = None if ctx.device == "cpu" else [int(ctx.device.split(":")[1]) if ":" in ctx.device else 0]
+    return DistributedDataParallel(model, device_ids=index, process_group=ctx.ddp_group)
+
+
+def profile_dir(run_dir: Path, case_id: str) -> Path:
+    """``<run>/profiles/<case id>``, with characters outside [A-Za-z0-9_.-/] replaced."""
+    return Path(run_dir) / "profiles" / re.sub(r"[^A-Za-z0-9_./-]", "_", case_id)
+
+
+def after_measure(rec, scenario, case, ctx) -> None:
+    """Profiler trace and operator table for profiled cases; accuracy when the suite asks for it."""
+    wants_profile = case.profile or (ctx.extra_profile is not None and ctx.extra_profile(case))
+    if wants_profile:
+        from harness.measure.profiler import profile_case
+
+        rec.profile = profile_case(scenario.step, profile_dir(ctx.run_dir, case.id), rank=ctx.rank, device=ctx.device)
+    if ctx.accuracy is not None and ctx.rank == 0:
+        from harness.accuracy import accuracy_for_case
+
+        rec.accuracy = accuracy_for_case(case, ctx.accuracy.data, ctx.accuracy.limit)

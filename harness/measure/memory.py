@@ -1,0 +1,76 @@
+"""Peak memory of one case: CUDA allocator peaks after a reset, or the process's peak resident memory on CPU.
+
+On Linux the kernel's peak-RSS mark (VmHWM) can be reset by writing 5 to ``/proc/self/clear_refs``, so the CPU peak
+is the case's own, not the largest case's so far. Where that is not allowed, a sampling thread reads the current
+RSS every few milliseconds instead (and the record's number is then a lower bound by up to one interval).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR = Path("/proc/self/clear_refs")
+
+
+def _status_kib(key: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        _CLEAR.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryTracker:
+    """Start before a case, stop after it; ``stop()`` returns peak_allocated_mib, peak_reserved_mib, rss_peak_mib."""
+
+    def __init__(self, device: str, sample_interval_s: float = 0.005) -> None:
+        self.device = device
+        self.interval = sample_interval_s
+        self._use_hwm = False
+        self._peak_kib = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._use_hwm = _reset_hwm() and _status_kib("VmHWM") is not None
+        if not self._use_hwm:
+            self._peak_kib = _status_kib("VmRSS") or 0
+            self._thread = threading.Thread(target=self._sample, daemon=True, name="rss-sampler")
+            self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak_kib = max(self._peak_kib, _status_kib("VmRSS") or 0)
+
+    def stop(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {"peak_allocated_mib": None, "peak_reserved_mib": None, "rss_peak_mib": None}
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            peak = self._peak_kib
+        else:
+            peak = _status_kib("VmHWM") or 0
+        out["rss_peak_mib"] = round(peak / 1024, 1) if peak else None
+        if self.device.startswith("cuda"):
+            import torch
+
+            out["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            out["peak_reserved_mib"] = round(torch.cuda.max_memory_reserved(self.device) / 2**20, 1)
+        return out
