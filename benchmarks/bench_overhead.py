@@ -95,8 +95,10 @@ def smoke() -> None:
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     print(f"smoke suite: {len(records)} records {statuses}, wall {wall:.1f} s  (target < 300 s)")
-    print(f"  inside warm-up + timed windows {measured:.1f} s; outside {wall - measured:.1f} s = "
-          f"{(wall - measured) / wall:.1%} of wall  (target < 25%)")
+    print(
+        f"  inside warm-up + timed windows {measured:.1f} s; outside {wall - measured:.1f} s = "
+        f"{(wall - measured) / wall:.1%} of wall  (target < 25%)"
+    )
 
 
 def main() -> None:
