@@ -34,9 +34,8 @@ def clean_loc(loc: tuple) -> tuple:
 
 
 def _kind(value: Any) -> str:
-    return {bool: "boolean", str: "text", int: "integer", float: "number", list: "list", dict: "mapping"}.get(
-        type(value), type(value).__name__
-    )
+    kinds = {bool: "boolean", str: "text", int: "integer", float: "number", list: "list", dict: "mapping"}
+    return kinds.get(type(value), "an empty value" if value is None else type(value).__name__)
 
 
 def _hint(value: Any, want: str) -> str:
