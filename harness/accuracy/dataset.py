@@ -26,6 +26,7 @@ class Samples:
 
     items: list[tuple[str, int]]
     num_classes: int | None  # class folders found; None for a labels file
+    classes: list[str]  # the class folders' names in index order (empty for a labels file)
     missing: list[str]  # listed in the labels file but not on disk
     source: str  # "class folders" or the labels file's path
 
@@ -79,7 +80,7 @@ def find_class_folders(data_dir: str | os.PathLike) -> Samples:
             f"data folder {str(root)!r} has {len(classes)} class folders but no image files in them "
             f"(read: {', '.join(IMG_EXTENSIONS)})"
         )
-    return Samples(items, len(classes), [], "class folders")
+    return Samples(items, len(classes), classes, [], "class folders")
 
 
 def read_labels_file(data_dir: str | os.PathLike, labels_file: str | os.PathLike) -> Samples:
@@ -114,7 +115,7 @@ def read_labels_file(data_dir: str | os.PathLike, labels_file: str | os.PathLike
                 f"(first: {missing[0][0]}); paths in a labels file are relative to --data"
             )
         raise HarnessError(f"labels file {str(labels_path)!r} lists no images")
-    return Samples(items, None, [p for p, _ in missing], str(labels_path))
+    return Samples(items, None, [], [p for p, _ in missing], str(labels_path))
 
 
 def find_samples(data_dir: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> Samples:

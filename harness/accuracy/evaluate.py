@@ -131,8 +131,10 @@ def checkpoint_num_classes(path: Path) -> int:
 
 def _check_labels(samples, num_classes: int, model_name: str, data_dir: str) -> None:
     if samples.num_classes is not None and samples.num_classes != num_classes:
+        names = samples.classes
+        shown = ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]} ... {names[-1]}"
         raise HarnessError(
-            f"data folder {data_dir!r} has {samples.num_classes} class folders but {model_name}'s fc has "
+            f"data folder {data_dir!r} has {samples.num_classes} class folders ({shown}) but {model_name}'s fc has "
             f"{num_classes} outputs: the folder must hold the model's {num_classes} classes, one sub-folder each "
             "(sorted names give the class index), or use --labels FILE to map images to class indices"
         )
@@ -156,7 +158,7 @@ def _subset(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in chosen]
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -211,6 +213,7 @@ def evaluate(
     from harness.zoo import build_model, get_entry
 
     entry_of_model = get_entry(model_name)
+    weights = os.fspath(weights) if weights else weights
     if not weights:
         raise HarnessError("accuracy needs weights: pass --weights V1, V2 or a checkpoint path")
     if batch_size < 1:
@@ -278,7 +281,7 @@ def _run(model, chosen, samples, recipe, dev, precision, channels_last, batch_si
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     start = time.perf_counter()
     try:
-        with _progress(progress, len(chosen)) as bar, torch.inference_mode():
+        with _progress(progress) as bar, torch.inference_mode():
             task = bar.add_task("eval", total=len(chosen))
             for images, labels, bad in loader:
                 skipped.extend((s.path, s.reason) for s in bad)

@@ -213,11 +213,11 @@ def test_published_entry_by_path_tag_and_hash(ckpt, data, published, torch_home,
     assert by_name["stated_acc1"] == 97.5 and by_name["acc1_delta"] == pytest.approx(2.5)
     assert by_name["acc5_delta"] == pytest.approx(0.1) and by_name["acc1_stated_in_ci95"] is True
     shutil.copy(ckpt, torch_home / ckpt.name)
-    by_tag = _eval("V1", root)
+    by_tag = _eval("V1", root, limit=4)
     assert by_tag["weights_path"] == str(torch_home / ckpt.name) and "named by tag" in by_tag["recipe_from"]
     renamed = tmp_path / "my-copy.pth"
     shutil.copy(ckpt, renamed)
-    by_hash = _eval(renamed, root)
+    by_hash = _eval(renamed, root, limit=4)
     assert by_hash["weights_tag"] == "IMAGENET1K_V1" and f"sha256 prefix {ckpt.name[9:17]}" in by_hash["recipe_from"]
     assert by_name["acc1"] == by_tag["acc1"] == by_hash["acc1"] == 100.0
 
