@@ -12,12 +12,12 @@ import math
 import os
 import re
 import time
-from pathlib import Path
 from statistics import NormalDist
 
 from harness.accuracy.dataset import ImageDataset, collate, find_samples
 from harness.accuracy.preprocess import Recipe
 from harness.errors import HarnessError
+from harness.zoo.weights import checkpoint_num_classes
 
 PRECISIONS = ("fp32", "tf32", "amp_fp16", "amp_bf16")
 #: Keys of the dict ``accuracy_for_case`` stores in a record's ``accuracy`` field (or ``{"error": ...}``).
@@ -109,24 +109,6 @@ def identify_weights(model_name: str, weights: str):
     best = entry.best_weights
     why = f"{path.name} is not a published {model_name} checkpoint"
     return path, None, f"{best.tag}, the model's best entry ({why})"
-
-
-def checkpoint_num_classes(path: Path) -> int:
-    """Rows of the checkpoint's ``fc.weight`` (its class count); 1000 when it cannot be read cheaply.
-
-    Reads with ``mmap`` and ``weights_only`` (after ``identify_weights`` has checked the hash), so little more than
-    the header is paged in; the full strict load happens in ``build_model``, which reports any problem with it.
-    """
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:
-        return 1000
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    fc = state.get("fc.weight") if isinstance(state, dict) else None
-    return int(fc.shape[0]) if fc is not None and getattr(fc, "ndim", 0) == 2 else 1000
 
 
 def _check_labels(samples, num_classes: int, model_name: str, data_dir: str) -> None:
