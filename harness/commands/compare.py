@@ -133,6 +133,7 @@ def run(args) -> int:
         read_candidate,
         regression_settings,
         select_history,
+        suite_baseline_path,
     )
     from harness.regress.render import markdown, print_table, to_json
 
@@ -148,11 +149,15 @@ def run(args) -> int:
     threshold = args.threshold if args.threshold is not None else settings.get("threshold", 0.05)
     if baseline_paths and args.history:
         raise HarnessError("give baseline run folders or --history N, not both")
-    history = args.history or (None if baseline_paths else history_size(settings.get("baseline")))
+    history = args.history
+    if not baseline_paths and not history:
+        history = history_size(settings.get("baseline"))
+        if not history and settings.get("baseline"):
+            baseline_paths = [suite_baseline_path(settings["baseline"], candidate.manifest)]
     if not baseline_paths and not history:
         raise HarnessError(
             "nothing to compare against: name a baseline run folder before the candidate, or use --history N "
-            "(the candidate's suite sets no regression.baseline of the form last-N)"
+            "(the candidate's suite sets no regression.baseline)"
         )
     if history:
         baselines, notes = select_history(candidate, args.root, history, args.allow_mismatch)

@@ -45,6 +45,21 @@ def history_size(setting: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def suite_baseline_path(setting: str, manifest: dict[str, Any]) -> Path:
+    """A suite's ``regression.baseline`` given as a run path: as written, else beside the suite file."""
+    path = Path(setting)
+    suite = manifest.get("suite")
+    source = suite.get("source") if isinstance(suite, dict) else None
+    if not path.exists() and not path.is_absolute() and source and (Path(source).parent / path).exists():
+        return Path(source).parent / path
+    if not path.exists():
+        raise StoreError(
+            f"the suite's regression.baseline {setting!r} is neither last-N nor an existing run folder; "
+            "name a baseline run folder or --history N"
+        )
+    return path
+
+
 def read_candidate(path: str | Path) -> Run:
     """The candidate run folder; a StoreError when ``path`` is not exactly one run."""
     runs = read_runs([path])
@@ -139,8 +154,7 @@ def select_history(
     if len(matching) < len(same_suite):
         skipped = len(same_suite) - len(matching)
         if allow_mismatch:
-            notes.append(f"{skipped} run(s) of another environment were included (--allow-mismatch)")
-            matching = same_suite
+            matching = same_suite  # each one's differences are noted by check_compatible
         elif not matching:
             path, manifest = same_suite[-1]
             diff = differences(manifest.get("environment") or {}, cand_env)

@@ -26,6 +26,8 @@ LABELS = {
 }
 #: Rows per table in the markdown summary; GitHub refuses comments over 65,536 characters.
 MARKDOWN_ROWS = 60
+#: Rows per table in the terminal; the rest are in regressions.json.
+TERMINAL_ROWS = 100
 
 
 def value(v: float | None, unit: str = "") -> str:
@@ -64,7 +66,10 @@ def baseline_text(c: Comparison, quote: str = "") -> str:
 
 
 def headline(c: Comparison) -> str:
+    """REGRESSION with what failed, NOTHING COMPARED, or no regression."""
     counts = c.counts()
+    if c.compared_nothing:
+        return "NOTHING COMPARED: no case is in both the baseline and the candidate"
     if c.failed:
         parts = [f"{counts[b]} {LABELS[b]}" for b in ("regressed", "newly_failing") if counts[b]]
         return "REGRESSION: " + ", ".join(parts)
@@ -130,9 +135,11 @@ def print_table(c: Comparison, console: Any = None) -> None:
         t = Table(title=title, title_style=style, title_justify="left", show_lines=False)
         for h in header:
             t.add_column(h, overflow="fold")
-        for row in rows:
+        for row in rows[:TERMINAL_ROWS]:
             t.add_row(*row)
         console.print(t)
+        if len(rows) > TERMINAL_ROWS:
+            console.print(f"... and {len(rows) - TERMINAL_ROWS} more rows in regressions.json", style="dim")
 
     metric_header = ["case", "metric", "baseline", "candidate", "change", "decided by"]
     status_header = ["case", "baseline", "candidate", "message"]
@@ -211,6 +218,23 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def dumps(obj: Any, depth: int = 3, indent: str = "  ", _level: int = 0) -> str:
+    """JSON indented down to ``depth`` levels, each deeper value on one line: ``regressions.json`` stays readable
+    (one case per line) and is written by the C encoder, which ``indent=`` would bypass (5x slower)."""
+    if _level >= depth or not isinstance(obj, (dict, list)) or not obj:
+        return json.dumps(obj, allow_nan=False, default=str)
+    pad, inner = indent * _level, indent * (_level + 1)
+    if isinstance(obj, dict):
+        items = [f"{inner}{json.dumps(str(k))}: {dumps(v, depth, indent, _level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{dumps(v, depth, indent, _level + 1)}" for v in obj]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+
+
 def to_json(c: Comparison) -> str:
-    """``regressions.json``: the whole comparison, every case and metric, as indented JSON."""
-    return json.dumps(finite(c.to_dict()), indent=2, allow_nan=False, default=str)
+    """``regressions.json``: the whole comparison, every case and metric (one case per line)."""
+    data = c.to_dict()
+    try:
+        return dumps(data) + "\n"
+    except ValueError:  # a NaN or infinity slipped into a value: write null rather than invalid JSON
+        return dumps(finite(data)) + "\n"

@@ -179,8 +179,9 @@ def test_runs_and_dataframes_give_the_same_verdicts(tmp_path):
 
 def test_disjoint_cases_are_all_missing_and_new_and_said_plainly():
     result = compare([make_record(model="resnet18")], [make_record(model="resnet34")])
-    assert result.counts()["missing"] == 1 and result.counts()["new"] == 1 and not result.failed
+    assert result.counts()["missing"] == 1 and result.counts()["new"] == 1
     assert result.notes[0].startswith("no case in common")
+    assert result.compared_nothing and result.failed, "a check that compared nothing does not pass"
 
 
 def test_empty_sides_and_bad_thresholds_are_clear_errors(tmp_path):
