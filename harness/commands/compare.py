@@ -147,19 +147,19 @@ def run(args) -> int:
     candidate = read_candidate(candidate_path)
     settings = regression_settings(candidate.manifest)
     threshold = args.threshold if args.threshold is not None else settings.get("threshold", 0.05)
-    if baseline_paths and args.history:
+    if baseline_paths and args.history is not None:
         raise HarnessError("give baseline run folders or --history N, not both")
     history = args.history
-    if not baseline_paths and not history:
+    if not baseline_paths and history is None:
         history = history_size(settings.get("baseline"))
         if not history and settings.get("baseline"):
             baseline_paths = [suite_baseline_path(settings["baseline"], candidate.manifest)]
-    if not baseline_paths and not history:
+    if not baseline_paths and history is None:
         raise HarnessError(
             "nothing to compare against: name a baseline run folder before the candidate, or use --history N "
             "(the candidate's suite sets no regression.baseline)"
         )
-    if history:
+    if history is not None:
         baselines, notes = select_history(candidate, args.root, history, args.allow_mismatch)
     else:
         baselines, notes = read_baselines(baseline_paths, candidate)

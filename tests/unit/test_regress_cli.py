@@ -80,6 +80,8 @@ def test_bad_baselines_are_clear_errors(tmp_path, capsys):
     assert code == 2 and "nothing to compare against" in err
     code, _, err = compare_cli(capsys, "--history", 3, "--root", tmp_path, cand)
     assert code == 2 and "no earlier run of suite 'nightly'" in err
+    code, _, err = compare_cli(capsys, "--history", 0, "--root", tmp_path, cand)
+    assert code == 2 and "--history 0" in err
     empty = make_run(tmp_path, [], suite="nightly", started_at="2026-01-01T00:00:00Z")
     code, _, err = compare_cli(capsys, empty, cand)
     assert code == 2 and "baseline holds no records" in err
@@ -184,3 +186,16 @@ def test_imported_runs_without_samples_compare_on_the_threshold(tmp_path, capsys
     assert regressed[0]["metrics"][0]["note"] == "no samples on either side: threshold only"
     code, out, _ = compare_cli(capsys, "--hardware", base, cand)
     assert code == 0 and "0.80x" in out and "published figures, no samples" in out
+
+
+def test_the_suite_may_pin_a_baseline_run(tmp_path, capsys):
+    pinned, cand = night(tmp_path, 1), night(tmp_path, 5, step_ms=130, name="cand")
+    night(tmp_path, 3)  # newer, but not the pinned one
+    manifest = json.loads((cand / "manifest.json").read_text())
+    suite = {"name": "nightly", "regression": {"threshold": 0.05, "baseline": str(pinned)}}
+    (cand / "manifest.json").write_text(json.dumps({**manifest, "suite": suite}))
+    code, out, _ = compare_cli(capsys, cand, "--format", "json")
+    assert code == 0 and json.loads(out)["baseline_runs"] == [str(pinned)]
+    (cand / "manifest.json").write_text(json.dumps({**manifest, "suite": {**suite, "regression": {"baseline": "x"}}}))
+    code, _, err = compare_cli(capsys, cand)
+    assert code == 2 and "neither last-N nor an existing run folder" in err
