@@ -121,6 +121,15 @@ def _hardware(args) -> int:
 
 
 def run(args) -> int:
+    import warnings
+
+    # The loader warns about skipped lines; the comparison lists them in its notes, so say it once, there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _compare(args)
+
+
+def _compare(args) -> int:
     import sys
 
     from harness.errors import HarnessError

@@ -199,3 +199,12 @@ def test_the_suite_may_pin_a_baseline_run(tmp_path, capsys):
     (cand / "manifest.json").write_text(json.dumps({**manifest, "suite": {**suite, "regression": {"baseline": "x"}}}))
     code, _, err = compare_cli(capsys, cand)
     assert code == 2 and "neither last-N nor an existing run folder" in err
+
+
+def test_a_corrupted_records_file_is_compared_as_far_as_it_goes(tmp_path, capsys):
+    base, cand = night(tmp_path, 1), night(tmp_path, 2)
+    lines = (cand / "records.jsonl").read_text().splitlines()
+    (cand / "records.jsonl").write_text(lines[0] + "\n" + lines[1][:50] + "\n")
+    code, out, err = compare_cli(capsys, base, cand, "--format", "markdown")
+    assert code == 0 and "1 missing" in out and "truncated last line skipped" in out
+    assert "UserWarning" not in err
