@@ -196,7 +196,8 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
         band = th.history_k * mad_sd(values)
         if abs(value - reference) <= band:
             significant = False
-            info["note"] = f"within the history's run-to-run noise ({th.history_k:g} x MAD: +-{band:.4g})"
+            noise = f"within the history's run-to-run noise ({th.history_k:g} x MAD: +-{band:.4g})"
+            info["note"] = f"{info['note']}; {noise}" if info.get("note") else noise
     verdict = "unchanged"
     if significant and abs(change) > threshold:
         verdict = "improved" if (change > 0) == metric.higher_is_better else "regressed"
@@ -246,7 +247,7 @@ def _steps(key: str, baseline: Side, candidate: Side, th: Thresholds) -> list[di
             series.append(value)
             labels.append(run.label)
     out = []
-    for step in detect_steps(series, th.relative):
+    for step in detect_steps(series, th.for_metric(METRICS[0].name)):
         out.append(
             {
                 **step.to_dict(),
