@@ -4,6 +4,7 @@ trends across runs, and the profiler's operator tables."""
 from __future__ import annotations
 
 import os
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from harness.report import accuracy as acc
@@ -122,7 +123,8 @@ def profile(b: Builder) -> Section:
         group = Group(keys_of(r))
         group.add(Heading(str(r["case_id"])))
         trace_dir = text(r.get("profile.trace_dir")) or f"{r['run_dir']}/profiles"
-        group.add(Code("TensorBoard", f"tensorboard --logdir {r['run_dir']}/profiles"))
+        # Quoted for the shell: run folders are named after the suite, which may hold spaces or worse.
+        group.add(Code("TensorBoard", f"tensorboard --logdir {shlex.quote(str(r['run_dir']) + '/profiles')}"))
         if not os.path.isabs(trace_dir):
             trace_dir = os.path.join(str(r["run_dir"]), trace_dir)
         group.add(Code("Perfetto", f"open {trace_dir}/*.pt.trace.json.gz at ui.perfetto.dev"))

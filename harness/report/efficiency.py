@@ -13,6 +13,9 @@ import plotly.graph_objects as go
 from harness.report.data import number
 from harness.report.figures import case_order, esc, grouped_bars, layout, numeric, values
 
+#: Expected width (px) of the charts drawn side by side in pairs.
+HALF = 560
+
 
 def ops_table_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per model and resolution: measured GMACs per image, stated GMACs and their deviation."""
@@ -72,12 +75,12 @@ def ops_figure(frame: pd.DataFrame) -> go.Figure | None:
 
 def tflops_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Achieved TFLOP/s (model FLOPs per image × throughput) per case for ``mode``."""
-    return grouped_bars(frame, mode, "achieved_tflops", f"Achieved TFLOP/s, {mode}", "TFLOP/s", "TFLOP/s")
+    return grouped_bars(frame, mode, "achieved_tflops", f"Achieved TFLOP/s, {mode}", "TFLOP/s", "TFLOP/s", width=HALF)
 
 
 def mfu_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Model FLOPs utilisation (% of the matmul peak measured in the run) per case for ``mode``."""
-    return grouped_bars(frame, mode, "mfu", f"MFU, {mode}", "% of measured peak", "%", scale=100.0)
+    return grouped_bars(frame, mode, "mfu", f"MFU, {mode}", "% of measured peak", "%", scale=100.0, width=HALF)
 
 
 def img_per_joule_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
@@ -101,12 +104,15 @@ def power_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
         "W",
         "W avg",
         errors=_power_errors,
+        width=HALF,
     )
 
 
 def clock_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Mean SM clock (MHz) during each case of ``mode``."""
-    return grouped_bars(frame, mode, "telemetry.sm_clock_mhz", f"SM clock during each case, {mode}", "MHz", "MHz")
+    return grouped_bars(
+        frame, mode, "telemetry.sm_clock_mhz", f"SM clock during each case, {mode}", "MHz", "MHz", width=HALF
+    )
 
 
 def profile_figure(top_ops: list[dict[str, Any]], case_id: str, keys: dict[str, str]) -> go.Figure | None:

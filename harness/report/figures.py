@@ -49,13 +49,14 @@ def layout(
     ylabels: list[str] | None = None,
     legend: list[str] | None = None,
     legend_side: str = "top",
+    width: int = 1100,
     **extra: Any,
 ) -> dict[str, Any]:
     """The shared look: an empty template (plotly.js defaults, nothing large embedded), system fonts, light grid.
 
     Margins are sized here from the tick labels (``xlabels``, ``ylabels``) and the legend entries (``legend``,
-    placed at the ``top`` or on the ``right``) rather than by plotly's automargin, which costs every chart a
-    second layout pass when the page opens."""
+    placed at the ``top`` or on the ``right``; ``width`` is the expected width in pixels) rather than by
+    plotly's automargin, which costs every chart a second layout pass when the page opens."""
     xlabels, ylabels, legend = xlabels or [], ylabels or [], legend or []
     tilt = len(xlabels) > 6
     xlen = max((len(x) for x in xlabels), default=0)
@@ -68,7 +69,7 @@ def layout(
         right += 50 + int(max(len(n) for n in legend) * CHAR_PX)
         legend_layout.update(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top")
     elif legend:
-        per_row = max(1, 1100 // (50 + int(max(len(n) for n in legend) * CHAR_PX)))
+        per_row = max(1, width // (50 + int(max(len(n) for n in legend) * CHAR_PX)))
         top += 24 * -(-len(legend) // per_row)
         legend_layout.update(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom")
     out: dict[str, Any] = {
@@ -145,6 +146,7 @@ def grouped_bars(
     scale: float = 1.0,
     errors: Callable[[pd.DataFrame], tuple[list, list] | None] | None = None,
     hover: Callable[[pd.Series], str] | None = None,
+    width: int = 1100,
 ) -> go.Figure | None:
     """Bars of ``value`` per case (x: model and batch size) for one ``mode``, one bar group per precision and
     memory format (colour: precision; hatching: channels_last). ``errors(rows)`` may give (plus, minus) lists."""
@@ -189,6 +191,7 @@ def grouped_bars(
             ytitle,
             xlabels=categories,
             legend=[t.name for t in traces],
+            width=width,
             barmode="group",
             bargap=0.25,
             xaxis={"categoryorder": "array", "categoryarray": categories},

@@ -187,8 +187,10 @@ def ops(b: Builder) -> Section:
         s.add(Note("Measured peak (matmul microbenchmark, for MFU): " + "; ".join(peaks)))
     drawn = 0
     for mode in b.modes:
-        for fig in (eff.tflops_bars(b.ok, mode), eff.mfu_bars(b.ok, mode)):
-            p = b.plot(fig)
+        pair = [eff.tflops_bars(b.ok, mode), eff.mfu_bars(b.ok, mode)]
+        both = all(fig is not None for fig in pair)
+        for fig in pair:
+            p = b.plot(fig, half=both)
             drawn += p is not None
             s.add(p)
     if drawn and not b.ok["mfu"].notna().any():
@@ -211,8 +213,9 @@ def efficiency(b: Builder) -> Section:
         )
         return s
     for mode in b.modes:
-        for fig in (eff.img_per_joule_bars(has, mode), eff.power_bars(has, mode), eff.clock_bars(has, mode)):
-            s.add(b.plot(fig))
+        s.add(b.plot(eff.img_per_joule_bars(has, mode)))
+        s.add(b.plot(eff.power_bars(has, mode), half=True))
+        s.add(b.plot(eff.clock_bars(has, mode), half=True))
     rows = []
     for _, r in figs.case_order(has).iterrows():
         reasons = r.get("telemetry.throttle_reasons")

@@ -3,6 +3,7 @@ bad input rendered as far as it can be (or a clear error)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -275,10 +276,12 @@ def test_profile_section_lists_top_ops_and_how_to_open_the_trace(tmp_path):
     rec["profile"] = {"trace_dir": "profiles/resnet18-inference", "top_ops": ops, "error": None}
     run = make_run(tmp_path, [rec, make_record("resnet34")])
     page, _ = build_report([run])
-    assert f"tensorboard --logdir {run}/profiles" in page
+    assert f"tensorboard --logdir {run}/profiles" in page  # a plain path needs no quoting
     assert f"open {run}/profiles/resnet18-inference/*.pt.trace.json.gz at ui.perfetto.dev" in page
     assert "aten::conv2d" in page and "61.0%" in page
     assert "No profiled cases" in build_report([make_run(tmp_path / "b", [make_record()])])[0]
+    spaced = make_run(tmp_path / "c", [rec], suite="nightly gpu")
+    assert f"tensorboard --logdir '{spaced}/profiles'" in html.unescape(build_report([spaced])[0])
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
