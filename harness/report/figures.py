@@ -28,6 +28,8 @@ from harness.report.data import (
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 GRID = "#e6e8eb"
+#: Above this many lines a chart's legend explains the encoding (model, precision, format) rather than listing lines.
+MAX_LEGEND = 16
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "triangle-down", "star", "pentagon", "cross", "hexagon")
 
 
@@ -209,6 +211,7 @@ def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitl
     traces = []
     keys = ["model", "precision", "fmt", "variant"]
     groups = case_order(rows).groupby(keys, sort=False)
+    many = groups.ngroups > MAX_LEGEND
     for (model, precision, fmt, variant), sub in groups:
         sub = sub.sort_values("batch_size")
         y = values(numeric(sub, value))
@@ -223,9 +226,12 @@ def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitl
                 marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
                 hovertext=[f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)],
                 hovertemplate="%{hovertext}<extra></extra>",
+                showlegend=not many,
                 meta={"fk": {"model": str(model), "mode": mode, "precision": str(precision)}},
             )
         )
+    if many:
+        traces = [*traces, *key_traces(models, ordered(rows["precision"], PRECISION_ORDER), ordered(rows["fmt"], ()))]
     sizes = sorted({int(b) for b in numeric(rows, "batch_size").dropna()})
     return go.Figure(
         data=traces,
@@ -233,11 +239,28 @@ def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitl
             title,
             "batch size",
             ytitle,
-            legend=[t.name for t in traces],
+            legend=[t.name for t in traces if t.showlegend is not False],
             legend_side="right",
             xaxis={"type": "log", "tickvals": sizes, "ticktext": [str(s) for s in sizes]},
         ),
     )
+
+
+def key_traces(models: list[str], precisions: list[str], formats: list[str]) -> list[go.Scatter]:
+    """A legend that explains the encoding instead of naming every line (too many lines to list): one entry per
+    model (marker), precision (colour) and memory format (dash). The entries draw nothing and carry no filter
+    keys, so the page filter leaves them alone."""
+    out = []
+    for i, model in enumerate(models):
+        marker = {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8, "color": "#52606d"}
+        out.append(go.Scatter(x=[None], y=[None], mode="markers", name=esc(model), marker=marker))
+    for precision in precisions:
+        line = {"color": precision_colour(precision), "width": 3}
+        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(precision), line=line))
+    for fmt in formats:
+        line = {"color": "#52606d", "dash": "dot" if fmt != "NCHW" else "solid", "width": 2}
+        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(fmt), line=line))
+    return out
 
 
 def _ci_errors(rows: pd.DataFrame) -> tuple[list, list] | None:
@@ -281,42 +304,53 @@ def memory_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     return lines_vs_batch(frame, mode, "mem_mib", f"Peak memory against batch size, {mode}", ytitle, "MiB")
 
 
-def _heatmap(
-    num: pd.DataFrame,
-    den: pd.DataFrame,
-    on: list[str],
-    title: str,
-    fk: dict[str, Any],
-    what: tuple[str, str],
-    row_suffix: Callable[[pd.Series], str] = lambda r: "",
-) -> go.Figure | None:
-    if num.empty or den.empty:
-        return None
+def _ratios(num: pd.DataFrame, den: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Matching cases of ``num`` and ``den`` joined on ``on``, with ``ratio`` = numerator / denominator img/s."""
     cols = [*on, "tput", "case_id"]
     joined = num[cols].merge(den[cols], on=on, suffixes=("_n", "_d"))
     joined = joined[(joined["tput_d"] > 0) & joined["tput_n"].notna()]
-    if joined.empty:
+    return joined.assign(ratio=joined["tput_n"] / joined["tput_d"])
+
+
+def _heatmap(
+    pieces: list[tuple[str, list[str], pd.DataFrame]],
+    title: str,
+    mode: str,
+    row_suffix: Callable[[pd.Series], str] = lambda r: "",
+) -> go.Figure | None:
+    """A ratio heatmap: rows are models (and variants), columns are (piece, batch size) where each piece is
+    (column label prefix, the precisions its cells involve, joined ratios). Cells show the ratio; the filter
+    keys are the mode (whole chart), the model per row and the precisions per column."""
+    pieces = [(label, keys, joined) for label, keys, joined in pieces if not joined.empty]
+    if not pieces:
         return None
-    joined = joined.assign(ratio=joined["tput_n"] / joined["tput_d"])
-    joined = joined.assign(row=[f"{r['model']}{r['variant']}{row_suffix(r)}" for _, r in joined.iterrows()])
-    joined = case_order(joined)
-    rows = list(dict.fromkeys(joined["row"]))
-    row_model = [str(joined.loc[joined["row"] == r, "model"].iloc[0]) for r in rows]
-    sizes = sorted({int(b) for b in joined["batch_size"]})
-    z = [[None] * len(sizes) for _ in rows]
-    text = [[""] * len(sizes) for _ in rows]
-    hover = [[""] * len(sizes) for _ in rows]
-    for _, r in joined.iterrows():
-        i, j = rows.index(r["row"]), sizes.index(int(r["batch_size"]))
+    everything = case_order(
+        pd.concat([j.assign(_col=label) for label, _, j in pieces], ignore_index=True).assign(mode=mode)
+    )
+    everything = everything.assign(row=[f"{r['model']}{r['variant']}{row_suffix(r)}" for _, r in everything.iterrows()])
+    rows = list(dict.fromkeys(everything["row"]))
+    row_model = [str(everything.loc[everything["row"] == r, "model"].iloc[0]) for r in rows]
+    columns: list[tuple[str, int]] = []
+    column_keys: list[list[str]] = []
+    for label, keys, joined in pieces:
+        for size in sorted({int(b) for b in joined["batch_size"]}):
+            columns.append((label, size))
+            column_keys.append(keys)
+    z = [[None] * len(columns) for _ in rows]
+    text = [[""] * len(columns) for _ in rows]
+    hover = [[""] * len(columns) for _ in rows]
+    for _, r in everything.iterrows():
+        i, j = rows.index(r["row"]), columns.index((r["_col"], int(r["batch_size"])))
         z[i][j] = float(r["ratio"])
         text[i][j] = f"{r['ratio']:.2f}×"
         hover[i][j] = (
             f"{esc(r['case_id_n'])}: {r['tput_n']:.4g} img/s<br>{esc(r['case_id_d'])}: {r['tput_d']:.4g} img/s"
-            f"<br>{what[0]} / {what[1]} = {r['ratio']:.3f}"
+            f"<br>ratio {r['ratio']:.3f}"
         )
+    x = [esc(f"{label} bs{size}" if label else f"bs{size}") for label, size in columns]
     trace = go.Heatmap(
         z=z,
-        x=[f"bs{s}" for s in sizes],
+        x=x,
         y=[esc(r) for r in rows],
         text=text,
         texttemplate="%{text}",
@@ -327,15 +361,16 @@ def _heatmap(
         showscale=False,  # every cell is labelled with its ratio; a colour bar would only repeat it
         xgap=2,
         ygap=2,
-        meta={"fk": fk, "rk": {"model": row_model}},
+        meta={"fk": {"mode": mode}, "rk": {"model": row_model}, "ck": {"precision": column_keys}},
     )
     return go.Figure(
         data=[trace],
         layout=layout(
             title,
-            "batch size",
+            "",
             "",
             height=max(200, 70 + 30 * len(rows)),
+            xlabels=x,
             ylabels=list(trace.y),
             xaxis={"type": "category"},
             yaxis={"type": "category", "autorange": "reversed"},
@@ -343,35 +378,35 @@ def _heatmap(
     )
 
 
-def amp_speedup(frame: pd.DataFrame, mode: str, amp: str) -> go.Figure | None:
-    """Heatmap of ``amp`` throughput over fp32 throughput (×) for ``mode``, per model (rows) and batch size,
-    for cases that match in everything else (memory format, resolution, device, compile)."""
+def amp_speedup(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Heatmap of AMP (amp_fp16, amp_bf16) throughput over fp32 throughput (×) for ``mode``: rows are models
+    (and memory formats), columns AMP precision and batch size; only cases that match in everything else
+    (memory format, resolution, device, compile) are paired."""
     if frame.empty:
         return None
     rows = frame[frame["mode"] == mode]
     on = ["model", "batch_size", "fmt", "variant"]
+    fp32 = rows[rows["precision"] == "fp32"]
+    pieces = [
+        (amp, [amp, "fp32"], _ratios(rows[rows["precision"] == amp], fp32, on)) for amp in ("amp_fp16", "amp_bf16")
+    ]
     return _heatmap(
-        rows[rows["precision"] == amp],
-        rows[rows["precision"] == "fp32"],
-        on,
-        f"{amp} over fp32, {mode}",
-        {"mode": mode, "precision": [amp, "fp32"]},
-        (amp, "fp32"),
+        pieces,
+        f"AMP over fp32, {mode}",
+        mode,
         row_suffix=lambda r: " · channels_last" if r["fmt"] != "NCHW" else "",
     )
 
 
-def channels_last_speedup(frame: pd.DataFrame, mode: str, precision: str) -> go.Figure | None:
-    """Heatmap of channels_last throughput over NCHW throughput (×) for ``mode`` and ``precision``."""
+def channels_last_speedup(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Heatmap of channels_last throughput over NCHW throughput (×) for ``mode``: rows are models, columns
+    precision and batch size."""
     if frame.empty:
         return None
-    rows = frame[(frame["mode"] == mode) & (frame["precision"] == precision)]
+    rows = frame[frame["mode"] == mode]
     on = ["model", "batch_size", "variant"]
-    return _heatmap(
-        rows[rows["fmt"] == "channels_last"],
-        rows[rows["fmt"] == "NCHW"],
-        on,
-        f"channels_last over NCHW, {mode}, {precision}",
-        {"mode": mode, "precision": precision},
-        ("channels_last", "NCHW"),
-    )
+    pieces = []
+    for precision in ordered(rows["precision"], PRECISION_ORDER):
+        same = rows[rows["precision"] == precision]
+        pieces.append((precision, [precision], _ratios(same[same["fmt"] != "NCHW"], same[same["fmt"] == "NCHW"], on)))
+    return _heatmap(pieces, f"channels_last over NCHW, {mode}", mode)

@@ -13,7 +13,7 @@ from typing import Any
 from harness.report import efficiency as eff
 from harness.report import figures as figs
 from harness.report.blocks import Cell, Note, Plot, Row, Section, Table, keys_of, num, pct, text
-from harness.report.data import MODE_ORDER, PRECISION_ORDER, ReportData, ordered, run_label
+from harness.report.data import MODE_ORDER, ReportData, ordered, run_label
 
 
 class Builder:
@@ -123,13 +123,8 @@ def speedups(b: Builder) -> Section:
     s.add(Note("Cells: throughput ratio of matching cases (above 1 is faster). Blue is a gain, red a loss."))
     count = 0
     for mode in b.modes:
-        for amp in ("amp_fp16", "amp_bf16"):
-            p = b.plot(figs.amp_speedup(ok, mode, amp), half=True)
-            count += p is not None
-            s.add(p)
-    for mode in b.modes:
-        for precision in ordered(ok["precision"], PRECISION_ORDER):
-            p = b.plot(figs.channels_last_speedup(ok, mode, precision), half=True)
+        for fig in (figs.amp_speedup(ok, mode), figs.channels_last_speedup(ok, mode)):
+            p = b.plot(fig)
             count += p is not None
             s.add(p)
     if not count:

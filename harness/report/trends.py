@@ -16,6 +16,8 @@ from harness.report.figures import esc, layout, numeric
 from harness.store.fingerprint import COMPARABLE_FIELDS
 
 DEFAULT_THRESHOLD = 0.05
+#: Above this many cases, a trends chart draws one trace per model, mode and precision instead of one per case.
+MAX_TRACES = 40
 
 
 def step_detector() -> Callable[..., Any] | None:
@@ -60,7 +62,8 @@ def trend_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRESHOLD) -> go.Figure | None:
-    """A line per case: its throughput (img/s) in each run (x: the run's start time). Steps found by
+    """A line per case: its throughput (img/s) in each run (x: the run's start time), one trace per case up to
+    ``MAX_TRACES`` cases, else one per model, mode and precision with a gap between cases. Steps found by
     ``detect_steps(series, threshold)`` are marked with a red ring on the first run after the step."""
     ok = rows[(rows["status"] == "ok") & numeric(rows, "tput").notna()] if not rows.empty else rows
     if ok.empty or ok["run_dir"].nunique() < 2:
@@ -71,24 +74,32 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
     traces = []
     steps: dict[str, list] = {"x": [], "y": [], "text": [], "model": [], "mode": [], "precision": []}
     cases = list(ok.groupby(["case_id", "device_key"], sort=True))
+    # Hundreds of cases (a nightly suite) drawn as hundreds of traces take seconds to render; then the cases of
+    # one model, mode and precision share a trace, each case's points followed by a gap.
+    merged: dict[tuple[str, str, str], dict[str, list]] = {}
     for (case, _), sub in cases:
         y = [float(v) for v in sub["tput"]]
         x = list(sub["_t"])
         first = sub.iloc[0]
         keys = {"model": str(first["model"]), "mode": str(first["mode"]), "precision": str(first["precision"])}
-        traces.append(
-            go.Scatter(
-                x=x,
-                y=y,
-                # Markers on hundreds of lines cost seconds to draw and hide the lines; keep them for few cases.
-                mode="lines+markers" if len(cases) <= 40 else "lines",
-                name=esc(case),
-                line={"width": 1.5, "color": precision_colour(first["precision"])},
-                marker={"size": 5},
-                hovertemplate=f"{esc(case)}<br>%{{x}}<br>%{{y:.4g}} img/s<extra></extra>",
-                meta={"fk": keys},
+        if len(cases) > MAX_TRACES:
+            m = merged.setdefault((keys["model"], keys["mode"], keys["precision"]), {"x": [], "y": [], "text": []})
+            m["x"] += [*x, None]
+            m["y"] += [*y, None]
+            m["text"] += [esc(case)] * len(x) + [""]
+        else:
+            traces.append(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=esc(case),
+                    line={"width": 1.5, "color": precision_colour(first["precision"])},
+                    marker={"size": 5},
+                    hovertemplate=f"{esc(case)}<br>%{{x}}<br>%{{y:.4g}} img/s<extra></extra>",
+                    meta={"fk": keys},
+                )
             )
-        )
         if detect is not None and len(y) >= 2:
             try:
                 found = _step_indices(detect(y, threshold))
@@ -101,6 +112,19 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
                     steps["text"].append(f"step: {esc(case)}<br>{y[i]:.4g} img/s")
                     for k in ("model", "mode", "precision"):
                         steps[k].append(keys[k])
+    for (model, mode, precision), m in merged.items():
+        traces.append(
+            go.Scatter(
+                x=m["x"],
+                y=m["y"],
+                mode="lines",
+                name=esc(f"{model} {mode} {precision}"),
+                line={"width": 1.2, "color": precision_colour(precision)},
+                hovertext=m["text"],
+                hovertemplate="%{hovertext}<br>%{x}<br>%{y:.4g} img/s<extra></extra>",
+                meta={"fk": {"model": model, "mode": mode, "precision": precision}},
+            )
+        )
     if steps["x"]:
         traces.append(
             go.Scatter(

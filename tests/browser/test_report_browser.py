@@ -255,7 +255,8 @@ def test_a_hostile_suite_name_is_text_and_runs_nothing(synthetic_report, open_re
     page = opened.page
     assert XSS in page.inner_text("h1") and XSS in page.title()
     assert page.locator("img").count() == 0
-    assert "OOM <script>alert(2)</script>" in page.inner_text("#failures")
+    assert "OOM <script>alert(2)</script>" in page.text_content("#failures")
+    assert page.locator("script").count() == 3
     # Chart titles are drawn by plotly from the embedded JSON: the name is text there too.
     assert XSS in page.text_content("#trends .gtitle")
     page.hover("#throughput .plot .point >> nth=0", force=True)

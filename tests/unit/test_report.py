@@ -114,15 +114,19 @@ def test_amp_and_channels_last_speedup_cells_are_throughput_ratios(matrix_run):
     ok = ok_frame(matrix_run)
     amp = record_of(matrix_run, "resnet34/inference/bs8/amp_bf16")["throughput_img_s"]
     fp32 = record_of(matrix_run, "resnet34/inference/bs8/fp32")["throughput_img_s"]
-    heat = figs.amp_speedup(ok, "inference", "amp_bf16").data[0]
-    assert heat.z[list(heat.y).index("resnet34")][list(heat.x).index("bs8")] == pytest.approx(amp / fp32)
+    heat = figs.amp_speedup(ok, "inference").data[0]
+    assert list(heat.x) == ["amp_bf16 bs8", "amp_bf16 bs32"]
+    assert heat.z[list(heat.y).index("resnet34")][0] == pytest.approx(amp / fp32)
     assert heat.text[list(heat.y).index("resnet34")][0] == f"{amp / fp32:.2f}×"
     assert "resnet34 · channels_last" in heat.y
+    # The filter keeps an AMP column for either of its precisions, and drops rows of other models.
+    assert heat.meta["ck"]["precision"] == [["amp_bf16", "fp32"]] * 2 and heat.meta["rk"]["model"][0] == "resnet18"
     cl = record_of(matrix_run, "resnet18/inference/bs32/fp32/cl")["throughput_img_s"]
     nchw = record_of(matrix_run, "resnet18/inference/bs32/fp32")["throughput_img_s"]
-    heat = figs.channels_last_speedup(ok, "inference", "fp32").data[0]
-    assert heat.z[list(heat.y).index("resnet18")][list(heat.x).index("bs32")] == pytest.approx(cl / nchw)
-    assert figs.amp_speedup(ok, "inference", "amp_fp16") is None
+    heat = figs.channels_last_speedup(ok, "inference").data[0]
+    assert list(heat.x) == ["fp32 bs8", "fp32 bs32", "amp_bf16 bs8", "amp_bf16 bs32"]
+    assert heat.z[list(heat.y).index("resnet18")][1] == pytest.approx(cl / nchw)
+    assert figs.amp_speedup(ok, "train") is None
 
 
 def test_pareto_front_holds_exactly_the_undominated_models(tmp_path):
@@ -165,6 +169,24 @@ def test_ops_deviation_is_in_the_chart_and_the_table(tmp_path):
     assert measured.y == (4.2,) and stated.y == (4.0,) and measured.text == ("+5.00%",)
     page, _ = build_report([run])
     assert re.search(r'<td class="num warn" data-sort="0.05">\+5.00%</td>', page)
+
+
+def test_lines_name_each_line_or_explain_the_encoding_when_there_are_many(matrix_run, tmp_path):
+    fig = figs.throughput_lines(ok_frame(matrix_run), "inference")
+    assert len(fig.data) == 12 and all(t.showlegend is not False for t in fig.data)
+    assert fig.data[0].name == "resnet18 · fp32 · NCHW" and list(fig.data[0].x) == [8, 32]
+    models = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    records = [
+        make_record(m, "inference", bs, p, cl, seed=bs)
+        for m in models
+        for bs in (8, 32)
+        for p in ("fp32", "amp_fp16")
+        for cl in (False, True)
+    ]
+    fig = figs.throughput_lines(ok_frame(make_run(tmp_path, records)), "inference")
+    lines = [t for t in fig.data if t.meta]
+    assert len(lines) == 20 and all(t.showlegend is False for t in lines)
+    assert [t.name for t in fig.data if not t.meta] == [*models, "fp32", "amp_fp16", "NCHW", "channels_last"]
 
 
 def test_memory_uses_cuda_allocation_when_present_else_rss(tmp_path):
@@ -213,6 +235,30 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     assert fig.data[-1].name == "detected step" and fig.data[-1].x == (line.x[3],)
     # One run alone has no trend.
     assert trends.trend_groups(data_of(runs[0]).frame) == []
+
+
+def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_path):
+    from harness.report import trends
+
+    def night(day):
+        return [
+            make_record(m, mode, bs, p, seed=bs + day)
+            for m in ("resnet18", "resnet34", "resnet50")
+            for mode in ("inference", "train")
+            for bs in (1, 2, 4, 8, 16, 32, 64)
+            for p in ("fp32", "amp_bf16")
+        ]
+
+    runs = [make_run(tmp_path, night(d), started_at=f"2026-01-0{d}T00:00:00Z") for d in (1, 2, 3)]
+    ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
+    fig = trends.trend_figure(rows, title)
+    assert len(rows["case_id"].unique()) == 84 > trends.MAX_TRACES
+    assert len(fig.data) == 12  # 3 models x 2 modes x 2 precisions
+    line = [t for t in fig.data if t.meta["fk"] == {"model": "resnet34", "mode": "train", "precision": "amp_bf16"}][0]
+    # 7 batch sizes x (3 runs + a gap), each point named by its case.
+    assert len(line.x) == 7 * 4 and line.x[3] is None and line.y.count(None) == 7
+    assert line.hovertext[:4] == ("resnet34/train/bs1/amp_bf16",) * 3 + ("",)
+    assert line.y[0] == record_of(runs[0], "resnet34/train/bs1/amp_bf16")["throughput_img_s"]
 
 
 def test_the_latest_run_is_what_the_per_case_sections_show(tmp_path):

@@ -11,8 +11,9 @@
   var POINT_ATTRS = [["x"], ["y"], ["text"], ["hovertext"], ["customdata"], ["ids"], ["marker", "color"],
     ["marker", "size"], ["marker", "symbol"], ["error_y", "array"], ["error_y", "arrayminus"],
     ["error_x", "array"], ["error_x", "arrayminus"]];
-  // Per-row arrays of a heatmap.
+  // Per-row arrays of a heatmap, and the arrays whose rows hold one value per column.
   var ROW_ATTRS = [["y"], ["z"], ["text"], ["customdata"]];
+  var GRID_ATTRS = ["z", "text", "customdata"];
 
   function matches(value, want) {
     if (!want || value === undefined || value === null) return true;
@@ -54,6 +55,20 @@
     return copy;
   }
 
+  // A heatmap without the columns that do not match (x labels and every row of the grids).
+  function sliceColumns(trace, keys) {
+    var n = (trace.x || []).length;
+    var idx = [];
+    for (var i = 0; i < n; i++) if (keep(keys, i)) idx.push(i);
+    if (!idx.length) return null;
+    if (idx.length === n) return trace;
+    var copy = JSON.parse(JSON.stringify(trace));
+    var pick = function (row) { return idx.map(function (j) { return row[j]; }); };
+    copy.x = pick(copy.x);
+    GRID_ATTRS.forEach(function (name) { if (Array.isArray(copy[name])) copy[name] = copy[name].map(pick); });
+    return copy;
+  }
+
   // A trace as the filter would draw it, or null when none of its points match.
   function filterTrace(trace) {
     var meta = trace.meta;
@@ -64,7 +79,8 @@
       var n = (trace.x || trace.y || []).length;
       return slice(trace, POINT_ATTRS, meta.pk, n);
     }
-    if (meta.rk) return slice(trace, ROW_ATTRS, meta.rk, (trace.y || []).length);
+    if (meta.rk) trace = slice(trace, ROW_ATTRS, meta.rk, (trace.y || []).length);
+    if (trace && meta.ck) trace = sliceColumns(trace, meta.ck);
     return trace;
   }
 
