@@ -94,17 +94,21 @@ def pareto_front(points: list[dict[str, Any]]) -> set[str]:
 
 def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Stated acc@1 (%) against measured throughput (img/s) for ``mode``: a marker per model in each group
-    (colour: precision, marker: batch size) and the group's Pareto front as a dashed line."""
+    (colour: precision, marker: the group's batch size and variant) and the group's Pareto front as a dashed
+    line."""
     points = accuracy_points(frame)
     points = points[points["mode"] == mode]
     if points.empty:
         return None
-    sizes = sorted(points["batch_size"].unique())
+    # The same marker for the same batch size and variant whatever the precision, so groups read across colours.
+    shapes = {
+        g: i for i, g in enumerate(dict.fromkeys(points.sort_values("batch_size")["group"].str.split(" ", n=1).str[1]))
+    }
     traces = []
     for precision in ordered(points["precision"], PRECISION_ORDER):
         for group, sub in points[points["precision"] == precision].groupby("group", sort=False):
             colour = precision_colour(precision)
-            symbol = SYMBOLS[sizes.index(sub["batch_size"].iloc[0]) % len(SYMBOLS)]
+            symbol = SYMBOLS[shapes[group.split(" ", 1)[1]] % len(SYMBOLS)]
             fk = {"mode": mode, "precision": str(precision)}
             traces.append(
                 go.Scatter(

@@ -112,7 +112,7 @@ def numeric(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def case_order(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted the way every chart and table lists cases: model (catalog order), mode, batch size,
-    precision, memory format, then variant."""
+    resolution, precision, memory format, then variant."""
     rank = {m: i for i, m in enumerate(model_order(rows["model"]))}
     modes = {m: i for i, m in enumerate(MODE_ORDER)}
     precisions = {p: i for i, p in enumerate(PRECISION_ORDER)}
@@ -120,12 +120,13 @@ def case_order(rows: pd.DataFrame) -> pd.DataFrame:
         _m=rows["model"].map(lambda m: rank.get(str(m), len(rank))),
         _o=column(rows, "mode").map(lambda m: modes.get(m, len(modes))),
         _b=numeric(rows, "batch_size").fillna(0),
+        _r=numeric(rows, "resolution").fillna(0),
         _p=column(rows, "precision").map(lambda p: precisions.get(p, len(precisions))),
         _f=column(rows, "fmt").fillna(""),
         _v=column(rows, "variant").fillna(""),
     )
-    keyed = keyed.sort_values(["_m", "_o", "_b", "_p", "_f", "_v"], kind="stable")
-    return keyed.drop(columns=["_m", "_o", "_b", "_p", "_f", "_v"])
+    keyed = keyed.sort_values(["_m", "_o", "_b", "_r", "_p", "_f", "_v"], kind="stable")
+    return keyed.drop(columns=["_m", "_o", "_b", "_r", "_p", "_f", "_v"])
 
 
 def values(series: pd.Series, scale: float = 1.0) -> list[float | None]:
@@ -203,9 +204,9 @@ def grouped_bars(
 
 def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitle: str, unit: str) -> go.Figure | None:
     """``value`` against batch size for one ``mode``: a line per model, precision and memory format (colour:
-    precision, dash: channels_last, marker: model)."""
+    precision, dash: channels_last, marker: model); None unless the cases span two batch sizes or more."""
     rows = frame[(frame["mode"] == mode) & numeric(frame, value).notna()] if not frame.empty else frame
-    if rows.empty:
+    if rows.empty or numeric(rows, "batch_size").nunique() < 2:
         return None
     models = model_order(rows["model"])
     traces = []
@@ -297,11 +298,13 @@ def throughput_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
 
 
 def memory_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
-    """Peak memory (MiB: allocated on CUDA, resident set on CPU) against batch size for ``mode``."""
+    """Peak memory (MiB: allocated on CUDA, resident set on CPU) against batch size for ``mode``; bars per case
+    when the cases share one batch size."""
     rows = frame[frame["mode"] == mode] if not frame.empty else frame
     kinds = sorted({k for k in rows.get("mem_kind", pd.Series(dtype=object)).dropna()})
     ytitle = " / ".join(kinds) + " (MiB)" if kinds else "MiB"
-    return lines_vs_batch(frame, mode, "mem_mib", f"Peak memory against batch size, {mode}", ytitle, "MiB")
+    lines = lines_vs_batch(frame, mode, "mem_mib", f"Peak memory against batch size, {mode}", ytitle, "MiB")
+    return lines or grouped_bars(frame, mode, "mem_mib", f"Peak memory per case, {mode}", ytitle, "MiB")
 
 
 def _ratios(num: pd.DataFrame, den: pd.DataFrame, on: list[str]) -> pd.DataFrame:

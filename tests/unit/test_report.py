@@ -195,8 +195,17 @@ def test_memory_uses_cuda_allocation_when_present_else_rss(tmp_path):
     run = make_run(tmp_path, [cuda, cpu])
     fig = figs.memory_lines(ok_frame(run), "inference")
     (line,) = fig.data
+    assert line.type == "scatter"
     assert list(line.x) == [8, 16] and list(line.y) == [1234.0, cpu["rss_peak_mib"]]
     assert "peak allocated (CUDA)" in fig.layout.yaxis.title.text and "peak RSS (CPU)" in fig.layout.yaxis.title.text
+
+
+def test_one_batch_size_draws_bars_not_lines(tmp_path):
+    run = make_run(tmp_path, [make_record("resnet18", batch_size=2, resolution=r, seed=r) for r in (64, 32)])
+    ok = ok_frame(run)
+    assert figs.throughput_lines(ok, "inference") is None
+    bars = figs.memory_lines(ok, "inference")
+    assert bars.data[0].type == "bar" and list(bars.data[0].x) == ["resnet18 bs2 32px", "resnet18 bs2 64px"]
 
 
 def test_telemetry_charts_and_throttle_flag(tmp_path):

@@ -199,6 +199,8 @@
   var first = [];
   document.querySelectorAll(".plot").forEach(function (div) { first.push(draw(div, true)); });
   Promise.all(first).then(function () {
+    document.body.classList.remove("drawing");
+    void document.body.offsetHeight; // the one layout of the whole page, tables included
     if (window.performance && performance.mark) performance.mark("report-rendered");
     document.body.setAttribute("data-rendered", String(first.length));
   });
