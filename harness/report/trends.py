@@ -29,16 +29,22 @@ def step_detector() -> Callable[..., Any] | None:
     return detect_steps
 
 
-def _step_indices(found: Any) -> list[int]:
-    # detect_steps may give indices, or step objects / dicts that carry their index.
+def _steps(found: Any) -> list[tuple[int, str]]:
+    """(index, description) of each step ``detect_steps`` returned: ``Step`` objects (index, change,
+    recovered_at), dicts with the same keys, or bare indices."""
     out = []
     for item in found or []:
-        if isinstance(item, dict):
-            item = item.get("index")
-        else:
-            item = getattr(item, "index", item)
         if isinstance(item, int) and not isinstance(item, bool):
-            out.append(item)
+            out.append((item, ""))
+            continue
+        get = item.get if isinstance(item, dict) else lambda k, o=item: getattr(o, k, None)
+        index, change, recovered = get("index"), get("change"), get("recovered_at")
+        if not isinstance(index, int) or isinstance(index, bool):
+            continue
+        text = f" {change:+.1%}" if isinstance(change, float) else ""
+        if isinstance(recovered, int):
+            text += f", recovered at run {recovered + 1}"
+        out.append((index, text))
     return out
 
 
@@ -102,14 +108,14 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
             )
         if detect is not None and len(y) >= 2:
             try:
-                found = _step_indices(detect(y, threshold))
+                found = _steps(detect(y, threshold))
             except Exception:  # a failing detector must not cost the user the rest of the report
                 found = []
-            for i in found:
+            for i, what in found:
                 if 0 <= i < len(y):
                     steps["x"].append(x[i])
                     steps["y"].append(y[i])
-                    steps["text"].append(f"step: {esc(case)}<br>{y[i]:.4g} img/s")
+                    steps["text"].append(f"step{what}: {esc(case)}<br>{x[i]}: {y[i]:.4g} img/s")
                     for k in ("model", "mode", "precision"):
                         steps[k].append(keys[k])
     for (model, mode, precision), m in merged.items():

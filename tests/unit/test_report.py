@@ -11,6 +11,7 @@ import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -242,6 +243,11 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [3] if threshold == 0.05 else [])
     fig = trends.trend_figure(rows, title)
     assert fig.data[-1].name == "detected step" and fig.data[-1].x == (line.x[3],)
+    # The regress module's Step objects carry the change and the recovery; the hover says both.
+    step = SimpleNamespace(index=3, before=320.0, after=213.0, change=-0.334, recovered_at=None)
+    monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [step])
+    fig = trends.trend_figure(rows, title)
+    assert fig.data[-1].x == (line.x[3],) and fig.data[-1].hovertext[0].startswith("step -33.4%: resnet50")
     # One run alone has no trend.
     assert trends.trend_groups(data_of(runs[0]).frame) == []
 
