@@ -23,6 +23,9 @@ MODE_ORDER = ("inference", "train")
 #: One colour per precision, used by every chart, so a precision looks the same everywhere on the page.
 PRECISION_COLOURS = {"fp32": "#3b6ea8", "tf32": "#4c9a6a", "amp_fp16": "#e08a2c", "amp_bf16": "#9a5bb5"}
 OTHER_COLOUR = "#7f7f7f"
+#: Colours of charts that are not split by precision (ops counts, profiles), chosen apart from the precisions'.
+NEUTRAL_COLOUR = "#2a9d8f"
+NEUTRAL_LIGHT = "#b9ddd8"
 
 
 def precision_colour(precision: Any) -> str:

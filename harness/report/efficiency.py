@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import number
+from harness.report.data import NEUTRAL_COLOUR, NEUTRAL_LIGHT, number
 from harness.report.figures import case_order, esc, grouped_bars, layout, numeric, values
 
 #: Expected width (px) of the charts drawn side by side in pairs.
@@ -46,7 +46,7 @@ def ops_figure(frame: pd.DataFrame) -> go.Figure | None:
         x=labels,
         y=values(rows["gmacs"]),
         name="measured GMACs",
-        marker={"color": "#3b6ea8"},
+        marker={"color": NEUTRAL_COLOUR},
         text=["" if d is None else f"{d:+.2%}" for d in devs],
         textposition="outside",
         hovertemplate="%{x}<br>measured %{y:.4g} GMACs<extra></extra>",
@@ -56,7 +56,7 @@ def ops_figure(frame: pd.DataFrame) -> go.Figure | None:
         x=labels,
         y=values(rows["stated"]),
         name="stated GMACs (_ops)",
-        marker={"color": "#b8c4d6"},
+        marker={"color": NEUTRAL_LIGHT},
         hovertemplate="%{x}<br>stated %{y:.4g} GMACs<extra></extra>",
         meta={"pk": {"model": models}},
     )
@@ -128,7 +128,7 @@ def profile_figure(top_ops: list[dict[str, Any]], case_id: str, keys: dict[str, 
         x=[number(op.get(key)) for op in ops],
         y=[esc(op["name"]) for op in ops],
         orientation="h",
-        marker={"color": "#3b6ea8"},
+        marker={"color": NEUTRAL_COLOUR},
         hovertemplate="%{y}<br>%{x:.4g} ms<extra></extra>",
         meta={"fk": {k: str(v) for k, v in keys.items()}},
     )

@@ -302,6 +302,42 @@ def test_page_is_self_contained_with_plotly_once(matrix_run, tmp_path):
     assert ids == set(embedded) and len(ids) >= 8
 
 
+def test_every_trace_carries_filter_keys_the_page_can_slice(tmp_path):
+    # The page filter slices per-point (pk), per-row (rk) and per-column (ck) key lists together with the data;
+    # a list of the wrong length would silently drop or misplace points in the browser.
+    records = []
+    for model in ("resnet18", "resnet50"):
+        for mode in ("inference", "train"):
+            for bs in (8, 32):
+                for precision in ("fp32", "amp_fp16"):
+                    for cl in (False, True):
+                        rec = make_record(model, mode, bs, precision, cl, seed=len(records))
+                        rec["telemetry"] = {"power_avg_w": 100.0, "power_max_w": 120.0, "img_per_j": 2.0}
+                        rec["mfu"] = 0.2
+                        records.append(rec)
+    records[0]["profile"] = {"top_ops": [{"name": "aten::addmm", "self_time_ms": 1.0}], "trace_dir": None}
+    runs = [make_run(tmp_path, records, started_at=f"2026-01-0{d}T00:00:00Z") for d in (1, 2)]
+    page, _ = build_report(runs)
+    plots = json.loads(Page(page).scripts[0])["plots"]
+    assert len(plots) >= 15
+    keyed = 0
+    for plot in plots.values():
+        for trace in plot["data"]:
+            meta = trace.get("meta")
+            if not meta:
+                assert trace["x"] == [None], trace.get("name")  # legend keys only
+                continue
+            keyed += 1
+            assert set(meta.get("fk", {})) <= {"model", "mode", "precision"}
+            for name, values in meta.get("pk", {}).items():
+                assert len(values) == len(trace["x"]), (plot["layout"]["title"], name)
+            for values in meta.get("rk", {}).values():
+                assert len(values) == len(trace["y"]) == len(trace["z"])
+            for values in meta.get("ck", {}).values():
+                assert len(values) == len(trace["x"]) == len(trace["z"][0])
+    assert keyed > 40
+
+
 def test_user_strings_are_escaped(tmp_path):
     rec = make_record("resnet18", suite=XSS, status="error", message=f"boom {XSS} </script><script>alert(2)</script>")
     run = make_run(tmp_path, [make_record("resnet18", suite=XSS), rec], suite=XSS)
