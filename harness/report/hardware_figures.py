@@ -1,0 +1,187 @@
+"""The charts of the hardware comparison page: bars per case, one bar group per run, as pure functions of the
+comparison frame prepared by ``harness.report.hardware.comparison_frame``.
+
+The conventions are the run report's (``harness.report.figures``): text from records is HTML-escaped, values are
+plain lists, and every bar carries its model, mode and precision in ``meta.pk`` so the page filter can drop it.
+A speedup chart has a dashed line at 1.0: the reference run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from harness.report.data import number
+from harness.report.figures import esc, layout, numeric, values
+
+#: The reference run is grey; the others take these colours in order (then repeat).
+REFERENCE_COLOUR = "#9aa5b1"
+RUN_COLOURS = ("#3b6ea8", "#e08a2c", "#2a9d8f", "#9a5bb5", "#c94c4c", "#8c6d31", "#d16ba5", "#4c9a6a")
+#: Above this many bars in one chart the value is in the hover only: labels on every bar would overlap.
+MAX_BAR_TEXT = 48
+#: Expected width (px) of the charts drawn side by side in pairs.
+HALF = 560
+
+
+def run_colour(index: int) -> str:
+    """The colour of run ``index`` in every chart of the page (run 0, the reference, is grey)."""
+    return REFERENCE_COLOUR if index == 0 else RUN_COLOURS[(index - 1) % len(RUN_COLOURS)]
+
+
+def ratio_text(value: float | None) -> str:
+    """A speedup as text: ``1.97×`` (two decimals), or ``n/a``."""
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def case_axis(rows: pd.DataFrame, fixed: tuple[str, ...]) -> list[str]:
+    """An axis label per row: the model, then each matching field the chart does not fix (``fixed``) and that
+    takes more than one value in ``rows`` (batch size, resolution, precision, memory format, mode, DDP size)."""
+    parts: list[tuple[str, Callable[[Any], str]]] = [
+        ("mode", str),
+        ("batch_size", lambda v: f"bs{int(v)}" if number(v) is not None else str(v)),
+        ("resolution", lambda v: f"{int(v)}px" if number(v) is not None else str(v)),
+        ("precision", str),
+        ("fmt", str),
+        ("world_size", lambda v: f"ddp×{int(v)}" if number(v) and number(v) > 1 else ""),
+    ]
+    varying = [(name, show) for name, show in parts if name not in fixed and rows[name].nunique(dropna=False) > 1]
+    out = []
+    for _, r in rows.iterrows():
+        words = [str(r["model"])] + [show(r[name]) for name, show in varying]
+        out.append(" ".join(w for w in words if w))
+    return out
+
+
+def _keys(rows: pd.DataFrame) -> dict[str, list[str | None]]:
+    """Per-bar filter keys; a missing value (a summary bar over every model) matches every filter choice."""
+    out: dict[str, list[str | None]] = {}
+    for name in ("model", "mode", "precision"):
+        if name in rows.columns:
+            out[name] = [None if v is None or v != v or v == "all" else str(v) for v in rows[name]]
+    return out
+
+
+def run_bars(
+    rows: pd.DataFrame,
+    value: str,
+    runs: list[tuple[int, str]],
+    title: str,
+    ytitle: str,
+    shown: Callable[[float | None], str],
+    hover: Callable[[pd.Series], str],
+    reference: str | None = None,
+    width: int = 1100,
+    scale: float = 1.0,
+) -> go.Figure | None:
+    """Bars of ``value`` per category (the ``x`` column of ``rows``, in row order), one bar group per run in
+    ``runs`` ((run index, name) pairs; colour by run). ``shown(v)`` writes a bar's value on it, ``hover(row)``
+    gives its hover text (HTML-escaped by the caller). With ``reference`` (the reference run's name) a dashed
+    line marks 1.0. None when no run has a value."""
+    rows = rows[numeric(rows, value).notna()] if not rows.empty else rows
+    if rows.empty:
+        return None
+    categories = list(dict.fromkeys(esc(x) for x in rows["x"]))
+    labelled = len(rows[rows["run_index"].isin([i for i, _ in runs])]) <= MAX_BAR_TEXT
+    traces = []
+    for index, name in runs:
+        sub = rows[rows["run_index"] == index]
+        if sub.empty:
+            continue
+        y = values(numeric(sub, value), scale)
+        trace: dict[str, Any] = {
+            "x": [esc(x) for x in sub["x"]],
+            "y": y,
+            "name": esc(name),
+            "marker": {"color": run_colour(index)},
+            "hovertext": [hover(r) for _, r in sub.iterrows()],
+            "hovertemplate": "%{hovertext}<extra></extra>",
+            "meta": {"pk": _keys(sub), "run": index},
+        }
+        if labelled:
+            trace.update(text=[shown(v) for v in y], textposition="outside", cliponaxis=False, textfont={"size": 10})
+        traces.append(go.Bar(**trace))
+    if not traces:
+        return None
+    extra: dict[str, Any] = {}
+    if reference is not None:
+        line = {"color": "#52606d", "width": 1.5, "dash": "dash"}
+        extra["shapes"] = [
+            {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 1, "y1": 1, "line": line}
+        ]
+        # The line's legend entry draws nothing and carries no filter keys, so the page filter leaves it alone.
+        traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=f"{esc(reference)} = 1.0", line=line))
+    return go.Figure(
+        data=traces,
+        layout=layout(
+            title,
+            "",
+            ytitle,
+            height=380,
+            xlabels=categories,
+            legend=[t.name for t in traces],
+            width=width,
+            barmode="group",
+            bargap=0.22 if len(categories) > 3 else 0.55,
+            bargroupgap=0.05,
+            xaxis={"categoryorder": "array", "categoryarray": categories, "type": "category"},
+            yaxis={"rangemode": "tozero"},
+            **extra,
+        ),
+    )
+
+
+def speedup_bars(rows: pd.DataFrame, names: list[str], title: str) -> go.Figure | None:
+    """Speedup over the reference per case of one group (mode, precision, memory format, resolution): a bar per
+    run after the reference, a dashed line at 1.0 for the reference itself. ``names`` are the runs' short names
+    by run index; the hover gives both throughputs and the ratio."""
+
+    def hover(r: pd.Series) -> str:
+        return (
+            f"{esc(r['case'])}<br>{esc(names[int(r['run_index'])])}: {r['throughput_img_s']:.4g} img/s"
+            f"<br>{esc(names[0])}: {r['ref_tput']:.4g} img/s<br>speedup {r['speedup']:.3f}×"
+        )
+
+    runs = [(i, name) for i, name in enumerate(names) if i > 0]
+    return run_bars(rows, "speedup", runs, title, "speedup (×)", ratio_text, hover, reference=names[0])
+
+
+def geomean_bars(summary: pd.DataFrame, names: list[str], width: int = 1100) -> go.Figure | None:
+    """Geometric-mean speedup over the reference per mode and precision (and over all cases first, when there
+    are several groups), one bar per run after the reference; the hover gives the case count, min and max."""
+    if summary.empty:
+        return None
+    rows = summary[summary["run_index"] > 0]
+    rows = rows.assign(
+        x=["all cases" if m == "all" else f"{m} · {p}" for m, p in zip(rows["mode"], rows["precision"], strict=True)]
+    )
+
+    def hover(r: pd.Series) -> str:
+        return (
+            f"{esc(names[int(r['run_index'])])}, {esc(r['x'])}<br>geometric mean {r['geomean_speedup']:.3f}× over"
+            f" {int(r['cases'])} case(s)<br>min {r['min_speedup']:.3f}×, max {r['max_speedup']:.3f}×"
+        )
+
+    runs = [(i, name) for i, name in enumerate(names) if i > 0]
+    title = "Geometric-mean speedup per mode and precision"
+    return run_bars(
+        rows, "geomean_speedup", runs, title, "speedup (×)", ratio_text, hover, reference=names[0], width=width
+    )
+
+
+def metric_bars(
+    rows: pd.DataFrame, names: list[str], value: str, title: str, ytitle: str, unit: str, scale: float = 1.0
+) -> go.Figure | None:
+    """``value`` per case for every run that has it, reference included, side by side (half width)."""
+
+    def shown(v: float | None) -> str:
+        return "" if v is None else f"{v:.3g}"
+
+    def hover(r: pd.Series) -> str:
+        v = number(r[value])
+        return f"{esc(r['case'])}<br>{esc(names[int(r['run_index'])])}: {v * scale:.4g} {unit}"
+
+    runs = list(enumerate(names))
+    return run_bars(rows, value, runs, title, ytitle, shown, hover, width=HALF, scale=scale)
