@@ -26,16 +26,16 @@ from harness.report.page import _asset, _plotly_js, script_json, write_html
 GROUP_FIELDS = ("mode", "precision", "fmt", "resolution")
 
 
-def short_names(labels: list[str]) -> list[str]:
-    """Run labels for legends and column headers: without the leading words every label shares (a vendor and
-    product line, say), but keeping the last shared word, so "NVIDIA GeForce RTX 3090" and "... RTX 4090"
-    become "RTX 3090" and "RTX 4090"."""
-    words = [label.split(" ") for label in labels]
+def short_names(labels: list[str], devices: list[str]) -> list[str]:
+    """Run labels for legends and column headers: without the leading words every device name shares (a vendor
+    and product line, say) but keeping the last of them, so "NVIDIA GeForce RTX 3090 (torch 2.4.0)" beside an
+    "NVIDIA GeForce RTX 4090" becomes "RTX 3090 (torch 2.4.0)". Runs of one device keep their labels whole."""
+    distinct = [d.split(" ") for d in dict.fromkeys(devices)]
     shared = 0
-    while len(labels) > 1 and all(len(w) > shared + 1 for w in words) and len({w[shared] for w in words}) == 1:
+    while len(distinct) > 1 and all(len(w) > shared + 1 for w in distinct) and len({w[shared] for w in distinct}) == 1:
         shared += 1
-    drop = max(shared - 1, 0)
-    return [" ".join(w[drop:]) for w in words]
+    prefix = " ".join(distinct[0][: shared - 1]) + " " if shared > 1 else ""
+    return [label[len(prefix) :] if prefix and label.startswith(prefix) else label for label in labels]
 
 
 def read_manifests(run_dirs: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -76,8 +76,8 @@ class HardwarePage:
             manifests, notes = read_manifests(list(h.run_dirs))
         self.manifests = manifests
         self.notes = [*(notes or []), *h.notes]
-        self.names = short_names(list(h.labels))
         self.frame = comparison_frame(h.frame)
+        self.names = short_names(list(h.labels), self.devices())
         self.ok = self.frame[self.frame["status"] == "ok"] if not self.frame.empty else self.frame
         self._count = 0
 
