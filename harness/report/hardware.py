@@ -142,10 +142,10 @@ class HardwarePage:
             cells = [
                 num(i),
                 Cell(devices[i]),
-                Cell(text(env.get("torch"))),
-                Cell(text(cuda)),
+                Cell(text(env.get("torch")), cls="nowrap"),
+                Cell(text(cuda), cls="nowrap"),
                 Cell(self.source(i), cls="warn" if self.source(i) != "harness measurement" else ""),
-                Cell(text(date)),
+                Cell(text(date), cls="nowrap"),
                 num(len(mine)),
                 num(ok),
                 Cell("reference", None) if i == 0 else num(with_speedup),
@@ -206,6 +206,12 @@ class HardwarePage:
         if rows.empty:
             s.add(Note("No speedups, so no geometric mean.", "nodata"))
             return s
+        modes = {m: i for i, m in enumerate(("all", *MODE_ORDER))}
+        precisions = {p: i for i, p in enumerate(("all", *PRECISION_ORDER))}
+        rows = rows.assign(
+            _m=[modes.get(m, len(modes)) for m in rows["mode"]],
+            _p=[precisions.get(p, len(precisions)) for p in rows["precision"]],
+        ).sort_values(["run_index", "_m", "mode", "_p", "precision"], kind="stable")
         s.add(Note("Geometric mean of the per-case speedups over the reference: a 2× gain and a 2× loss cancel."))
         few = len(rows) <= 8  # a few bars read better at half width than as wide slabs
         s.add(self.plot(hf.geomean_bars(rows, self.names, width=hf.HALF if few else 1100), half=few))
@@ -302,13 +308,17 @@ class HardwarePage:
             both = all(f is not None for f in pair)
             for fig in pair:
                 s.add(self.plot(fig, half=both))
-        header = ["case"] + [f"img/J {n}" for n in self.names] + [f"MFU {n}" for n in self.names]
+        # Only the runs that have a metric get its columns: an empty column per run without telemetry says nothing.
+        energy = [i for i in range(len(self.names)) if self._has(i, "img_per_j")]
+        mfu = [i for i in range(len(self.names)) if self._has(i, "mfu")]
+        header = ["case"] + [f"img/J {self.names[i]}" for i in energy] + [f"MFU {self.names[i]}" for i in mfu]
         rows_out = []
         for first, runs in self.by_case():
             cells = [Cell(first["case"], cls="nowrap")]
-            cells += [num((runs.get(i) or {}).get("img_per_j")) for i in range(len(self.names))]
-            cells += [pct((runs.get(i) or {}).get("mfu"), signed=False) for i in range(len(self.names))]
-            rows_out.append(Row(cells, _keys(first)))
+            cells += [num((runs.get(i) or {}).get("img_per_j")) for i in energy]
+            cells += [pct((runs.get(i) or {}).get("mfu"), signed=False) for i in mfu]
+            if any(c.sort is not None for c in cells[1:]):
+                rows_out.append(Row(cells, _keys(first)))
         s.add(Table(header, rows_out, numeric=tuple(range(1, len(header)))))
         return s
 

@@ -20,8 +20,10 @@ from harness.report.figures import esc, layout, numeric, values
 #: The reference run is grey; the others take these colours in order (then repeat).
 REFERENCE_COLOUR = "#9aa5b1"
 RUN_COLOURS = ("#3b6ea8", "#e08a2c", "#2a9d8f", "#9a5bb5", "#c94c4c", "#8c6d31", "#d16ba5", "#4c9a6a")
-#: Above this many bars in one chart the value is in the hover only: labels on every bar would overlap.
+#: Above this many bars in a full-width (half-width) chart the values are in the hover only: labels on every bar
+#: would overlap.
 MAX_BAR_TEXT = 48
+MAX_BAR_TEXT_HALF = 20
 #: Expected width (px) of the charts drawn side by side in pairs.
 HALF = 560
 
@@ -84,7 +86,8 @@ def run_bars(
     if rows.empty:
         return None
     categories = list(dict.fromkeys(esc(x) for x in rows["x"]))
-    labelled = len(rows[rows["run_index"].isin([i for i, _ in runs])]) <= MAX_BAR_TEXT
+    limit = MAX_BAR_TEXT if width > HALF else MAX_BAR_TEXT_HALF
+    labelled = len(rows[rows["run_index"].isin([i for i, _ in runs])]) <= limit
     traces = []
     for index, name in runs:
         sub = rows[rows["run_index"] == index]

@@ -250,7 +250,10 @@ def test_efficiency_side_by_side_and_no_telemetry_note(three_runs):
     shown = "".join(parsed.text)
     assert "No images per joule (no NVML telemetry): GPU C" in shown
     row = {r["case"][0]: r for r in parsed.rows("efficiency")}["resnet18/inference/bs32/fp32/r224"]
-    assert row["MFU GPU A (torch 2.13.0)"][0] == "10.00%" and row["MFU GPU C (torch 2.13.0)"][0] == ""
+    assert row["MFU GPU A (torch 2.13.0)"][0] == "10.00%" and row["img/J GPU A (torch 2.13.0)"][1] is not None
+    assert "MFU GPU C (torch 2.13.0)" not in row  # no column for a run without MFU
+    # ... and no row for a case that only such a run has.
+    assert "resnet101/inference/bs32/fp32/r224" not in {r["case"][0] for r in parsed.rows("efficiency")}
     charts = [p for p in plots_of(parsed).values() if p["layout"]["title"]["text"].startswith(("Images per", "MFU"))]
     assert len(charts) == 4 and all(len([t for t in c["data"] if t.get("meta")]) == 2 for c in charts)
     # Without telemetry anywhere the section says so and draws nothing.
@@ -335,3 +338,19 @@ def test_published_3090_4090_5090_speedups_are_the_published_ratios():
             assert float(rows[case][column][1]) == pytest.approx(mine[model] / tput, rel=1e-12)
     sources = [r["source"][0] for r in parsed.rows("runs")]
     assert sources == ["published figures (timm benchmark.py), no samples"] * 3
+
+
+def test_the_page_is_written_without_torch(three_runs, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "hw.html"
+    code = (
+        "import sys; from harness.regress import hardware_compare; from harness.report import write_hardware_report; "
+        f"write_hardware_report(hardware_compare({[str(r) for r in three_runs]!r}), {str(out)!r}); "
+        "print('torch' in sys.modules)"
+    )
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False" and out.is_file()

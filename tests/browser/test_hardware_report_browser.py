@@ -1,0 +1,131 @@
+"""The hardware comparison page in a real headless Chromium: every chart draws, nothing is fetched, nothing is
+logged as an error, a hostile device name stays text (no dialog), and the filter and sorting work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.regress import hardware_compare
+from harness.report import write_hardware_report
+from tests.conftest import CHROMIUM, ROOT
+from tests.synthetic import FINGERPRINT, make_record, make_run
+
+pytestmark = pytest.mark.browser
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+ARTIFACTS = ROOT / "test-artifacts"
+DEVICES = ("NVIDIA GeForce RTX 3090", f"NVIDIA GeForce {HOSTILE}", "NVIDIA GeForce RTX 5090")
+
+
+def records(factor: float, telemetry: bool) -> list[dict]:
+    out = []
+    for model, ms in {"resnet18": 8.0, "resnet50": 30.0, "wide_resnet50_2": 70.0}.items():
+        for mode in ("inference", "train"):
+            for precision in ("fp32", "amp_fp16"):
+                for cl in (False, True):
+                    step = ms * factor * (3 if mode == "train" else 1) * (0.55 if precision != "fp32" else 1)
+                    rec = make_record(model, mode, 64, precision, cl, step_ms=step * (0.9 if cl else 1), seed=len(out))
+                    if telemetry:
+                        rec["telemetry"] = {"power_avg_w": 300.0, "img_per_j": rec["throughput_img_s"] / 300.0}
+                        rec["mfu"] = 0.3 / factor
+                    out.append(rec)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hardware_page(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("hardware")
+    runs = []
+    for i, (device, factor) in enumerate(zip(DEVICES, (1.0, 0.6, 0.45), strict=True)):
+        recs = records(factor, telemetry=i < 2)
+        if i == 2:
+            recs.append(make_record("resnet101", "inference", 64, "fp32", step_ms=40.0))
+        fingerprint = {**FINGERPRINT, "device_name": device, "device_type": "cuda", "cuda": "12.4"}
+        runs.append(make_run(tmp, recs, fingerprint=fingerprint, name=f"run{i}"))
+    return write_hardware_report(hardware_compare(runs), tmp / "hardware.html")
+
+
+@dataclass
+class Opened:
+    page: object
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def opened(hardware_page):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        result = Opened(page)
+        page.on("console", lambda m: result.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: result.errors.append(str(e)))
+        page.on("request", lambda r: result.requests.append(r.url))
+        page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
+        page.goto(hardware_page.resolve().as_uri())
+        page.wait_for_selector("body[data-rendered]", timeout=60_000)
+        yield result
+        browser.close()
+
+
+def test_every_chart_draws_offline_without_errors(opened, hardware_page):
+    page = opened.page
+    assert opened.errors == []
+    assert opened.requests == [hardware_page.resolve().as_uri()]
+    containers = page.locator(".plot").count()
+    # Speedups: 2 modes x 2 precisions x 2 memory formats; the geometric mean; images per joule and MFU per mode.
+    assert containers == 8 + 1 + 4
+    assert page.locator(".plot.js-plotly-plot").count() == containers
+    assert page.locator(".plot .main-svg").count() >= containers
+    assert int(page.get_attribute("body", "data-rendered")) == containers
+    bars = page.locator("#speedup .plot .point").count()
+    assert bars == 8 * 3 * 2  # eight charts, three models, two runs after the reference
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "hardware-report.png"), full_page=True)
+
+
+def test_a_hostile_device_name_is_text_and_runs_nothing(opened):
+    page = opened.page
+    assert HOSTILE in page.inner_text("h1") and HOSTILE in page.title()
+    assert page.locator("img").count() == 0 and page.locator("script").count() == 3
+    assert HOSTILE in page.text_content("#runs table")
+    legend = page.locator("#speedup .legendtext").all_text_contents()
+    assert any(f"{HOSTILE} (torch 2.13.0)" in text for text in legend), legend
+    page.hover("#speedup .plot .point >> nth=0", force=True)
+    page.wait_for_selector(".hoverlayer .hovertext")
+    page.wait_for_timeout(300)
+    assert opened.dialogs == [] and opened.errors == []
+
+
+def test_filter_and_sort(opened):
+    page = opened.page
+    points = "() => document.querySelectorAll('#speedup .plot .point').length"
+    rows = "() => [...document.querySelectorAll('#throughput tbody tr')].filter(r => r.offsetParent).length"
+    before_points, before_rows = page.evaluate(points), page.evaluate(rows)
+    page.select_option("#filter-model", "resnet50")
+    page.wait_for_function("() => JSON.parse(document.body.getAttribute('data-filtered') || '{}').model === 'resnet50'")
+    assert page.evaluate(points) == before_points // 3
+    assert page.evaluate(rows) == 8  # resnet50 has one case per mode, precision and memory format
+    page.click("#filter-reset")
+    page.wait_for_function("() => JSON.parse(document.body.getAttribute('data-filtered')).model === ''")
+    assert page.evaluate(points) == before_points and page.evaluate(rows) == before_rows
+    header = page.locator("#throughput th").nth(1)
+    column = "() => [...document.querySelectorAll('#throughput tbody tr')].map(r => r.cells[1].dataset.sort)"
+    header.click()
+    values = [float(v) for v in page.evaluate(column) if v is not None]
+    assert values == sorted(values) and values[0] < values[-1]
