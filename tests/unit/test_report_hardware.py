@@ -354,3 +354,11 @@ def test_the_page_is_written_without_torch(three_runs, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False" and out.is_file()
+
+
+def test_runs_without_cases_render_with_notes(tmp_path):
+    empty = [make_run(tmp_path, [], name=name, fingerprint=fingerprint(name)) for name in ("GPU A", "GPU B")]
+    text, parsed = page_of(empty)
+    shown = "".join(parsed.text)
+    assert "Hardware comparison: GPU A vs GPU B" in shown and "no speedup to show" in shown
+    assert "These runs hold no cases." in shown and "No telemetry" in shown and plots_of(parsed) == {}
