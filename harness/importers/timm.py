@@ -236,8 +236,8 @@ def _record(row: dict[str, str], prefix: str, model: str, setup: FileSetup, run:
         stated_gmacs=round(stated, 6),
     )
     if gmacs is not None:
-        rec.macs_per_img = gmacs * 1e9
-        rec.flops_per_img = 2 * gmacs * 1e9
+        rec.macs_per_img = float(round(gmacs * 1e9))  # 4.11 * 1e9 is 4110000000.0000005 in binary
+        rec.flops_per_img = 2 * rec.macs_per_img
         rec.ops_deviation = round(gmacs / stated - 1, 6)
         rec.achieved_tflops = round(rec.flops_per_img * throughput / 1e12, 6)
         if abs(rec.ops_deviation) > GMACS_TOLERANCE:
