@@ -4,7 +4,9 @@ The pattern is ``benchmark-<mode>-<precision>-<layout>-pt<torch>-<cu<cuda>|cpu>-
 example ``benchmark-infer-amp-nchw-pt291-cu128-4090.csv``. Every part can be overridden from the command line
 (``--mode``, ``--precision``, ``--channels-last``, ``--torch``, ``--cuda``, ``--device``, ``--compile``), which is
 also how a file with another name is imported. A part that neither the name nor an option gives is an error that
-names the part and the option that supplies it.
+names the part and the option that supplies it. Compile is the one part a name states by its absence: a name that
+follows the pattern without ``-dynamo`` is eager; a name that does not follow it leaves compile null (unknown)
+unless ``--compile`` or ``--no-compile`` says.
 
 Version digits: ``cu128`` is CUDA 12.8 (the last digit is the minor version). ``pt291`` is torch 2.9.1: for torch
 2 and later the first digit is the major, the last the patch and the digits between the minor (``pt2100`` is
@@ -72,7 +74,7 @@ class FileSetup:
     cast: str | None  # "bf16"/"fp16" when the model was cast rather than autocast
     timm_precision: str
     channels_last: bool
-    compile: bool
+    compile: bool | None  # None: the name does not follow the pattern and no --compile/--no-compile was given
     torch: str
     cuda: str | None  # None on CPU
     device_type: str
@@ -175,6 +177,7 @@ def parse_file_name(path: Path, overrides: Overrides, column_modes: tuple[str, .
     # torch
     token = part.get(3) or ""
     torch = torch_version(token[2:]) if token.lower().startswith("pt") else None
+    torch_token_ok = torch is not None
     if overrides.torch:
         torch = overrides.torch
         used.append("torch")
@@ -184,6 +187,7 @@ def parse_file_name(path: Path, overrides: Overrides, column_modes: tuple[str, .
     token = (part.get(4) or "").lower()
     backend_ok = token == "cpu" or (token.startswith("cu") and cuda_version(token[2:]) is not None)
     cuda = cuda_version(token[2:]) if token.startswith("cu") else None
+    backend_token_ok = backend_ok
     if overrides.cuda:
         cuda = None if overrides.cuda.lower() in ("cpu", "none") else overrides.cuda
         backend_ok = True
@@ -200,6 +204,9 @@ def parse_file_name(path: Path, overrides: Overrides, column_modes: tuple[str, .
     if overrides.compile is not None:
         compiled = overrides.compile
         used.append("compile")
+    elif not compiled and not (torch_token_ok and backend_token_ok):
+        # Without the pattern's pt<torch>-<cu|cpu> parts, a missing -dynamo says nothing: compile is unknown.
+        compiled = None
     if problems:
         lines = "\n  ".join(problems)
         raise HarnessError(f"{path}: the file name does not follow {PATTERN}:\n  {lines}")

@@ -209,6 +209,7 @@ def test_a_bad_file_name_names_the_part_and_an_option_fixes_it(tmp_path):
     frame = load(tmp_path / "out2")
     assert frame.case_id.tolist() == ["resnet50/inference/bs1024/amp_bf16"]
     assert frame["env.device_name"].tolist() == ["NVIDIA GeForce RTX 4090"]
+    assert frame.compile.isna().all(), "a name outside the pattern says nothing about compile"
 
 
 @pytest.mark.parametrize(
@@ -270,3 +271,27 @@ def test_the_committed_example_runs_are_what_the_importer_writes(imported):
         )
         manifest = json.loads((EXAMPLES / rel).with_name("manifest.json").read_text())
         assert manifest["source"] == "timm benchmark.py" and manifest["origin"].startswith("huggingface/")
+
+
+def test_measured_cases_match_published_ones_on_everything_but_batch_size(tmp_path):
+    from harness.importers import match_published
+
+    records = [
+        make_record(precision="amp_fp16", batch_size=32, step_ms=10.0, seed=1),  # 3200 img/s
+        make_record(precision="amp_fp16", batch_size=32, channels_last=True, step_ms=8.0, seed=2),
+        make_record(precision="amp_fp16", batch_size=64, resolution=288, step_ms=40.0, seed=3),
+        make_record(precision="fp32", batch_size=32, seed=4),  # no fp32 figure for this GPU
+        make_record(model="resnet18", precision="amp_fp16", status="oom"),
+    ]
+    measured = load(make_run(tmp_path, records))
+    eager = EXAMPLES / "timm-infer-amp-nchw" / "rtx4090-pt291-cu128"
+    compiled = EXAMPLES / "timm-infer-amp-nchw" / "rtx4090-pt291-cu128-dynamo"
+    published = load([eager, compiled])
+    matched = match_published(measured, published)
+    assert sorted(matched.resolution.tolist()) == [224, 288]  # the /cl, fp32 and oom cases have no match
+    row = matched[matched.resolution == 224].iloc[0]
+    assert (row.batch_size, row.batch_size_published, row.throughput_published) == (32, 1024, 4302.84)
+    assert row.compile_published == False  # noqa: E712 - the eager file, not the dynamo one
+    assert row.ratio == pytest.approx(row.throughput_img_s / 4302.84)
+    assert row.device_name_published == "NVIDIA GeForce RTX 4090"
+    assert matched[matched.resolution == 288].throughput_published.item() == 2631.02
