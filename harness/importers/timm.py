@@ -32,6 +32,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.importers.names import CAST_PRECISIONS, FileSetup, Overrides, parse_file_name
 from harness.store.record import SCHEMA_VERSION, Record
+from harness.suite.case import Case
 from harness.zoo.catalog import CATALOG, MIN_RESOLUTION, MODEL_NAMES
 
 SOURCE = "timm benchmark.py"
@@ -78,15 +79,18 @@ def zoo_name(name: str) -> str | None:
 
 
 def case_id(model: str, mode: str, batch_size: int, precision: str, channels_last: bool, resolution: int, compiled):
-    """The harness's case id: ``model/mode/bs{N}/precision[/cl][/r{res}][/compile]``."""
-    cid = f"{model}/{mode}/bs{batch_size}/{precision}"
-    if channels_last:
-        cid += "/cl"
-    if resolution != 224:
-        cid += f"/r{resolution}"
-    if compiled:
-        cid += "/compile"
-    return cid
+    """The harness's case id (``harness.suite.case``): ``model/mode/bs{N}/precision[/cl][/r{res}][/compile]``;
+    an unknown compile (None) adds no ``/compile``."""
+    case = Case(
+        model=model,
+        mode=mode,
+        batch_size=batch_size,
+        resolution=resolution,
+        precision=precision,
+        channels_last=channels_last,
+        compile=bool(compiled),
+    )
+    return case.id
 
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
