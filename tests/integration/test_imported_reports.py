@@ -73,3 +73,70 @@ def test_compare_hardware_command_on_the_examples_names_the_source(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "timm benchmark.py" in result.stdout and "RTX 5090" in result.stdout
     assert "cases match on" in result.stdout.lower()
+
+
+def test_a_measured_run_against_published_ones_matches_on_everything_but_batch_size(tmp_path):
+    needs("harness.regress", "hardware_compare")
+    from harness.importers.match import compare_with_published
+    from harness.store import read_runs
+    from tests.synthetic import make_record, make_run
+
+    records = [
+        make_record(precision="amp_fp16", batch_size=64, step_ms=20.0, seed=1),
+        make_record(model="resnet18", precision="amp_fp16", batch_size=64, resolution=160, step_ms=4.0, seed=2),
+        make_record(precision="amp_fp16", batch_size=64, channels_last=True, step_ms=15.0, seed=3),
+    ]
+    measured = make_run(tmp_path, records)
+    runs = read_runs([measured, HW_RUNS["NVIDIA GeForce RTX 4090"], HW_RUNS["NVIDIA GeForce RTX 5090"]])
+    result = compare_with_published(runs)
+    assert "batch size is not matched" in result.rule
+    frame = result.frame
+    mine = {(r["model"], r["resolution"]): r["throughput_img_s"] for r in records if not r["channels_last"]}
+    for index, device in ((1, "NVIDIA GeForce RTX 4090"), (2, "NVIDIA GeForce RTX 5090")):
+        rows = frame[frame.run_index == index].set_index("model")
+        assert sorted(rows.index) == ["resnet18", "resnet50"]  # the channels_last case has no NCHW match
+        assert set(rows.batch_size) == {1024}
+        assert rows.loc["resnet50", "speedup"] == pytest.approx(published(device)["resnet50"] / mine["resnet50", 224])
+        assert rows.loc["resnet18", "speedup"] == pytest.approx(
+            published(device, 160)["resnet18"] / mine["resnet18", 160]
+        )
+    assert any("published figures" in note for note in result.notes)
+
+
+def test_compare_hardware_command_holds_a_measured_run_against_published_ones(tmp_path):
+    needs("harness.regress", "hardware_compare")
+    from tests.synthetic import make_record, make_run
+
+    measured = make_run(tmp_path, [make_record(precision="amp_fp16", batch_size=64, step_ms=20.0)])
+    result = run_cli("compare", "--hardware", str(measured), str(HW_RUNS["NVIDIA GeForce RTX 4090"]))
+    assert result.returncode == 0, result.stderr
+    assert "batch size is not matched" in " ".join(result.stdout.split())
+    assert "4,303" in result.stdout and "bs 64 | 1024" in result.stdout
+
+
+@pytest.mark.browser
+def test_the_report_of_an_imported_run_renders_without_console_errors(tmp_path):
+    write_report = needs("harness.report", "write_report")
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM
+
+    out = write_report([SUITE / "rtx4090-pt291-cu128", SUITE / "rtx4090-pt291-cu128-dynamo"], tmp_path / "r.html")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+        page.goto(out.resolve().as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=30000)
+        titles = page.evaluate("Array.from(document.querySelectorAll('.gtitle')).map(e => e.textContent)")
+        body = page.inner_text("body")
+        browser.close()
+    assert errors == []
+    assert "timm benchmark.py" in body
+    assert any("against resolution" in t for t in titles), titles
+    assert any("Resolution scaling" in t for t in titles), titles
