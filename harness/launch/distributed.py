@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,9 @@ def check_same_suite(groups: ProcessGroups, digest: str, summary: str) -> None:
     seen = groups.gather((digest, summary))
     differ = [r for r, (d, _) in enumerate(seen) if d != seen[0][0]]
     if differ:
-        theirs = "; ".join(f"rank {r}: {seen[r][1]} ({seen[r][0]})" for r in differ)
+        theirs = "; ".join(f"rank {r} has {seen[r][1]} (digest {seen[r][0]})" for r in differ)
         raise LaunchError(
-            f"the suite differs between ranks: rank 0 has {seen[0][1]} ({seen[0][0]}), but {theirs}. "
+            f"the suite differs between ranks: rank 0 has {seen[0][1]} (digest {seen[0][0]}); {theirs}. "
             "Give every rank the same suite file and the same --filter (on several nodes, the same copy)"
         )
 
@@ -103,11 +104,21 @@ def with_fault_injection(measure):
     return measure_or_die
 
 
+_TERMINATED = False
+
+
+def _restart_pending(env: RankEnv) -> bool:
+    """True when the agent stopped this worker (SIGTERM) and will start the group again."""
+    return _TERMINATED and env.restart_count < int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+
+
 def _sigterm_as_interrupt() -> None:
     # The agent stops a worker group with SIGTERM (a peer died, or the user pressed Ctrl-C). Raising
     # KeyboardInterrupt lets the case in hand be noted as interrupted, so it is retried without counting as a
     # crash: only the case whose worker really died (SIGKILL, segfault) is blamed for it.
     def handler(signum, frame):
+        global _TERMINATED
+        _TERMINATED = True
         raise KeyboardInterrupt
 
     try:
@@ -297,6 +308,8 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
         for r, info in enumerate(infos):
             ranks.setdefault(str(r), {}).update(info, assigned=work.assigned(r))
             ranks[str(r)]["cases"] = [c.id for c in work.shards[r]]
+        if "failure" in manifest:  # from an earlier launch of this run; kept, but not as the current state
+            manifest.setdefault("earlier_failures", []).append(manifest.pop("failure"))
         manifest.update(status="running", strategy=strategy, peak=manifest.get("peak") or peak)
         manifest["num_threads"] = threads
         manifest["restarts"] = max(int(manifest.get("restarts") or 0), env.restart_count)
@@ -323,7 +336,8 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
     if interrupted:
         if groups.rank == 0:
             _finish(plan, work, "interrupted")
-            print(f"interrupted; finish the run with: harness run --resume {run_dir}")
+            if not _restart_pending(env):
+                print(f"interrupted; finish the run with: harness run --resume {run_dir}", file=sys.stderr)
         return 130
     budget = max(sum(case_budget_s(c) for c in shard) for shard in work.shards) + 60.0
     groups.barrier(budget)
@@ -357,9 +371,9 @@ def _finalise(opts, plan, work: Work) -> int:
         try:
             path = write_run_report(plan)
             if path:
-                print(f"report: {path}")
+                print(f"report: {path}", file=sys.stderr)
         except Exception as exc:  # a report failure must not lose the run
-            print(f"report not written: {type(exc).__name__}: {exc}")
+            print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     if not opts.launched_by_harness:
         print_summary(records)
         print(run_dir_line(plan.run_dir))

@@ -117,11 +117,16 @@ def _failure_text(exc) -> str:
 
 
 def _rendezvous_error(exc, endpoint: str | None, nodes: tuple[int, int], timeout_s: int) -> LaunchError:
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError
+
+    where = endpoint or "localhost"
+    if isinstance(exc, RendezvousConnectionError):
+        what = f"could not reach the rendezvous store at {where} (gave up after {timeout_s} s)"
+    else:
+        what = f"waited {timeout_s} s at the rendezvous {where} but fewer than {nodes[0]} nodes joined"
     return LaunchError(
-        f"the rendezvous at {endpoint or 'localhost'} did not complete within {timeout_s} s "
-        f"({nodes[0]} node(s) expected; {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else '-'}). "
-        "Start the same command on every node with the same --rdzv-endpoint HOST:PORT, check that HOST is "
-        "reachable and PORT open, or raise --rdzv-timeout"
+        f"{what}. Start the same command on every node with the same --rdzv-endpoint HOST:PORT, check that HOST "
+        "is reachable and PORT open (on HOST, the first node listens on it), or raise --rdzv-timeout"
     )
 
 
@@ -237,9 +242,9 @@ def _close_run(plan, outcome: str, error) -> int:
 
     manifest = read_manifest(plan.run_dir)
     status = manifest.get("status")
-    if status == "running":
-        # Rank 0 did not get to close the run (it died, or the rendezvous never happened).
-        status = "interrupted" if outcome == "interrupted" else "failed"
+    if status != "complete" and outcome != "complete":
+        # Rank 0 did not close the run, or closed it as interrupted when the agent stopped the failed group.
+        status = outcome
         if isinstance(error, str):
             manifest["failure"] = error
         finish_run(RunPlan(plan.cases, plan.run_dir, manifest, plan.device), status)
