@@ -123,22 +123,17 @@ def run_inline(
 
 
 def print_summary(records: list[dict], file=None) -> None:
-    """A table of the run's records: case, status, throughput with its interval, step time, memory."""
+    """A table of the run's records: case, status, throughput with its interval, step time, memory, and why a
+    case did not run."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="results", show_lines=False)
-    for col, justify in (
-        ("case", "left"),
-        ("status", "left"),
-        ("img/s", "right"),
-        ("95% CI", "right"),
-        ("median ms", "right"),
-        ("p90 ms", "right"),
-        ("GMACs dev", "right"),
-        ("mem MiB", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    table = Table(title="results")
+    table.add_column("case", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("img/s", "95% CI", "median ms", "p90 ms", "GMACs dev", "mem MiB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold", max_width=60)
     for r in records:
         if r.get("status") == "ok":
             ci = r.get("throughput_ci95") or [None, None]
@@ -150,13 +145,17 @@ def print_summary(records: list[dict], file=None) -> None:
                 f"{ci[0]:.1f}-{ci[1]:.1f}" if ci[0] is not None else "-",
                 f"{r['step_ms_median']:.2f}",
                 f"{r['step_ms_p90']:.2f}",
-                f"{r['ops_deviation']:+.3%}" if r.get("ops_deviation") is not None else "-",
+                f"{r['ops_deviation']:+.2%}" if r.get("ops_deviation") is not None else "-",
                 f"{mem:.0f}" if mem else "-",
+                "",
             )
         else:
-            table.add_row(r.get("case_id", "?"), f"[red]{r.get('status')}", "-", "-", "-", "-", "-", "-")
-            table.add_row("", f"[dim]{(r.get('message') or '')[:100]}", "", "", "", "", "", "")
-    Console(file=file or sys.stdout, width=140).print(table)
+            colour = "yellow" if r.get("status") == "skipped" else "red"
+            table.add_row(r.get("case_id", "?"), f"[{colour}]{r.get('status')}", *["-"] * 6, r.get("message") or "")
+    console = Console(file=file or sys.stdout)
+    if not console.is_terminal:
+        console = Console(file=file or sys.stdout, width=200)
+    console.print(table)
 
 
 def run_dir_line(run_dir: Path) -> str:

@@ -39,7 +39,8 @@ def count_ops(model_name: str, resolution: int = 224, mode: str = "inference") -
     entry = get_entry(model_name)
     with torch.device("meta"):
         model = build_model(model_name)
-        x = torch.empty(1, 3, resolution, resolution)
+        # Two images: training-mode BatchNorm refuses a batch of one at 1x1 spatial size (32 px inputs).
+        x = torch.empty(2, 3, resolution, resolution)
     if mode == "train":
         model.train()
     else:
@@ -52,5 +53,5 @@ def count_ops(model_name: str, resolution: int = 224, mode: str = "inference") -
         else:
             with torch.no_grad():
                 model(x)
-    flops = float(counter.get_total_flops())
+    flops = float(counter.get_total_flops()) / 2
     return OpCount(flops_per_img=flops, macs_per_img=flops / 2, stated_gmacs=entry.stated_gmacs(resolution))

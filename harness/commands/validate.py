@@ -1,0 +1,39 @@
+"""``harness validate SUITE...``: check suite files without running anything."""
+
+from __future__ import annotations
+
+import sys
+
+HELP = "check suite files (keys, types, choices, matrix) and count their cases; runs nothing"
+DESCRIPTION = (
+    "Validate each suite file and expand its matrix. Prints 'ok: FILE (N cases)' or every problem with its file, "
+    "line and key. Exit code 0 when all files are valid, 2 otherwise."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("suites", nargs="+", metavar="SUITE", help="suite YAML files, e.g. suites/smoke.yaml")
+    parser.add_argument("--list", action="store_true", help="also print each case id (* marks profiled cases)")
+
+
+def run(args) -> int:
+    from harness.suite import SuiteError, load_suite
+
+    failed = 0
+    for path in args.suites:
+        try:
+            suite = load_suite(path)
+        except SuiteError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        cases = suite.cases()
+        print(f"ok: {path} ({len(cases)} case{'s' if len(cases) != 1 else ''})")
+        for warning in suite.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.list:
+            for case in cases:
+                print(f"  {case.id}{'  *' if case.profile else ''}")
+    if failed and len(args.suites) > 1:
+        print(f"{failed} of {len(args.suites)} suite files have problems", file=sys.stderr)
+    return 2 if failed else 0

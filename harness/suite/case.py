@@ -1,0 +1,227 @@
+"""One benchmark case: what to build, how to run it, and its stable id. Imports neither pydantic nor torch.
+
+A ``Case`` is what the runner receives after a suite is expanded: every setting resolved, nothing optional left
+to guess. Cases round-trip through JSON (``to_dict`` / ``from_dict``) so a worker, a resumed run or a report can
+rebuild exactly what was asked for.
+
+The case id joins results across nights and machines, so its rule is part of the public contract::
+
+    {model}/{mode}/bs{batch_size}/{precision}[/cl][/r{resolution}][/compile]
+
+``/cl`` is added when ``channels_last`` is true, ``/r{resolution}`` when the resolution is not 224, and
+``/compile`` when the model is compiled, always in that order (``resnet50/train/bs256/amp_bf16/cl``,
+``resnet18/inference/bs2/fp32/cl/r64``). Device, weights, implementation and the warm-up and measurement
+settings are not part of the id: the same case measured on two machines, or with tuned timing settings, joins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from harness.errors import SuiteError
+from harness.store.record import MODES, PRECISIONS
+from harness.zoo.catalog import MIN_RESOLUTION, MODEL_NAMES, get_entry
+
+IMPLS = ("harness", "torchvision")
+#: Valid ``device`` spellings; ``cuda:N`` stands for any device index.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+#: A weights value that names a published entry rather than a file (``V1``, ``IMAGENET1K_V2``).
+WEIGHTS_TAG_RE = re.compile(r"(IMAGENET1K_)?V\d+")
+#: The axes a suite's matrix may vary, in id order; each may also stand in ``defaults`` as one value.
+AXES = ("model", "mode", "batch_size", "resolution", "precision", "channels_last", "compile")
+DEFAULT_RESOLUTION = 224
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fail(where: str, problems: list[str]) -> None:
+    if problems:
+        raise SuiteError(f"{where}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Warm-up settings: at least ``min_iters`` steps, then on until the last ``window`` step times stop falling
+    by more than ``tolerance`` (a fraction, 0.02 = 2 %), but never past ``max_iters`` steps or ``max_seconds``."""
+
+    min_iters: int = 5
+    max_iters: int = 200
+    max_seconds: float = 30.0
+    window: int = 5
+    tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("min_iters", "max_iters", "window"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                problems.append(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("max_seconds", "tolerance"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
+                problems.append(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        if not problems:
+            if self.window < 2:
+                problems.append(f"window must be at least 2 step times to see a trend, got {self.window}")
+            if self.max_iters < self.min_iters:
+                problems.append(f"max_iters ({self.max_iters}) is below min_iters ({self.min_iters})")
+        _fail("warmup", problems)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Measurement settings: time steps until both ``min_seconds`` and ``min_iters`` are reached (stopping at
+    ``max_iters``), and do that ``repeats`` times; every step time is kept."""
+
+    min_seconds: float = 2.0
+    min_iters: int = 20
+    max_iters: int = 10000
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _is_number(self.min_seconds) or self.min_seconds < 0:
+            problems.append(f"min_seconds must be a number >= 0, got {self.min_seconds!r}")
+        for name in ("min_iters", "max_iters", "repeats"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not problems and self.max_iters < self.min_iters:
+            problems.append(f"max_iters ({self.max_iters}) is below min_iters ({self.min_iters})")
+        _fail("measure", problems)
+
+
+def check_weights(model: str, weights: str | None) -> str | None:
+    """The problem with ``weights`` for ``model``, or None: a tag must name an entry the model has (resnet18 has
+    only V1); anything else is a file path, checked when the case runs."""
+    if weights is None or not WEIGHTS_TAG_RE.fullmatch(weights) or model not in MODEL_NAMES:
+        return None
+    tags = [w.tag.removeprefix("IMAGENET1K_") for w in get_entry(model).weights]
+    if weights.removeprefix("IMAGENET1K_") not in tags:
+        return f"{model} has no weights {weights!r}; it has: {', '.join(tags)} (or give a checkpoint path)"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """One fully resolved benchmark case. ``batch_size`` is per device (per rank under DDP); ``resolution`` is
+    the square input side in pixels; ``timeout_s`` is the wall-clock limit of the whole case (None: no limit);
+    ``weights`` None means random initialisation. Construction checks every value and raises ``SuiteError``."""
+
+    model: str
+    mode: str = "inference"
+    batch_size: int
+    resolution: int = DEFAULT_RESOLUTION
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    weights: str | None = None
+    impl: str = "harness"
+    warmup: Warmup = field(default_factory=Warmup)
+    measure: Measure = field(default_factory=Measure)
+    timeout_s: float | None = 600.0
+    oom_reduce: bool = False
+    tags: tuple[str, ...] = ()
+    profile: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tags, list):
+            object.__setattr__(self, "tags", tuple(self.tags))
+        problems = []
+
+        def choice(name: str, choices: tuple[str, ...]) -> None:
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}")
+
+        choice("model", MODEL_NAMES)
+        choice("mode", MODES)
+        choice("precision", PRECISIONS)
+        choice("impl", IMPLS)
+        if not isinstance(self.device, str) or not DEVICE_RE.fullmatch(self.device):
+            problems.append(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            problems.append(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not _is_int(self.resolution) or self.resolution < MIN_RESOLUTION:
+            problems.append(f"resolution must be an integer >= {MIN_RESOLUTION}, got {self.resolution!r}")
+        for name in ("channels_last", "compile", "oom_reduce", "profile"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.timeout_s is not None and (not _is_number(self.timeout_s) or self.timeout_s <= 0):
+            problems.append(f"timeout_s must be a number > 0 or null, got {self.timeout_s!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.weights is not None and not isinstance(self.weights, str):
+            problems.append(f"weights must be a tag (V1, V2) or a path, got {self.weights!r}")
+        elif problem := check_weights(self.model, self.weights):
+            problems.append(problem)
+        if not all(isinstance(t, str) for t in self.tags):
+            problems.append(f"tags must be strings, got {list(self.tags)!r}")
+        if not isinstance(self.warmup, Warmup) or not isinstance(self.measure, Measure):
+            problems.append("warmup and measure must be Warmup and Measure instances")
+        _fail(f"case {self.model}/{self.mode}/bs{self.batch_size}", problems)
+
+    @property
+    def id(self) -> str:
+        """The stable, readable case id (rule in the module docstring), e.g. ``resnet50/train/bs256/amp_bf16/cl``."""
+        parts = [self.model, self.mode, f"bs{self.batch_size}", self.precision]
+        if self.channels_last:
+            parts.append("cl")
+        if self.resolution != DEFAULT_RESOLUTION:
+            parts.append(f"r{self.resolution}")
+        if self.compile:
+            parts.append("compile")
+        return "/".join(parts)
+
+    def replace(self, **changes: Any) -> Case:
+        """A copy with ``changes`` applied and checked (for example a smaller ``batch_size`` after an OOM)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field plus ``id``; ``Case.from_dict`` reads it back."""
+        data = {"id": self.id, **asdict(self)}
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        """Rebuild a case from ``to_dict`` output. Unknown keys, missing required keys or bad values raise
+        ``SuiteError``; an ``id`` key is ignored (it is derived), and absent optional keys take their defaults."""
+        if not isinstance(data, dict):
+            raise SuiteError(f"a case must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"id"})
+        if unknown:
+            raise SuiteError(f"unknown case keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        missing = [k for k in ("model", "batch_size") if k not in data]
+        if missing:
+            raise SuiteError(f"a case needs {' and '.join(missing)}")
+        values = {k: v for k, v in data.items() if k != "id"}
+        for key, kind in (("warmup", Warmup), ("measure", Measure)):
+            if isinstance(values.get(key), dict):
+                sub_known = {f.name for f in fields(kind)}
+                bad = sorted(set(values[key]) - sub_known)
+                if bad:
+                    raise SuiteError(f"unknown {key} keys {', '.join(bad)}; valid keys: {', '.join(sorted(sub_known))}")
+                values[key] = kind(**values[key])
+        if isinstance(values.get("tags"), list):
+            values["tags"] = tuple(values["tags"])
+        return cls(**values)
+
+
+def matches(case: Case, matcher: dict[str, list[Any]]) -> bool:
+    """True when ``case`` has, for every key of ``matcher``, one of the listed values (a partial case matcher,
+    as written in a suite's ``exclude`` and ``profile.cases``; keys are axis names)."""
+    for key, values in matcher.items():
+        value = getattr(case, key)
+        # True == 1 in Python; compare types too so `compile: [1]` can never match a bool.
+        if not any(type(value) is type(v) and value == v for v in values):
+            return False
+    return True

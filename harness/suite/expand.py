@@ -1,0 +1,173 @@
+"""Matrix expansion: a validated suite spec becomes the ordered list of ``Case`` objects.
+
+Rules, in order:
+
+1. Every case starts from the built-in defaults (``Case``'s field defaults), then the suite's ``defaults``;
+   ``warmup`` and ``measure`` merge key by key.
+2. The matrix crosses its axes in the fixed order model, mode, batch_size, resolution, precision,
+   channels_last, compile (so the list order is stable); an axis the matrix leaves out takes ``defaults``.
+3. ``exclude`` removes every matrix case that matches all keys of an entry (a list value matches any of it).
+4. ``include`` adds one case per entry, from ``defaults`` plus the entry's keys; it may name values the matrix
+   does not have, and is applied after ``exclude``.
+5. Cases are unique by id: a later case with the id of an earlier one replaces it, keeping the earlier place
+   (so an include entry can retune one matrix case).
+6. A case is profiled when it matches an entry of ``profile.cases``.
+
+Problems found here (a missing model or batch size, weights a model does not have, inference cases under
+``strategy: ddp``) are returned with their key path, so the loader can report the line they come from.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.errors import SuiteError
+from harness.suite.case import AXES, WEIGHTS_TAG_RE, Case, Measure, Warmup, check_weights, matches
+
+#: Case fields that are settings rather than axes (``defaults`` and ``include`` may set them).
+_MERGED = ("warmup", "measure")
+
+
+@dataclass
+class Expansion:
+    """The cases of a suite, and the problems and warnings found while expanding it (key path, message)."""
+
+    cases: list[Case] = field(default_factory=list)
+    issues: list[tuple[tuple, str]] = field(default_factory=list)
+    warnings: list[tuple[tuple, str]] = field(default_factory=list)
+
+
+def matcher_dict(spec: Any) -> dict[str, list[Any]]:
+    """A matcher model as a plain dict of the keys it names, each with its list of accepted values."""
+    return {name: list(getattr(spec, name)) for name in AXES if name in spec.model_fields_set}
+
+
+def resolve_path(value: str, base_dir: Path | None) -> str:
+    """``value`` as a path: ``~`` expanded, and a relative path taken from ``base_dir`` (the suite's folder)."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return str(path)
+
+
+def _given(spec: Any) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in spec.model_fields_set}
+
+
+def _merge(kind: type, base: Any, spec: Any, loc: tuple, out: Expansion) -> Any:
+    if spec is None:
+        return base
+    try:
+        return kind(**{**{f.name: getattr(base, f.name) for f in fields(kind)}, **_given(spec)})
+    except SuiteError as exc:
+        out.issues.append((loc, str(exc).removeprefix(f"{loc[-1]}: ")))
+        return None
+
+
+def _settings(spec: Any, base: dict[str, Any], loc: tuple, base_dir: Path | None, out: Expansion) -> dict:
+    """``base`` updated with the keys ``spec`` (defaults or an include entry) gives, warmup and measure merged."""
+    values = dict(base)
+    for name, value in _given(spec).items():
+        if name in _MERGED or name == "tags":
+            continue
+        if name == "weights" and value is not None:
+            value = value if WEIGHTS_TAG_RE.fullmatch(value) else resolve_path(value, base_dir)
+        values[name] = value
+    values["warmup"] = _merge(Warmup, base["warmup"], spec.warmup, (*loc, "warmup"), out)
+    values["measure"] = _merge(Measure, base["measure"], spec.measure, (*loc, "measure"), out)
+    return values
+
+
+def _weights_loc(origin: tuple, entry: Any, defaults_given: set) -> tuple:
+    """Where a case's weights were written: its include entry if it names them, else defaults."""
+    if origin[0] == "include" and "weights" in entry.model_fields_set:
+        return (*origin, "weights")
+    return ("defaults", "weights") if "weights" in defaults_given else origin
+
+
+def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
+    """Expand a validated ``SuiteSpec`` into cases (rules in the module docstring). Relative weights paths are
+    taken from ``base_dir``. Never raises for a user's mistake: problems come back in ``Expansion.issues``."""
+    out = Expansion()
+    builtin = {f.name: f.default for f in fields(Case) if f.name not in ("model", "batch_size", *_MERGED)}
+    builtin.update(warmup=Warmup(), measure=Measure(), tags=tuple(spec.tags))
+    base = _settings(spec.defaults, builtin, ("defaults",), base_dir, out)
+    if base["warmup"] is None or base["measure"] is None:
+        return out  # every case would repeat the same settings problem
+    given_defaults = spec.defaults.model_fields_set
+    candidates: list[tuple[dict, tuple]] = []  # (case values, key path of their origin)
+
+    if spec.matrix is not None:
+        axes = {name: list(getattr(spec.matrix, name)) for name in AXES if name in spec.matrix.model_fields_set}
+        for name in ("model", "batch_size"):
+            if name not in axes and name not in given_defaults:
+                out.issues.append((("matrix",), f"no {name} given; add matrix.{name} or defaults.{name}"))
+        if not out.issues:
+            names = list(axes)
+            matrix_cases = [
+                dict(base, **dict(zip(names, combo, strict=True))) for combo in itertools.product(*axes.values())
+            ]
+            for i, matcher in enumerate(spec.exclude):
+                wanted = matcher_dict(matcher)
+                kept = [c for c in matrix_cases if not _values_match(c, wanted)]
+                if len(kept) == len(matrix_cases):
+                    out.warnings.append((("exclude", i), "matches no matrix case, so removes nothing"))
+                matrix_cases = kept
+            candidates.extend((values, ("matrix",)) for values in matrix_cases)
+    elif not spec.include:
+        out.issues.append(((), "the suite has no cases; add a matrix (or include entries)"))
+
+    for i, entry in enumerate(spec.include):
+        values = _settings(entry, base, ("include", i), base_dir, out)
+        values["tags"] = tuple(dict.fromkeys((*spec.tags, *(entry.tags or ()))))
+        missing = [name for name in ("model", "batch_size") if name not in values]
+        if missing:
+            out.issues.append(
+                (("include", i), f"no {' or '.join(missing)} here or in defaults; add {', '.join(missing)} to it")
+            )
+        elif values["warmup"] is not None and values["measure"] is not None:
+            candidates.append((values, ("include", i)))
+
+    profile = [matcher_dict(m) for m in spec.profile.cases]
+    by_id: dict[str, Case] = {}
+    bad_weights: set[tuple] = set()
+    for values, origin in candidates:
+        problem = check_weights(values["model"], values["weights"])
+        if problem:
+            entry = spec.include[origin[1]] if origin[0] == "include" else None
+            loc = _weights_loc(origin, entry, given_defaults)
+            if loc not in bad_weights:
+                bad_weights.add(loc)
+                out.issues.append((loc, problem))
+            continue
+        try:
+            case = Case(**values)
+        except SuiteError as exc:
+            out.issues.append((origin, str(exc)))
+            continue
+        if profile and any(matches(case, m) for m in profile):
+            case = case.replace(profile=True)
+        by_id[case.id] = case
+    out.cases = list(by_id.values())
+
+    for i, matcher in enumerate(profile):
+        if out.cases and not any(matches(c, matcher) for c in out.cases):
+            out.warnings.append((("profile", "cases", i), "matches no case, so nothing is profiled for it"))
+    if spec.launch.strategy == "ddp":
+        inference = [c.id for c in out.cases if c.mode != "train"]
+        if inference:
+            out.issues.append(
+                (
+                    ("launch", "strategy"),
+                    f"strategy ddp trains each case across ranks, but {len(inference)} case(s) are inference "
+                    f"(first: {inference[0]}); set mode: train, or use strategy sweep",
+                )
+            )
+    return out
+
+
+def _values_match(values: dict[str, Any], matcher: dict[str, list[Any]]) -> bool:
+    return all(any(type(values[k]) is type(v) and values[k] == v for v in vs) for k, vs in matcher.items())
