@@ -7,8 +7,9 @@ like a worker started by ``harness run SUITE --nproc-per-node N``. Rank 0 opens 
 the end, and prints the summary and, last, ``run folder: PATH``.
 
 Fault injection for tests: ``HARNESS_TEST_KILL_CASE=<case id>`` makes the rank that measures that case kill
-itself with SIGKILL right after noting the case as started, on the first attempt only (a retry after a restart
-measures it normally). It exists so that the tests can check that a run survives a dead worker.
+itself with SIGKILL right after noting the case as started, on its first attempt only (or its first N with
+``HARNESS_TEST_KILL_ATTEMPTS=N``); later attempts, after the agent's restarts, measure it normally. It exists so
+that the tests can check that a run survives a dead worker.
 """
 
 from __future__ import annotations

@@ -81,23 +81,27 @@ def check_same_suite(groups: ProcessGroups, digest: str, summary: str) -> None:
         )
 
 
-#: Test-only fault injection: the rank measuring this case id SIGKILLs itself on the case's first attempt.
+#: Test-only fault injection: the rank measuring this case id SIGKILLs itself on the case's first attempts
+#: (``HARNESS_TEST_KILL_ATTEMPTS`` of them, 1 by default).
 KILL_ENV = "HARNESS_TEST_KILL_CASE"
+KILL_ATTEMPTS_ENV = "HARNESS_TEST_KILL_ATTEMPTS"
 
 
 def with_fault_injection(measure):
-    """``measure``, or (when ``HARNESS_TEST_KILL_CASE`` names a case) a wrapper that kills its worker once.
+    """``measure``, or (when ``HARNESS_TEST_KILL_CASE`` names a case) a wrapper that kills its worker.
 
     The wrapper runs after the worker loop has noted the case as started, so the kill lands in the middle of
-    the case as far as the run's bookkeeping goes; a retry after a restart (a second start) measures normally.
+    the case as far as the run's bookkeeping goes. It kills on the case's first ``HARNESS_TEST_KILL_ATTEMPTS``
+    attempts (default 1); later attempts, after restarts, measure normally.
     """
     target = os.environ.get(KILL_ENV)
     if not target:
         return measure
+    deaths = int(os.environ.get(KILL_ATTEMPTS_ENV) or 1)
     from harness.launch.worker import unfinished_attempts
 
     def measure_or_die(case, ctx):
-        if case.id == target and unfinished_attempts(ctx.run_dir, ctx.rank)[case.id] <= 1:
+        if case.id == target and unfinished_attempts(ctx.run_dir, ctx.rank)[case.id] <= deaths:
             os.kill(os.getpid(), signal.SIGKILL)
         return measure(case, ctx)
 

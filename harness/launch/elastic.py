@@ -37,11 +37,11 @@ def _wants_cuda(cases: list, gpus: int) -> bool:
 
 def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
     """Workers per node: an int >= 1, or ``auto`` (one per visible GPU when the cases run on GPUs, else 1)."""
-    gpus = visible_gpus() if gpus is None else gpus
     if value is None or str(value).strip() == "":
         return 1
     text = str(value).strip().lower()
     if text == "auto":
+        gpus = visible_gpus() if gpus is None else gpus
         return gpus if gpus > 0 and _wants_cuda(cases, gpus) else 1
     try:
         n = int(text)
@@ -53,13 +53,19 @@ def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
 
 
 def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
-    """Refuse, before launch, more GPU workers than visible GPUs (or cuda cases on a machine without one)."""
+    """Refuse, before launch, more GPU workers than visible GPUs (or cuda cases on a machine without one).
+
+    ``device: auto`` runs on the GPUs when there are any, so it is held to the same count then.
+    """
+    devices = {str(c.device) for c in cases}
+    if not any(d.startswith("cuda") or d == "auto" for d in devices):
+        return
     gpus = visible_gpus() if gpus is None else gpus
-    explicit = [c for c in cases if str(c.device).startswith("cuda")]
-    if explicit and nproc > gpus:
+    on_gpu = sorted(d for d in devices if d.startswith("cuda") or (d == "auto" and gpus > 0))
+    if on_gpu and nproc > gpus:
         raise LaunchError(
             f"--nproc-per-node {nproc} asks for {nproc} GPU workers but {gpus} GPU(s) are visible on this node "
-            f"(the suite runs on {explicit[0].device}); use --nproc-per-node {max(gpus, 1)}"
+            f"(the suite runs on device {on_gpu[0]}); use --nproc-per-node {max(gpus, 1)}"
             + ("" if gpus else ", or device: cpu")
         )
 
