@@ -127,3 +127,36 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
                 append_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
                 written += 1
     return written
+
+
+def print_scaling(records: list[dict[str, Any]], file=None) -> None:
+    """A table of the DDP units: ranks, per-rank and global throughput (img/s) and scaling efficiency."""
+    units: dict[tuple[str, int], list[dict]] = {}
+    for r in records:
+        if r.get("global_throughput_img_s") is not None or int(r.get("world_size") or 1) > 1:
+            units.setdefault((r["case_id"], int(r.get("world_size") or 1)), []).append(r)
+    if not units:
+        return
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ddp scaling")
+    table.add_column("case", no_wrap=True)
+    for col in ("ranks", "img/s per rank", "global img/s", "efficiency"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for (case_id, k), rows in sorted(units.items()):
+        ok = [r["throughput_img_s"] for r in rows if r.get("status") == "ok"]
+        head = rows[0]
+        table.add_row(
+            case_id,
+            str(k),
+            f"{sum(ok) / len(ok):.1f}" if ok else "-",
+            f"{head['global_throughput_img_s']:.1f}" if head.get("global_throughput_img_s") else "-",
+            f"{head['scaling_efficiency']:.1%}" if head.get("scaling_efficiency") else "-",
+        )
+    console = Console(file=file or sys.stdout)
+    if not console.is_terminal:
+        console = Console(file=file or sys.stdout, width=200)
+    console.print(table)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, LaunchError
-from harness.launch.ddp import run_ddp, world_sizes_for
+from harness.launch.ddp import print_scaling, run_ddp, world_sizes_for
 from harness.launch.procgroup import ProcessGroups, RankEnv, apply_cpu_share, case_budget_s
 from harness.launch.sharding import shard_cases
 
@@ -329,12 +329,15 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
 
     measure = with_fault_injection(measure_case)
     title = f"{ctx.suite} on {env.world_size} ranks ({strategy})"
+    # Every rank waits at the end for the slowest, at most for the largest shard's case budgets.
+    budget = max(sum(case_budget_s(c) for c in shard) for shard in work.shards) + 60.0
     interrupted = False
     with RunProgress(run_dir, work.total, title, enabled=groups.rank == 0 and not opts.no_progress):
         try:
             if work.ddp_cases:
                 run_ddp(groups, work.ddp_cases, work.sizes, ctx, measure=measure)
             run_cases(work.shards[groups.rank], ctx, measure=measure)
+            _wait_for_all(groups, budget, plan, work)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
@@ -343,11 +346,24 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
             if not _restart_pending(env):
                 print(f"interrupted; finish the run with: harness run --resume {run_dir}", file=sys.stderr)
         return 130
-    budget = max(sum(case_budget_s(c) for c in shard) for shard in work.shards) + 60.0
-    groups.barrier(budget)
     if groups.rank != 0:
         return 0
     return _finalise(opts, plan, work)
+
+
+def _wait_for_all(groups: ProcessGroups, budget_s: float, plan, work: Work) -> None:
+    """The end-of-run barrier; a rank that does not arrive in time fails the run (rank 0 closes it first)."""
+    try:
+        groups.barrier(budget_s)
+    except RuntimeError as exc:
+        reason = (str(exc).strip().splitlines() or ["barrier failed"])[0]
+        if groups.rank == 0:
+            plan.manifest["failure"] = reason
+            _finish(plan, work, "failed")
+        raise LaunchError(
+            f"not every rank finished its share within {budget_s:.0f} s ({reason}); what was recorded is kept, "
+            f"finish the run with: harness run --resume {plan.run_dir}"
+        ) from None
 
 
 def _finish(plan, work: Work, status: str) -> list[dict]:
@@ -380,5 +396,6 @@ def _finalise(opts, plan, work: Work) -> int:
             print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     if not opts.launched_by_harness:
         print_summary(records)
+        print_scaling(records)
         print(run_dir_line(plan.run_dir))
     return 0 if plan.manifest["status"] == "complete" else 1

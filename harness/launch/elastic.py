@@ -242,6 +242,7 @@ def _run_agent(config, argv: list[str]) -> tuple[str, object]:
 
 def _close_run(plan, outcome: str, error) -> int:
     """After the agent: make sure the manifest is closed, print the summary and, last, the run folder."""
+    from harness.launch.ddp import print_scaling
     from harness.launch.inline import print_summary, run_dir_line
     from harness.launch.session import RunPlan, finish_run
     from harness.store.rundir import MERGED, read_jsonl, read_manifest
@@ -256,7 +257,9 @@ def _close_run(plan, outcome: str, error) -> int:
         finish_run(RunPlan(plan.cases, plan.run_dir, manifest, plan.device), status)
     if isinstance(error, LaunchError):
         raise error
-    print_summary(read_jsonl(plan.run_dir / MERGED))
+    records = read_jsonl(plan.run_dir / MERGED)
+    print_summary(records)
+    print_scaling(records)
     if error:
         print(f"harness run: the worker group failed: {error}", file=sys.stderr)
     if status != "complete":
