@@ -103,7 +103,8 @@ def launch_config(
         min_nodes=nodes[0],
         max_nodes=nodes[1],
         nproc_per_node=nproc,
-        run_id=run_id or uuid.uuid4().hex,
+        # One node: a fresh id per launch. Several: every node's agent must name the same rendezvous.
+        run_id=run_id or (uuid.uuid4().hex if nodes == (1, 1) else "harness"),
         rdzv_backend="c10d",
         rdzv_endpoint=endpoint or "localhost:0",
         rdzv_configs=timeouts,
