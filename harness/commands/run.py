@@ -36,13 +36,14 @@ def run(args) -> int:
     from harness.suite import load_suite
 
     if args.resume:
+        from harness.suite import Suite
+
         plan = resume_plan(Path(args.resume))
-        suite = load_suite(Path(plan.manifest["suite"]["source"])) if _source_ok(plan) else None
-        settings = suite if suite is not None else _ResumeSettings(plan.manifest)
+        settings = Suite.from_resolved(plan.manifest["suite"])  # the suite as it was when the run began
         if plan.manifest.get("launch"):  # a run its launcher started through torchrun: relaunch the same world
             from harness.launch.elastic import launch_distributed
 
-            return launch_distributed(args, suite, plan=plan)
+            return launch_distributed(args, settings, plan=plan)
     else:
         if not args.suite:
             raise HarnessError("name a suite file (harness run suites/smoke.yaml), or --resume RUN_DIR")
@@ -69,21 +70,6 @@ def run(args) -> int:
     print_summary(records)
     print(run_dir_line(plan.run_dir))
     return 130 if status == "interrupted" else 0
-
-
-def _source_ok(plan) -> bool:
-    from pathlib import Path
-
-    source = plan.manifest.get("suite", {}).get("source")
-    return bool(source) and Path(source).is_file()
-
-
-class _ResumeSettings:
-    """Suite-level settings read back from a manifest when the suite file has moved since the run began."""
-
-    def __init__(self, manifest: dict) -> None:
-        self.telemetry = None
-        self.accuracy = None
 
 
 def _distributed(args, suite) -> bool:

@@ -132,17 +132,17 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _load_suite(opts):
-    from harness.suite import load_suite
+    """The suite this rank runs: from its file, or (joining or resuming a run) as the run's manifest kept it."""
+    from harness.suite import Suite, load_suite
 
-    if opts.suite:
-        return load_suite(Path(opts.suite))
     folder = opts.run_dir or opts.resume
-    if not folder:
-        raise HarnessError("name a suite file (harness.worker suites/smoke.yaml), or --resume RUN_DIR")
-    from harness.store.rundir import read_manifest
+    if folder:
+        from harness.store.rundir import read_manifest
 
-    source = read_manifest(Path(folder)).get("suite", {}).get("source")
-    return load_suite(Path(source)) if source and Path(source).is_file() else None
+        return Suite.from_resolved(read_manifest(Path(folder))["suite"])
+    if not opts.suite:
+        raise HarnessError("name a suite file (torchrun ... -m harness.worker suites/smoke.yaml), or --resume RUN_DIR")
+    return load_suite(Path(opts.suite))
 
 
 def _starting_cases(opts, suite) -> tuple[list, dict | None]:

@@ -205,12 +205,13 @@ def launch_distributed(args, suite, plan=None) -> int:
             f"{plan.run_dir} was started with {plan.manifest.get('world_size')} ranks; "
             f"resume it with --nproc-per-node {plan.manifest.get('world_size')}"
         )
-    suite_path = args.suite or (plan.manifest.get("suite", {}).get("source") if plan is not None else None)
     run_dir = plan.run_dir if (plan is not None and single_node) else None
+    # Workers joining a run folder (or resuming one) take the suite from its manifest; others read the file.
+    suite_path = args.suite if run_dir is None and not args.resume else None
     config = launch_config(
         nproc, nodes, args.rdzv_endpoint, restarts, rdzv_timeout, log_dir=run_dir / "logs" if run_dir else None
     )
-    argv = worker_arguments(args, run_dir, suite_path if suite_path and Path(suite_path).is_file() else None)
+    argv = worker_arguments(args, run_dir, suite_path)
     outcome, error = _run_agent(config, argv)
     if isinstance(error, Exception) and not isinstance(error, str):
         error = _rendezvous_error(error, args.rdzv_endpoint, nodes, rdzv_timeout)

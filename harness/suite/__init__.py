@@ -5,14 +5,21 @@
     for case in suite.cases():                # expanded, in a stable order
         print(case.id)                        # e.g. resnet50/train/bs256/amp_bf16/cl
 
-``harness.suite.case`` imports neither pydantic nor YAML, for workers that only rebuild cases from JSON.
+``Case`` and its parts import neither pydantic nor YAML; the loader (``load_suite``, ``Suite``) is imported on
+first use, so a worker that only rebuilds cases from JSON stays light.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from harness.errors import SuiteError
 from harness.suite.case import AXES, Case, Measure, Warmup
-from harness.suite.suite import Accuracy, Profile, Suite, load_suite, parse_suite
+
+if TYPE_CHECKING:
+    from harness.suite.suite import Accuracy, Profile, Suite, load_suite, parse_suite
+
+_LAZY = {"Accuracy", "Profile", "Suite", "load_suite", "parse_suite"}
 
 __all__ = [
     "AXES",
@@ -26,3 +33,11 @@ __all__ = [
     "load_suite",
     "parse_suite",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from harness.suite import suite
+
+        return getattr(suite, name)
+    raise AttributeError(f"module 'harness.suite' has no attribute {name!r}")

@@ -152,6 +152,8 @@ def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
             case = case.replace(profile=True)
         by_id[case.id] = case
     out.cases = list(by_id.values())
+    if not out.cases and not out.issues:
+        out.issues.append((("exclude",), "excludes every matrix case, so the suite has no cases; loosen an entry"))
 
     for i, matcher in enumerate(profile):
         if out.cases and not any(matches(c, matcher) for c in out.cases):

@@ -33,18 +33,9 @@ def clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if not (isinstance(p, str) and _TAG_PART.match(p)))
 
 
-def key_path(loc: tuple) -> str:
-    """``("matrix", "model", 2)`` -> ``matrix.model[2]``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _kind(value: Any) -> str:
-    return {bool: "boolean", str: "text", int: "integer", float: "number", list: "list", dict: "mapping"}.get(
-        type(value), type(value).__name__
-    )
+    kinds = {bool: "boolean", str: "text", int: "integer", float: "number", list: "list", dict: "mapping"}
+    return kinds.get(type(value), "an empty value" if value is None else type(value).__name__)
 
 
 def _hint(value: Any, want: str) -> str:

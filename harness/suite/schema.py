@@ -134,7 +134,9 @@ class DefaultsSpec(_Model):
     channels_last: bool = _d("Model and input in channels_last memory format.", "false")
     compile: bool = _d("Wrap the model in torch.compile.", "false")
     device: Device = _d("auto (first CUDA device, else CPU), cpu, cuda or cuda:N.", "auto")
-    weights: str | None = _d("null (random init), a weights tag (V1, V2) or a checkpoint path.", "null")
+    weights: str | None = _d(
+        "null (random init), a weights tag (V1, V2) or a checkpoint path (relative to the suite file).", "null"
+    )
     impl: Impl = _d("harness (the harness's own models) or torchvision (needs torchvision).", "harness")
     warmup: WarmupSpec = Field(None, description="Warm-up settings; keys left out keep their defaults.")
     measure: MeasureSpec = Field(None, description="Measurement settings; keys left out keep their defaults.")

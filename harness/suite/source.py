@@ -89,35 +89,38 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None, list[Issue]
     return data, node, dupes
 
 
+def key_path(loc: tuple) -> str:
+    """``("matrix", "model", 2)`` -> ``matrix.model[2]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 def _duplicate_keys(root: yaml.Node, file: str) -> list[Issue]:
     issues: list[Issue] = []
     seen_nodes: set[int] = set()
-    stack = [root]
+    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
     while stack:
-        node = stack.pop()
+        node, path = stack.pop()
         if id(node) in seen_nodes:
             continue
         seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
             first_line: dict[str, int] = {}
             for key, value in node.value:
-                stack.append(value)
                 if key.tag == _MERGE_TAG or not isinstance(key, yaml.ScalarNode):
+                    stack.append((value, path))
                     continue
+                stack.append((value, (*path, key.value)))
                 if key.value in first_line:
-                    issues.append(
-                        Issue(
-                            file,
-                            key.start_mark.line + 1,
-                            key.start_mark.column + 1,
-                            key.value,
-                            f"duplicate key (first given at line {first_line[key.value]}); keep one",
-                        )
-                    )
+                    message = f"duplicate key (first given at line {first_line[key.value]}); keep one"
+                    mark = key.start_mark
+                    issues.append(Issue(file, mark.line + 1, mark.column + 1, key_path((*path, key.value)), message))
                 else:
                     first_line[key.value] = key.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
     return issues
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,16 @@ from pydantic import ValidationError
 from harness.errors import SuiteError
 from harness.suite.case import Case, matches
 from harness.suite.expand import expand, matcher_dict, resolve_path
-from harness.suite.messages import describe, key_path, show
+from harness.suite.messages import describe, show
 from harness.suite.schema import NAME_PATTERN, LaunchSpec, RegressionSpec, SuiteSpec, TelemetrySpec
-from harness.suite.source import Issue, locate, parse_yaml, raise_issues, read_text, trim_loc
+from harness.suite.source import Issue, key_path, locate, parse_yaml, raise_issues, read_text, trim_loc
 
 
 @dataclass(frozen=True)
 class Profile:
     """The suite's profiler block: ``cases`` are partial case matchers, ``{key: [accepted values]}``."""
 
-    cases: tuple[dict[str, list[Any]], ...] = ()
+    cases: list[dict[str, list[Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Suite:
         self.launch: LaunchSpec = spec.launch
         self.telemetry: TelemetrySpec = spec.telemetry
         self.regression: RegressionSpec = spec.regression
-        self.profile = Profile(tuple(matcher_dict(m) for m in spec.profile.cases))
+        self.profile = Profile([matcher_dict(m) for m in spec.profile.cases])
         self.accuracy: Accuracy | None = None
         if spec.accuracy is not None:
             base = source.parent if source else None
