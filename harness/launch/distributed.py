@@ -343,7 +343,7 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
     if interrupted:
         if groups.rank == 0:
             _finish(plan, work, "interrupted")
-            if not _restart_pending(env):
+            if not _restart_pending(env) and not opts.launched_by_harness:
                 print(f"interrupted; finish the run with: harness run --resume {run_dir}", file=sys.stderr)
         return 130
     if groups.rank != 0:

@@ -166,7 +166,9 @@ class ProcessGroups:
             world_size=env.world_size,
             timeout=self.timeout,
         )
-        self.control = dist.group.WORLD if self.backend == "gloo" else dist.new_group(backend="gloo")
+        self.control = (
+            dist.group.WORLD if self.backend == "gloo" else dist.new_group(backend="gloo", timeout=self.timeout)
+        )
         return self
 
     def new_group(self, ranks: list[int]):

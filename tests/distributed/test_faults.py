@@ -6,11 +6,26 @@ after noting the case as started, on the first attempt only (``HARNESS_TEST_KILL
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
 
-from tests.distributed.common import SWEEP, harness, manifest, read_jsonl, run_dir_of, torchrun, write_suite
+from tests.conftest import ROOT
+from tests.distributed.common import (
+    SWEEP,
+    env,
+    harness,
+    manifest,
+    read_jsonl,
+    run_dir_of,
+    torchrun,
+    write_suite,
+)
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -100,3 +115,38 @@ def test_failed_launch_is_finished_by_resume_with_the_same_world_size(tmp_path):
     m = manifest(run_dir)
     assert m["status"] == "complete" and m["world_size"] == 2 and len(m["resumed_at"]) == 1
     assert m["earlier_failures"] and "failure" not in m
+
+
+def test_ctrl_c_stops_every_rank_and_resume_finishes_the_run(tmp_path):
+    suite = write_suite(tmp_path, SWEEP, "ctrl-c", batches="[1, 2, 3]")
+    out = tmp_path / "out"
+    # A terminal's Ctrl-C reaches the whole foreground process group: the launcher and both workers.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(suite), "--nproc-per-node", "2", "--out", str(out)]
+        + ["--no-report", "--no-progress"],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if sum(len(read_jsonl(p)) for p in out.glob("ctrl-c/*/records-rank*.jsonl")) >= 1:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    run_dir = run_dir_of(subprocess.CompletedProcess([], 130, stdout, stderr))
+    assert manifest(run_dir)["status"] == "interrupted"
+    assert stderr.count(f"harness run --resume {run_dir}") == 1
+    assert "Traceback" not in stderr
+    measured = read_jsonl(run_dir / "records.jsonl")
+    assert 1 <= len(measured) < len(IDS)
+
+    resumed = harness("run", "--resume", str(run_dir), "--no-report", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    _exactly_once(run_dir)
+    assert manifest(run_dir)["status"] == "complete"
