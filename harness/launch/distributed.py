@@ -22,44 +22,13 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, LaunchError
-from harness.launch.ddp import print_scaling, run_ddp, world_sizes_for
+from harness.launch.ddp import print_scaling, run_ddp
 from harness.launch.procgroup import ProcessGroups, RankEnv, apply_cpu_share, case_budget_s
-from harness.launch.sharding import shard_cases
-
-
-@dataclass
-class Work:
-    """What the ranks of a run measure: DDP units first, then each rank's shard of the remaining cases."""
-
-    ddp_cases: list = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-    dropped_sizes: list[int] = field(default_factory=list)
-    shards: list[list] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """Units of the whole run: one per (DDP case, world size), one per sharded case."""
-        return len(self.ddp_cases) * len(self.sizes) + sum(len(s) for s in self.shards)
-
-    def assigned(self, rank: int) -> int:
-        """Units rank ``rank`` writes a record for."""
-        ddp = len(self.ddp_cases) * sum(1 for k in self.sizes if rank < k)
-        return ddp + len(self.shards[rank])
-
-
-def plan_work(cases: list, strategy: str, world_sizes: list[int] | None, world_size: int) -> Work:
-    """Split ``cases`` between DDP units and per-rank shards; the same on every rank."""
-    if strategy == "ddp":
-        train = [c for c in cases if c.mode == "train"]
-        rest = [c for c in cases if c.mode != "train"]
-        sizes, dropped = world_sizes_for(world_sizes, world_size)
-        return Work(train, sizes, dropped, shard_cases(rest, world_size))
-    return Work(shards=shard_cases(cases, world_size))
+from harness.launch.sharding import Work, plan_work
 
 
 def suite_digest(resolved: dict | None, case_ids: list[str]) -> str:

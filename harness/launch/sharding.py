@@ -1,4 +1,5 @@
-"""Sharding a sweep across ranks: an estimated cost per case and a greedy longest-processing-time assignment.
+"""Splitting a run's work across ranks: an estimated cost per case, a greedy longest-processing-time assignment,
+and the plan of a run (``plan_work``: DDP units for the ``ddp`` strategy, per-rank shards of the rest).
 
 Every rank computes the shards itself from the same case list, so the assignment must be a pure function of
 that list and the world size: no clocks, no randomness, no dict ordering that could differ between processes.
@@ -13,6 +14,7 @@ for most cases of a suite; the estimate orders the cases, the greedy pass evens 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 #: A training step (forward, backward with both gradient products, optimiser step) costs about three forwards.
 MODE_FACTOR = {"inference": 1.0, "train": 3.0}
@@ -54,3 +56,35 @@ def shard_cases(cases: Sequence, world_size: int, cost=estimated_cost) -> list[l
 def shard_loads(shards: Sequence[Sequence], cost=estimated_cost) -> list[float]:
     """The total estimated cost of each shard (GMACs per step, summed over its cases)."""
     return [sum(float(cost(c)) for c in shard) for shard in shards]
+
+
+@dataclass
+class Work:
+    """What the ranks of a run measure: DDP units first, then each rank's shard of the remaining cases."""
+
+    ddp_cases: list = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    dropped_sizes: list[int] = field(default_factory=list)
+    shards: list[list] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Units of the whole run: one per (DDP case, world size), one per sharded case."""
+        return len(self.ddp_cases) * len(self.sizes) + sum(len(s) for s in self.shards)
+
+    def assigned(self, rank: int) -> int:
+        """Units rank ``rank`` writes a record for."""
+        ddp = len(self.ddp_cases) * sum(1 for k in self.sizes if rank < k)
+        return ddp + len(self.shards[rank])
+
+
+def plan_work(cases: list, strategy: str, world_sizes: list[int] | None, world_size: int) -> Work:
+    """Split ``cases`` between DDP units and per-rank shards; the same on every rank."""
+    if strategy == "ddp":
+        from harness.launch.ddp import world_sizes_for
+
+        train = [c for c in cases if c.mode == "train"]
+        rest = [c for c in cases if c.mode != "train"]
+        sizes, dropped = world_sizes_for(world_sizes, world_size)
+        return Work(train, sizes, dropped, shard_cases(rest, world_size))
+    return Work(shards=shard_cases(cases, world_size))

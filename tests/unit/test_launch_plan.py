@@ -10,10 +10,11 @@ import pytest
 
 from harness.errors import LaunchError
 from harness.launch.ddp import combine, world_sizes_for
-from harness.launch.distributed import plan_work, suite_digest, with_fault_injection
+from harness.launch.distributed import suite_digest, with_fault_injection
 from harness.launch.elastic import check_devices, parse_nnodes, resolve_nproc, worker_arguments
 from harness.launch.procgroup import RankEnv, backend_for, case_budget_s, cpu_share
 from harness.launch.progress import measured_units
+from harness.launch.sharding import plan_work
 
 
 @dataclass(frozen=True)
