@@ -36,8 +36,10 @@ def run(args) -> int:
     from harness.suite import load_suite
 
     if args.resume:
+        from harness.launch.elastic import refuse_live_workers
         from harness.suite import Suite
 
+        refuse_live_workers(Path(args.resume))  # a distributed run whose launcher died may still be measuring
         plan = resume_plan(Path(args.resume))
         settings = Suite.from_resolved(plan.manifest["suite"])  # the suite as it was when the run began
         if plan.manifest.get("launch"):  # a run its launcher started through torchrun: relaunch the same world

@@ -70,6 +70,45 @@ def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
         )
 
 
+def live_workers(manifest: dict) -> list[int]:
+    """Pids of this run's worker processes that are still alive on this host (their launcher may have died).
+
+    A pid counts only if its command line still names ``harness.worker``, so a recycled pid is not mistaken.
+    """
+    import socket
+
+    host = socket.gethostname()
+    alive = []
+    for info in (manifest.get("ranks") or {}).values():
+        pid = info.get("pid")
+        if info.get("host") != host or not isinstance(pid, int):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"harness.worker" in cmdline:
+            alive.append(pid)
+    return sorted(alive)
+
+
+def refuse_live_workers(run_dir: Path) -> None:
+    """Refuse to resume a run whose workers still measure it (their launcher died, they did not)."""
+    from harness.errors import StoreError
+    from harness.store.rundir import read_manifest
+
+    try:
+        manifest = read_manifest(Path(run_dir))
+    except StoreError:
+        return  # not a run folder: resuming it fails with its own message
+    pids = live_workers(manifest)
+    if pids:
+        raise LaunchError(
+            f"{run_dir} is still being measured by its workers (pids {', '.join(map(str, pids))} on this host; "
+            "their launcher is gone): wait for them to finish, or stop them (kill PID), then resume"
+        )
+
+
 def parse_nnodes(value) -> tuple[int, int]:
     """``--nnodes`` as (min, max) nodes: ``2`` or an elastic range ``1:4``."""
     if value is None or str(value).strip() == "":

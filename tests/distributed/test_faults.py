@@ -150,3 +150,42 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes_the_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     _exactly_once(run_dir)
     assert manifest(run_dir)["status"] == "complete"
+
+
+def test_resume_after_the_launcher_died_waits_for_orphans_then_completes(tmp_path):
+    suite = write_suite(tmp_path, SWEEP, "orphaned", batches="[1, 2, 3]")
+    out = tmp_path / "out"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(suite), "--nproc-per-node", "2", "--out", str(out)]
+        + ["--no-report", "--no-progress"],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("orphaned/*/records-rank*.jsonl")):
+        time.sleep(0.1)
+    run_dir = next(out.glob("orphaned/*"))
+    workers = [info["pid"] for info in manifest(run_dir)["ranks"].values()]
+    launcher.kill()  # the launcher dies; its workers do not know
+    launcher.wait()
+    for pid in workers:  # hold them where they are, so the check below cannot race their finishing
+        os.kill(pid, signal.SIGSTOP)
+
+    refused = harness("run", "--resume", str(run_dir), "--no-report", "--no-progress")
+    assert refused.returncode == 2
+    assert "still being measured by its workers" in refused.stderr
+    assert all(str(pid) in refused.stderr for pid in workers)
+
+    for pid in workers:  # then the workers die too, mid-run, as on a lost machine
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    resumed = harness("run", "--resume", str(run_dir), "--no-report", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    _exactly_once(run_dir)
+    m = manifest(run_dir)
+    assert m["status"] == "complete" and m["world_size"] == 2

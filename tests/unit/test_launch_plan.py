@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from harness.errors import LaunchError
 from harness.launch.ddp import combine, world_sizes_for
 from harness.launch.distributed import suite_digest, with_fault_injection
-from harness.launch.elastic import check_devices, parse_nnodes, resolve_nproc, worker_arguments
+from harness.launch.elastic import check_devices, live_workers, parse_nnodes, resolve_nproc, worker_arguments
 from harness.launch.procgroup import RankEnv, backend_for, case_budget_s, cpu_share
 from harness.launch.progress import measured_units
 from harness.launch.sharding import plan_work
@@ -167,3 +168,29 @@ def test_progress_counts_units_of_every_rank(tmp_path):
     units, last = measured_units(tmp_path)
     assert units == {("a", 1), ("b", 1), ("c", 1), ("d", 2)}
     assert last is not None and last["case_id"] in {"d"}
+
+
+def test_resume_sees_workers_that_outlived_their_launcher():
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    # A process whose command line names harness.worker, as an orphaned worker's does.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "harness.worker"])
+    try:
+        for _ in range(100):  # until the child has exec'd and /proc shows its own command line
+            if b"harness.worker" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.05)
+        host = socket.gethostname()
+        ranks = {"0": {"host": host, "pid": proc.pid}, "1": {"host": "elsewhere", "pid": proc.pid}}
+        assert live_workers({"ranks": ranks}) == [proc.pid]
+        # Our own pid runs pytest, not a worker: a recycled pid is not taken for one.
+        assert live_workers({"ranks": {"0": {"host": host, "pid": os.getpid()}}}) == []
+    finally:
+        proc.kill()
+        proc.wait()
+    assert live_workers({"ranks": ranks}) == []
+    assert live_workers({}) == []
