@@ -100,7 +100,8 @@ class NvmlReader:
         self._unsupported: set[str] = set()
         self._old_reasons_api = False
 
-    def _query(self, name: str, fn, *args):
+    def query(self, name: str, fn, *args):
+        """``fn(handle, *args)``, or None when NVML answers with an error (NotSupported is remembered)."""
         if name in self._unsupported:
             return None
         try:
@@ -111,7 +112,8 @@ class NvmlReader:
         except self.nvml.NVMLError:
             return None
 
-    def _reasons(self, handle) -> int:
+    def clock_event_reasons(self, handle) -> int:
+        """The clock-event (throttle) reason bitmask of ``handle``; decode it with ``decode_reasons``."""
         # Drivers before r535 only have the older "throttle" entry point for the same bitmask.
         if not self._old_reasons_api:
             try:
@@ -123,23 +125,23 @@ class NvmlReader:
     def read(self) -> Reading:
         """Sample every telemetry value once; units W, MHz, degrees C, percent, MiB."""
         nv = self.nvml
-        power_mw = self._query("power", nv.nvmlDeviceGetPowerUsage)
-        util = self._query("utilization", nv.nvmlDeviceGetUtilizationRates)
-        memory = self._query("memory", nv.nvmlDeviceGetMemoryInfo)
+        power_mw = self.query("power", nv.nvmlDeviceGetPowerUsage)
+        util = self.query("utilization", nv.nvmlDeviceGetUtilizationRates)
+        memory = self.query("memory", nv.nvmlDeviceGetMemoryInfo)
         return Reading(
             t_s=time.monotonic(),
             power_w=None if power_mw is None else power_mw / 1000.0,
-            sm_clock_mhz=self._query("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
-            mem_clock_mhz=self._query("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
-            temperature_c=self._query("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
+            sm_clock_mhz=self.query("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
+            mem_clock_mhz=self.query("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
+            temperature_c=self.query("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
             utilization_pct=None if util is None else util.gpu,
             memory_used_mib=None if memory is None else memory.used / 2**20,
-            reasons_mask=self._query("reasons", self._reasons),
+            reasons_mask=self.query("reasons", self.clock_event_reasons),
         )
 
     def energy_mj(self) -> float | None:
         """The device's energy counter since the driver loaded, in mJ; None where unsupported."""
-        return self._query("energy", self.nvml.nvmlDeviceGetTotalEnergyConsumption)
+        return self.query("energy", self.nvml.nvmlDeviceGetTotalEnergyConsumption)
 
     def close(self) -> None:
         if self._owns_init:
