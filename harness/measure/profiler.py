@@ -136,7 +136,7 @@ def profile_case(
             for _ in range(wait + warmup + active):
                 step_fn()
                 if on_cuda:
-                    torch.cuda.synchronize()
+                    torch.cuda.synchronize(torch.device(device))
                 prof.step()
         result["top_ops"] = top_ops(prof.key_averages(), on_cuda, top_k)
     except Exception as exc:  # a profiler or step failure costs the trace, not the case
