@@ -71,4 +71,4 @@ def after_measure(rec, scenario, case, ctx) -> None:
     if ctx.accuracy is not None and ctx.rank == 0:
         from harness.accuracy import accuracy_for_case
 
-        rec.accuracy = accuracy_for_case(case, ctx.accuracy.data, ctx.accuracy.limit)
+        rec.accuracy = accuracy_for_case(case, ctx.accuracy.data, ctx.accuracy.limit, device=ctx.device)

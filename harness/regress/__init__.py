@@ -1,0 +1,32 @@
+"""Regression detection and hardware comparison over stored runs. Imports no torch.
+
+``compare(baseline, candidate, thresholds) -> Comparison`` judges each case's metrics (threshold and a test on the
+raw samples); ``detect_steps(series, threshold)`` finds level shifts in a nightly history;
+``hardware_compare(runs) -> HardwareComparison`` puts the same cases measured on different machines side by side.
+"""
+
+from __future__ import annotations
+
+from harness.regress.compare import BUCKETS, CaseResult, Comparison, MetricChange, Thresholds, compare
+from harness.regress.hardware import MATCH_FIELDS, HardwareComparison, hardware_compare
+from harness.regress.metrics import METRIC_NAMES, METRICS
+from harness.regress.stats import bootstrap_interval, mann_whitney_u
+from harness.regress.steps import Step, detect_steps
+
+__all__ = [
+    "BUCKETS",
+    "CaseResult",
+    "Comparison",
+    "HardwareComparison",
+    "MATCH_FIELDS",
+    "METRICS",
+    "METRIC_NAMES",
+    "MetricChange",
+    "Step",
+    "Thresholds",
+    "bootstrap_interval",
+    "compare",
+    "detect_steps",
+    "hardware_compare",
+    "mann_whitney_u",
+]

@@ -113,12 +113,16 @@ class Record:
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))
 
 
+_TEMPLATE = Record().to_dict()
+_GROUPS = ("telemetry", "numerics", "profile")
+
+
 def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     """Fill the fields a record lacks with nulls, so every loaded record has the full set of keys."""
-    out = Record().to_dict()
-    groups = ("telemetry", "numerics", "profile")
-    out.update({k: v for k, v in raw.items() if k not in groups})
-    for key in groups:
-        if isinstance(raw.get(key), dict):
-            out[key] = {**out[key], **raw[key]}
+    out = dict(_TEMPLATE)
+    out["tags"] = []
+    out.update(raw)
+    for key in _GROUPS:
+        group = raw.get(key)
+        out[key] = {**_TEMPLATE[key], **group} if isinstance(group, dict) else dict(_TEMPLATE[key])
     return out

@@ -25,6 +25,15 @@ def build_model(name: str, *, weights: str | None = None, impl: str = "harness",
     Extra keyword arguments go to the ResNet constructor (``num_classes``, ``zero_init_residual``, ...).
     """
     get_entry(name)  # the clear error for an unknown name, before torch is imported
+    verified = False
+    if weights and "num_classes" not in kwargs:
+        # A fine-tuned checkpoint (say 10 classes) builds a model with its own head, so it loads strictly.
+        from harness.zoo.weights import checkpoint_num_classes, resolve_weights, verify_hash
+
+        path, expected = resolve_weights(name, weights)
+        verify_hash(path, expected)
+        kwargs["num_classes"] = checkpoint_num_classes(path)
+        verified = True
     if impl == "torchvision":
         try:
             import torchvision.models as tvm
@@ -46,5 +55,5 @@ def build_model(name: str, *, weights: str | None = None, impl: str = "harness",
     if weights:
         from harness.zoo.weights import load_weights
 
-        load_weights(model, name, weights)
+        load_weights(model, name, weights, check_hash=not verified)
     return model

@@ -136,3 +136,36 @@ def test_ctrl_c_then_resume_completes_without_repeats(tmp_path):
     assert len(ids) == len(set(ids)) == 6
     assert [r["case_id"] for r in records[: len(first)]] == [r["case_id"] for r in first]
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_suite_accuracy_block_records_accuracy_beside_throughput(tmp_path):
+    from tests.unit.test_accuracy_eval import make_class_folders, ranked_checkpoint
+
+    ckpt = ranked_checkpoint(tmp_path)
+    data = tmp_path / "val"
+    data.mkdir()
+    make_class_folders(data, corrupt=True)
+    suite = tmp_path / "acc.yaml"
+    suite.write_text(
+        f"""
+name: acc
+defaults:
+  device: cpu
+  resolution: 32
+  weights: {ckpt}
+  warmup: {{min_iters: 2, max_iters: 3, max_seconds: 1}}
+  measure: {{min_seconds: 0.05, min_iters: 3}}
+matrix:
+  model: [resnet18]
+  batch_size: [2]
+  precision: [fp32, amp_bf16]
+accuracy: {{data: {data}}}
+"""
+    )
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "out"), "--no-progress", "--no-report")
+    assert result.returncode == 0, result.stderr
+    records = _records(_run_dir(result.stdout))
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    for r in records:
+        assert r["accuracy"]["acc1"] == 100.0 and r["accuracy"]["skipped"] >= 1

@@ -58,9 +58,15 @@ def test_oom_batch_reduction_is_opt_in_and_recorded(ctx, monkeypatch):
     assert (rec["requested_batch_size"], rec["batch_size"]) == (8, 2)
 
 
-def test_exception_becomes_error_record(ctx):
-    rec = measure_case(_case(impl="torchvision"), ctx)  # torchvision is not importable beside this torch build
-    assert rec["status"] == "error" and "torchvision" in rec["message"]
+def test_exception_becomes_error_record(ctx, monkeypatch):
+    def broken_step(*args, **kwargs):
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED\nsecond line of detail")
+
+    monkeypatch.setattr("harness.measure.scenarios.make_scenario", broken_step)
+    rec = measure_case(_case(), ctx)
+    assert rec["status"] == "error"
+    assert rec["message"] == "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"
+    assert measure_case(_case(batch_size=2, mode="train"), ctx)["status"] == "error"  # still patched: data, no raise
 
 
 def test_timeout_becomes_timeout_record(ctx):

@@ -1,0 +1,189 @@
+"""``harness compare``: flag regressions of a run against a baseline or its history, or compare hardware.
+
+``harness compare BASELINE... CANDIDATE`` and ``harness compare --history N --root DIR CANDIDATE`` print a table
+(or ``--format json|markdown``), write ``regressions.json`` and ``summary.md`` to ``--out`` (default: the
+candidate's run folder) and exit 1 under ``--fail-on regression`` when a case regressed or newly failed.
+``harness compare --hardware RUN_A RUN_B ...`` puts runs from different machines side by side.
+"""
+
+from __future__ import annotations
+
+HELP = "compare a run against a baseline or its history and flag regressions; or compare hardware (--hardware)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="baseline run folder(s), then the candidate run folder last ('latest': the newest run under --root); "
+        "with --hardware, the runs to put side by side (the first is the reference)",
+    )
+    parser.add_argument("--history", type=int, metavar="N", help="baseline: the last N matching runs under --root")
+    parser.add_argument("--root", default="results", help="results folder searched by --history (default: results)")
+    parser.add_argument("--format", choices=["table", "json", "markdown"], default="table", help="what to print")
+    parser.add_argument(
+        "--threshold", type=float, help="relative change that counts (default: the suite's regression.threshold, 0.05)"
+    )
+    parser.add_argument(
+        "--metric-threshold",
+        action="append",
+        default=[],
+        metavar="METRIC=FRACTION",
+        help="a threshold for one metric, e.g. rss_peak_mib=0.10 (repeatable)",
+    )
+    parser.add_argument("--p", type=float, default=0.001, help="significance level of the U test (default: 0.001)")
+    parser.add_argument(
+        "--fail-on",
+        choices=["regression", "never"],
+        default="never",
+        help="exit 1 when a case regressed or newly failed (default: never)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="where to write regressions.json and summary.md")
+    parser.add_argument(
+        "--allow-mismatch", action="store_true", help="compare across suites or environment fingerprints"
+    )
+    parser.add_argument("--hardware", action="store_true", help="compare runs of different machines side by side")
+    parser.add_argument("--html", metavar="FILE", help="with --hardware: also write an HTML report")
+
+
+def _console():
+    import sys
+
+    from rich.console import Console
+
+    # Logs of a nightly job are not terminals; 80 columns would fold every table.
+    return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
+
+
+def _metric_thresholds(items: list[str]) -> dict[str, float]:
+    from harness.errors import HarnessError
+
+    out = {}
+    for item in items:
+        name, sep, fraction = item.partition("=")
+        try:
+            out[name.strip()] = float(fraction)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise HarnessError(f"--metric-threshold {item!r}: write METRIC=FRACTION, e.g. rss_peak_mib=0.10")
+    return out
+
+
+def _write(folder, files: dict[str, str]) -> list[str]:
+    from pathlib import Path
+
+    from harness.errors import StoreError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to {folder} ({exc.strerror or exc}); choose another folder with --out DIR"
+        ) from None
+    return [str(folder / name) for name in files]
+
+
+def _hardware(args) -> int:
+    import sys
+
+    from harness.errors import HarnessError
+    from harness.regress import hardware_compare
+    from harness.regress.render_hardware import hardware_json, hardware_markdown, print_hardware
+    from harness.store import read_runs
+
+    runs = [run for path in args.runs for run in read_runs([path])]
+    result = hardware_compare(runs)
+    if args.format == "json":
+        print(hardware_json(result))
+    elif args.format == "markdown":
+        print(hardware_markdown(result), end="")
+    else:
+        print_hardware(result, _console())
+    if args.out:
+        written = _write(args.out, {"hardware.json": hardware_json(result), "hardware.md": hardware_markdown(result)})
+        print("wrote " + ", ".join(written), file=sys.stderr)
+    if args.html:
+        try:
+            from harness.report import write_hardware_report
+        except ImportError:
+            raise HarnessError(
+                "--html needs harness.report.write_hardware_report, which this version of harness does not have "
+                "yet; use --format markdown or --format json (or --out DIR) instead"
+            ) from None
+        write_hardware_report(result, args.html)
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def run(args) -> int:
+    import warnings
+
+    # The loader warns about skipped lines; the comparison lists them in its notes, so say it once, there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _compare(args)
+
+
+def _compare(args) -> int:
+    import sys
+
+    from harness.errors import HarnessError
+    from harness.regress import Thresholds, compare
+    from harness.regress.baseline import (
+        check_compatible,
+        history_size,
+        latest_run,
+        read_baselines,
+        read_candidate,
+        regression_settings,
+        select_history,
+        suite_baseline_path,
+    )
+    from harness.regress.render import markdown, print_table, to_json
+
+    if args.hardware:
+        return _hardware(args)
+    if args.html:
+        raise HarnessError("--html goes with --hardware; for a run's report use 'harness report RUN -o FILE'")
+    *baseline_paths, candidate_path = args.runs
+    if candidate_path == "latest":
+        candidate_path = latest_run(args.root)
+    candidate = read_candidate(candidate_path)
+    settings = regression_settings(candidate.manifest)
+    threshold = args.threshold if args.threshold is not None else settings.get("threshold", 0.05)
+    if baseline_paths and args.history is not None:
+        raise HarnessError("give baseline run folders or --history N, not both")
+    history = args.history
+    if not baseline_paths and history is None:
+        history = history_size(settings.get("baseline"))
+        if not history and settings.get("baseline"):
+            baseline_paths = [suite_baseline_path(settings["baseline"], candidate.manifest)]
+    if not baseline_paths and history is None:
+        raise HarnessError(
+            "nothing to compare against: name a baseline run folder before the candidate, or use --history N "
+            "(the candidate's suite sets no regression.baseline)"
+        )
+    if history is not None:
+        baselines, notes = select_history(candidate, args.root, history, args.allow_mismatch)
+    else:
+        baselines, notes = read_baselines(baseline_paths, candidate)
+    notes += check_compatible(baselines, candidate, args.allow_mismatch)
+    thresholds = Thresholds(relative=threshold, p=args.p, per_metric=_metric_thresholds(args.metric_threshold))
+    comparison = compare(baselines, candidate, thresholds)
+    comparison.notes[:0] = notes
+    written = _write(
+        args.out or candidate.path, {"regressions.json": to_json(comparison), "summary.md": markdown(comparison)}
+    )
+    if args.format == "json":
+        print(to_json(comparison))
+    elif args.format == "markdown":
+        print(markdown(comparison), end="")
+    else:
+        print_table(comparison, _console())
+    print("wrote " + ", ".join(written), file=sys.stderr)
+    return 1 if args.fail_on == "regression" and comparison.failed else 0

@@ -1,0 +1,36 @@
+"""``harness report RUN... [-o FILE]``: one self-contained HTML report of one or more runs."""
+
+from __future__ import annotations
+
+HELP = "write a self-contained HTML report (plotly, works offline) of one or more runs"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("runs", nargs="+", help="run folders, records .jsonl files, or results folders holding runs")
+    parser.add_argument(
+        "-o",
+        "--out",
+        help="the HTML file to write (default: RUN/report.html for a single run folder, else ./report.html)",
+    )
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from harness.report.data import prepare
+    from harness.report.page import read_inputs, render, write_html
+    from harness.store.rundir import MANIFEST
+
+    runs, notes = read_inputs(args.runs)
+    if args.out:
+        out = Path(args.out)
+    elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
+        out = Path(args.runs[0]) / "report.html"
+    else:
+        out = Path("report.html")
+    data = prepare(runs, notes)
+    write_html(render(data), out)
+    print(f"wrote {out} ({len(runs)} run(s), {len(data.frame)} record(s), {out.stat().st_size / 2**20:.1f} MiB)")
+    for note in data.skipped:
+        print(f"skipped: {note}")
+    return 0

@@ -1,0 +1,109 @@
+"""The metrics a comparison looks at, their directions, and how each is read from a record.
+
+A record may be a nested dict (as ``harness.store.read_runs`` gives) or a flattened row of
+``harness.store.load`` (``telemetry.img_per_j``); NaN, None, missing keys and non-numbers all read as "no value",
+so nothing downstream divides by a null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.regress.stats import harmonic_mean_rows, median_rows
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for None, NaN, infinities, booleans and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def field(record: dict[str, Any], name: str) -> Any:
+    """A field of a nested or flattened record: ``telemetry.img_per_j`` works on both."""
+    if name in record:
+        return record[name]
+    group, _, key = name.partition(".")
+    if key and isinstance(record.get(group), dict):
+        return record[group].get(key)
+    return None
+
+
+def step_samples(record: dict[str, Any]) -> np.ndarray | None:
+    """The record's step times (ms per step) as an array of positive finite values, or None when it has none."""
+    raw = field(record, "samples_ms")
+    if raw is None or isinstance(raw, (str, bytes)) or not hasattr(raw, "__len__") or len(raw) == 0:
+        return None
+    try:
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    values = values[np.isfinite(values) & (values > 0)]
+    return values if values.size else None
+
+
+def _batch_size(record: dict[str, Any]) -> float | None:
+    bs = number(field(record, "batch_size"))
+    return bs if bs and bs > 0 else None
+
+
+def _throughput_samples(record: dict[str, Any]) -> np.ndarray | None:
+    samples, bs = step_samples(record), _batch_size(record)
+    if samples is None or bs is None:
+        return None
+    return bs * 1000.0 / samples
+
+
+def _energy_per_img(record: dict[str, Any]) -> float | None:
+    img_per_j = number(field(record, "telemetry.img_per_j"))
+    return 1.0 / img_per_j if img_per_j and img_per_j > 0 else None
+
+
+def _plain(name: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda record: number(field(record, name))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One compared quantity: how to read it, which way is better, and (when it has any) its per-step samples.
+
+    ``statistic`` turns resampled per-step samples (one resample per row) into the metric's value, for the
+    bootstrap intervals used when a side has few samples.
+    """
+
+    name: str
+    unit: str
+    higher_is_better: bool
+    value: Callable[[dict[str, Any]], float | None]
+    samples: Callable[[dict[str, Any]], np.ndarray | None] | None = None
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+METRICS: tuple[Metric, ...] = (
+    # Per-step throughput (batch_size x 1000 / step ms); images over total time is their harmonic mean.
+    Metric("throughput_img_s", "img/s", True, _plain("throughput_img_s"), _throughput_samples, harmonic_mean_rows),
+    Metric("step_ms_median", "ms", False, _plain("step_ms_median"), step_samples, median_rows),
+    Metric("peak_allocated_mib", "MiB", False, _plain("peak_allocated_mib")),
+    Metric("rss_peak_mib", "MiB", False, _plain("rss_peak_mib")),
+    Metric("energy_j_per_img", "J/img", False, _energy_per_img),
+)
+
+METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+
+
+def metric(name: str) -> Metric:
+    """The metric called ``name``; a KeyError listing the valid names otherwise."""
+    for m in METRICS:
+        if m.name == name:
+            return m
+    raise KeyError(f"unknown metric {name!r}; metrics: {', '.join(METRIC_NAMES)}")

@@ -1,0 +1,112 @@
+"""A HardwareComparison as a terminal table, markdown, or JSON: geometric means first, then case by case."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.regress.hardware import HardwareComparison
+from harness.regress.render import MARKDOWN_ROWS, finite, value
+
+
+def _ratio(v: Any) -> str:
+    return "-" if v is None or v != v else f"{v:.2f}x"
+
+
+def _has(frame: Any, column: str) -> bool:
+    return column in frame.columns and frame[column].notna().any()
+
+
+def summary_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
+    """Geometric-mean speedup per run, mode and precision (``all`` first)."""
+    header = ["run", "mode", "precision", "cases", "geomean speedup", "min", "max"]
+    rows = [
+        [
+            str(r["run"]),
+            str(r["mode"]),
+            str(r["precision"]),
+            str(r["cases"]),
+            _ratio(r["geomean_speedup"]),
+            _ratio(r["min_speedup"]),
+            _ratio(r["max_speedup"]),
+        ]
+        for r in h.summary.to_dict("records")
+        if r["run_index"] > 0
+    ]
+    return header, rows
+
+
+def case_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
+    """One row per case: throughput and speedup per run, then images per joule and MFU per run when present."""
+    frame = h.frame
+    header = ["case"]
+    for i in range(len(h.labels)):
+        header += [f"img/s [{i}]"] + ([f"speedup [{i}]"] if i else [])
+    extras = [(c, name) for c, name in (("img_per_j", "img/J"), ("mfu", "MFU")) if _has(frame, c)]
+    for _, name in extras:
+        header += [f"{name} [{i}]" for i in range(len(h.labels))]
+    by_case: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in frame.to_dict("records"):
+        by_case.setdefault(row["case"], {})[row["run_index"]] = row
+    rows = []
+    for case, runs in by_case.items():
+        line = [case]
+        for i in range(len(h.labels)):
+            r = runs.get(i)
+            if r is None:
+                cells = ["absent"]
+            elif r["status"] != "ok":
+                cells = [str(r["status"])]
+            else:
+                cells = [value(r["throughput_img_s"])]
+            line += cells + ([_ratio(r["speedup"]) if r else "-"] if i else [])
+        for column, _ in extras:
+            for i in range(len(h.labels)):
+                v = runs.get(i, {}).get(column)
+                line.append("-" if v is None or v != v else (f"{v:.1%}" if column == "mfu" else value(v)))
+        rows.append(line)
+    return header, rows
+
+
+def print_hardware(h: HardwareComparison, console: Any = None) -> None:
+    """Print the runs, the matching rule, the geometric means and the per-case table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True)):
+        console.print(f"[bold][{i}][/] {label}  [dim]{path}[/]" + ("  (reference)" if i == 0 else ""))
+    console.print(h.rule, style="dim")
+    for title, (header, rows) in (("Geometric mean speedup over [0]", summary_rows(h)), ("Cases", case_rows(h))):
+        table = Table(title=title, title_justify="left", title_style="bold")
+        for col in header:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for note in h.notes:
+        console.print(f"note: {note}", style="yellow")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[:MARKDOWN_ROWS]]
+    if len(rows) > MARKDOWN_ROWS:
+        lines.append(f"\n... and {len(rows) - MARKDOWN_ROWS} more cases (use --format json for all)")
+    return "\n".join(lines)
+
+
+def hardware_markdown(h: HardwareComparison) -> str:
+    """The comparison as GitHub-flavoured markdown."""
+    out = ["### harness compare --hardware", ""]
+    out += [f"- [{i}] {label} (`{path}`)" for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True))]
+    out += ["", h.rule.capitalize() + ".", "", "#### Geometric mean speedup over [0]", ""]
+    out += [_md_table(*summary_rows(h)), "", "#### Cases", "", _md_table(*case_rows(h)), ""]
+    if h.notes:
+        out += ["**Notes**", ""] + [f"- {note}" for note in h.notes] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def hardware_json(h: HardwareComparison) -> str:
+    """Every case row and summary row as indented JSON."""
+    return json.dumps(finite(h.to_dict()), indent=2, allow_nan=False, default=str)

@@ -1,0 +1,168 @@
+"""The sections that relate measurements to other things: accuracy against speed (the catalog's stated acc@1),
+trends across runs, and the profiler's operator tables."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from harness.report import accuracy as acc
+from harness.report import efficiency as eff
+from harness.report import trends as trend
+from harness.report.blocks import Cell, Code, Group, Heading, Note, Row, Section, Table, keys_of, num, pct, text
+from harness.report.data import MODE_ORDER, ReportData, column, ordered
+
+if TYPE_CHECKING:
+    from harness.report.sections import Builder
+
+
+def accuracy(b: Builder) -> Section:
+    """Stated acc@1 against throughput with the Pareto front, and measured against stated accuracy."""
+    s = Section("accuracy", "Accuracy against speed")
+    points = acc.accuracy_points(b.ok)
+    if points.empty:
+        s.add(Note("No successful cases of models with a stated accuracy.", "nodata"))
+    else:
+        notes = sorted(set(points["weights_note"]))
+        s.add(
+            Note(
+                "Stated acc@1 per weights entry: "
+                + "; ".join(notes)
+                + ". Per mode, precision and batch size, each model's fastest case; the dashed line joins the models"
+                " no other model beats in both speed and accuracy."
+            )
+        )
+        for mode in ordered(points["mode"], MODE_ORDER):
+            s.add(b.plot(acc.accuracy_figure(b.ok, mode)))
+        rows = [
+            Row(
+                [
+                    Cell(r["model"]),
+                    Cell(r["mode"]),
+                    Cell(r["group"]),
+                    num(r["tput"]),
+                    num(r["acc1"]),
+                    Cell(r["weights_note"]),
+                    Cell("yes" if r["front"] else "", int(r["front"]), "good" if r["front"] else ""),
+                ],
+                keys_of(r),
+            )
+            for _, r in points.iterrows()
+        ]
+        s.add(
+            Table(
+                ["model", "mode", "group", "img/s", "stated acc@1 %", "weights entry", "Pareto front"],
+                rows,
+                numeric=(3, 4),
+            )
+        )
+    measured = acc.measured_accuracy(b.data.snapshot)
+    if not measured.empty:
+        s.add(Heading("Measured accuracy"))
+        s.add(b.plot(acc.measured_vs_stated_figure(b.data.snapshot)))
+        rows = [
+            Row(
+                [
+                    Cell(r["case_id"]),
+                    num(r["measured"]),
+                    num(r["stated"]),
+                    num(_diff(r["measured"], r["stated"]), signed=True),
+                    Cell(r["weights_note"]),
+                ],
+                keys_of(r),
+            )
+            for _, r in measured.iterrows()
+        ]
+        s.add(
+            Table(
+                ["case", "measured acc@1 %", "stated acc@1 %", "difference (points)", "stated entry"],
+                rows,
+                numeric=(1, 2, 3),
+            )
+        )
+    return s
+
+
+def trends(b: Builder) -> Section:
+    """Each case's throughput across the runs of one suite and environment, with detected steps."""
+    s = Section("trends", "Trends")
+    groups = trend.trend_groups(b.data.frame)
+    if not groups:
+        s.add(
+            Note(
+                "One run per suite and environment: trends need two or more runs of the same suite on the same"
+                " environment.",
+                "nodata",
+            )
+        )
+        return s
+    threshold = _threshold(b.data)
+    if trend.step_detector() is None:
+        s.add(Note("Step detection is not available in this installation; lines show the raw history."))
+    else:
+        s.add(Note(f"Red rings: steps found by harness.regress.detect_steps (threshold {threshold:.0%})."))
+    for title, rows in groups:
+        s.add(b.plot(trend.trend_figure(rows, title, threshold)))
+    return s
+
+
+def profile(b: Builder) -> Section:
+    """Per profiled case: how to open its trace, its top operators as a chart and a table."""
+    s = Section("profile", "Profile")
+    snap = b.data.snapshot
+    top = column(snap, "profile.top_ops")
+    errors = column(snap, "profile.error")
+    found = False
+    for (_, r), ops, err in zip(snap.iterrows(), top, errors, strict=True):
+        if err is not None and err == err:
+            s.add(Note(f"{r['case_id']}: profiler failed: {err}", "warn"))
+        if not isinstance(ops, list) or not ops:
+            continue
+        found = True
+        group = Group(keys_of(r))
+        group.add(Heading(str(r["case_id"])))
+        trace_dir = text(r.get("profile.trace_dir")) or f"{r['run_dir']}/profiles"
+        # Quoted for the shell: run folders are named after the suite, which may hold spaces or worse.
+        group.add(Code("TensorBoard", f"tensorboard --logdir {shlex.quote(str(r['run_dir']) + '/profiles')}"))
+        if not os.path.isabs(trace_dir):
+            trace_dir = os.path.join(str(r["run_dir"]), trace_dir)
+        group.add(Code("Perfetto", f"open {trace_dir}/*.pt.trace.json.gz at ui.perfetto.dev"))
+        group.add(b.plot(eff.profile_figure(ops, str(r["case_id"]), keys_of(r))))
+        rows = [
+            Row(
+                [
+                    Cell(text(op.get("name"))),
+                    num(op.get("calls")),
+                    num(op.get("self_time_ms")),
+                    num(op.get("self_cuda_time_ms")),
+                    pct(op.get("share"), 1, signed=False),
+                ],
+                keys_of(r),
+            )
+            for op in ops
+            if isinstance(op, dict)
+        ]
+        group.add(Table(["operator", "calls", "self CPU ms", "self device ms", "share"], rows, numeric=(1, 2, 3, 4)))
+        s.add(group)
+    if not found:
+        s.add(
+            Note(
+                "No profiled cases (a suite names them under profile.cases, or pass --profile GLOB to harness run).",
+                "nodata",
+            )
+        )
+    return s
+
+
+def _diff(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None or b != b else float(a) - float(b)
+
+
+def _threshold(data: ReportData) -> float:
+    for run in reversed(data.runs):
+        suite = run.manifest.get("suite")
+        reg = suite.get("regression") if isinstance(suite, dict) else None
+        if isinstance(reg, dict) and isinstance(reg.get("threshold"), (int, float)):
+            return float(reg["threshold"])
+    return trend.DEFAULT_THRESHOLD

@@ -1,0 +1,158 @@
+"""The pieces a section is made of: notes, tables, charts, headings, commands and headline cards.
+
+Sections hold these plain objects; the page template renders them (escaping every string), so no HTML is built
+by string concatenation anywhere. Table rows carry the page filter's keys (model, mode, precision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.report.data import number
+
+
+@dataclass
+class Note:
+    """A sentence for the reader; ``kind`` is ``info``, ``nodata`` or ``warn`` (styling only)."""
+
+    text: str
+    kind: str = "info"
+    block: str = "note"
+
+
+@dataclass
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+    block: str = "heading"
+
+
+@dataclass
+class Code:
+    """A command or path to copy, shown as text (never as a link)."""
+
+    label: str
+    text: str
+    block: str = "code"
+
+
+@dataclass
+class Cards:
+    """Headline numbers: (label, value) pairs shown as cards."""
+
+    items: list[tuple[str, str]]
+    block: str = "cards"
+
+
+@dataclass
+class Plot:
+    """A chart: its figure as plotly JSON (a dict), the element id it is drawn into, and whether it takes half
+    the width (small charts sit side by side)."""
+
+    id: str
+    figure: dict[str, Any]
+    half: bool = False
+    block: str = "plot"
+
+
+@dataclass
+class Cell:
+    """A table cell: its text, the value it sorts by (numbers sort as numbers), and a CSS class."""
+
+    text: str
+    sort: float | str | None = None
+    cls: str = ""
+
+
+@dataclass
+class Row:
+    """A table row and its filter keys (missing keys match every filter value; a list matches any of them)."""
+
+    cells: list[Cell]
+    keys: dict[str, Any] = field(default_factory=dict)
+
+    def key_attr(self, name: str) -> str | None:
+        """The row's ``data-<name>`` attribute value: space-separated when the row stands for several values."""
+        value = self.keys.get(name)
+        if value is None:
+            return None
+        return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+@dataclass
+class Table:
+    """A sortable table; ``numeric`` column indexes are right-aligned."""
+
+    columns: list[str]
+    rows: list[Row]
+    caption: str = ""
+    numeric: tuple[int, ...] = ()
+    block: str = "table"
+
+
+@dataclass
+class Group:
+    """Blocks that belong to one case (its heading, commands, chart and table); the page filter hides the
+    whole group when the case does not match."""
+
+    keys: dict[str, Any]
+    blocks: list[Any] = field(default_factory=list)
+    block: str = "group"
+
+    def add(self, block: Any) -> None:
+        """Append a block (None is ignored)."""
+        if block is not None:
+            self.blocks.append(block)
+
+    def key_attr(self, name: str) -> str | None:
+        """The group's ``data-<name>`` attribute value."""
+        value = self.keys.get(name)
+        return None if value is None else str(value)
+
+
+@dataclass
+class Section:
+    """One section of the page: an anchor id, a title, and its blocks in order."""
+
+    id: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)
+
+    def add(self, block: Any) -> None:
+        """Append a block (None is ignored, so optional charts can be added unconditionally)."""
+        if block is not None:
+            self.blocks.append(block)
+
+
+def text(value: Any) -> str:
+    """A cell's text for any value: '' for nulls, the string otherwise."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def num(value: Any, digits: int = 4, unit: str = "", scale: float = 1.0, signed: bool = False) -> Cell:
+    """A numeric cell shown with ``digits`` significant digits (and ``unit``), sorting by its value."""
+    n = number(value)
+    if n is None:
+        return Cell("", None)
+    n *= scale
+    shown = f"{n:+.{digits}g}" if signed else f"{n:.{digits}g}"
+    if "e" in shown and abs(n) >= 1:
+        shown = f"{n:,.0f}"
+    return Cell(shown + (f" {unit}" if unit else ""), n)
+
+
+def pct(value: Any, digits: int = 2, signed: bool = True) -> Cell:
+    """A fraction shown as a percentage (0.0123 -> +1.23%), sorting by the fraction."""
+    n = number(value)
+    if n is None:
+        return Cell("", None)
+    return Cell(f"{n * 100:+.{digits}f}%" if signed else f"{n * 100:.{digits}f}%", n)
+
+
+def keys_of(record: Any) -> dict[str, str]:
+    """The filter keys (model, mode, precision) of a record or frame row."""
+    return {k: text(record.get(k)) for k in ("model", "mode", "precision")}

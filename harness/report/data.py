@@ -1,0 +1,188 @@
+"""What the report draws from: the records of the runs as one frame with the derived columns the figures need,
+and the snapshot (the latest record of each case on each device) that the per-case sections show.
+
+Several runs of one suite usually repeat the same cases (nightly history); the per-case sections show the latest
+record of each case, and the trends section shows the history. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.store.loader import Run, runs_to_frame
+
+#: The keys of the page-wide filter, in the order of the select boxes.
+FILTER_KEYS = ("model", "mode", "precision")
+PRECISION_ORDER = ("fp32", "tf32", "amp_fp16", "amp_bf16")
+MODE_ORDER = ("inference", "train")
+#: One colour per precision, used by every chart, so a precision looks the same everywhere on the page.
+PRECISION_COLOURS = {"fp32": "#3b6ea8", "tf32": "#4c9a6a", "amp_fp16": "#e08a2c", "amp_bf16": "#9a5bb5"}
+OTHER_COLOUR = "#7f7f7f"
+#: Colours of charts that are not split by precision (ops counts, profiles), chosen apart from the precisions'.
+NEUTRAL_COLOUR = "#2a9d8f"
+NEUTRAL_LIGHT = "#b9ddd8"
+
+
+def precision_colour(precision: Any) -> str:
+    """The chart colour of ``precision`` (grey for an unknown one)."""
+    return PRECISION_COLOURS.get(str(precision), OTHER_COLOUR)
+
+
+def model_order(models) -> list[str]:
+    """Models in catalog order (smallest family members first), then unknown names alphabetically."""
+    from harness.zoo.catalog import MODEL_NAMES
+
+    rank = {name: i for i, name in enumerate(MODEL_NAMES)}
+    return sorted({str(m) for m in models if m is not None and m == m}, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def ordered(values, order: tuple[str, ...]) -> list[str]:
+    """Distinct ``values`` in the given ``order``, unknown ones last."""
+    seen = {str(v) for v in values if v is not None and v == v}
+    return [v for v in order if v in seen] + sorted(seen - set(order))
+
+
+def column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, or a column of nulls when the records never had that field (e.g. no telemetry at all)."""
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (for nulls, NaN, and anything that is not a number)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def truthy(value: Any) -> bool:
+    """True for a true boolean (numpy's too); False for false, None and NaN."""
+    return value is not None and value == value and bool(value)
+
+
+def derive(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the columns the figures share: ``tput`` (img/s, global for DDP), ``mem_mib`` and ``mem_kind``,
+    ``gmacs`` (measured GMACs per image), ``fmt`` (NCHW or channels_last), ``device_key``, ``has_samples``,
+    ``variant`` (what tells cases of one model and batch size apart beyond precision and memory format:
+    resolution or device when the frame holds several, compile, DDP world size) and ``label`` (model, batch
+    size and variant: the case's axis label)."""
+    df = frame.copy()
+    if df.empty:
+        for name in ("tput", "mem_mib", "mem_kind", "gmacs", "fmt", "device_key", "variant", "has_samples", "label"):
+            df[name] = pd.Series(dtype=object)
+        return df
+    tput = pd.to_numeric(column(df, "throughput_img_s"), errors="coerce")
+    glob = pd.to_numeric(column(df, "global_throughput_img_s"), errors="coerce")
+    ws = pd.to_numeric(column(df, "world_size"), errors="coerce").fillna(1)
+    df["tput"] = glob.where((ws > 1) & glob.notna(), tput)
+    alloc = pd.to_numeric(column(df, "peak_allocated_mib"), errors="coerce")
+    rss = pd.to_numeric(column(df, "rss_peak_mib"), errors="coerce")
+    df["mem_mib"] = alloc.where(alloc.notna(), rss)
+    df["mem_kind"] = [
+        "peak allocated (CUDA)" if a == a else ("peak RSS (CPU)" if r == r else None)
+        for a, r in zip(alloc, rss, strict=True)
+    ]
+    df["gmacs"] = pd.to_numeric(column(df, "macs_per_img"), errors="coerce") / 1e9
+    df["fmt"] = ["channels_last" if truthy(c) else "NCHW" for c in column(df, "channels_last")]
+    dev = column(df, "device_name")
+    if "env.device_name" in df.columns:
+        dev = dev.where(dev.notna(), df["env.device_name"])
+    df["device_key"] = dev.where(dev.notna(), column(df, "device")).fillna("?").astype(str)
+    many_res = column(df, "resolution").nunique(dropna=True) > 1
+    many_dev = df["device_key"].nunique() > 1
+    variants = []
+    for res, device, comp, world in zip(
+        column(df, "resolution"), df["device_key"], column(df, "compile"), ws, strict=True
+    ):
+        text = f" {_int(res)}px" if many_res else ""
+        text += " compiled" if truthy(comp) else ""
+        text += f" ddp×{int(world)}" if world > 1 else ""
+        text += f" @ {device}" if many_dev else ""
+        variants.append(text)
+    df["variant"] = variants
+    df["has_samples"] = [isinstance(s, list) and len(s) > 0 for s in column(df, "samples_ms")]
+    labels = [f"{m} bs{_int(b)}{v}" for m, b, v in zip(df["model"], df["batch_size"], variants, strict=True)]
+    df["label"] = labels
+    return df
+
+
+def _int(value: Any) -> str:
+    n = number(value)
+    return str(int(n)) if n is not None and n == int(n) else str(value)
+
+
+def snapshot(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latest record of each case on each device (any status), rank 0 of DDP cases: what the run is now."""
+    if frame.empty:
+        return frame
+    df = frame.assign(_started=column(frame, "run_started_at").fillna("").astype(str), _order=range(len(frame)))
+    df = df.sort_values(["_started", "_order", "rank"], kind="stable")
+    # Within a run a DDP case has one record per rank: keep the lowest rank. Across runs keep the latest run.
+    df = df.drop_duplicates(["run_dir", "case_id", "device_key"], keep="first")
+    df = df.drop_duplicates(["case_id", "device_key"], keep="last")
+    return df.drop(columns=["_started", "_order"]).sort_index()
+
+
+def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with status ok and a measured throughput."""
+    if frame.empty:
+        return frame
+    return frame[(frame["status"] == "ok") & frame["tput"].notna()]
+
+
+@dataclass
+class ReportData:
+    """Everything one page is built from: the runs, all their records, the snapshot, and what was skipped."""
+
+    runs: list[Run]
+    frame: pd.DataFrame
+    snapshot: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Snapshot rows that measured something (status ok with a throughput)."""
+        return ok_rows(self.snapshot)
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """The choices of each select box of the page filter."""
+        snap = self.snapshot
+        if snap.empty:
+            return {k: [] for k in FILTER_KEYS}
+        return {
+            "model": model_order(snap["model"]),
+            "mode": ordered(snap["mode"], MODE_ORDER),
+            "precision": ordered(snap["precision"], PRECISION_ORDER),
+        }
+
+
+def prepare(runs: list[Run], skipped: list[str] | None = None) -> ReportData:
+    """Build the report's data from runs read by ``harness.store.read_runs`` (plus notes on skipped inputs)."""
+    notes = list(skipped or [])
+    for run in runs:
+        notes.extend(run.skipped)
+    frame = derive(runs_to_frame(runs))
+    if not frame.empty:
+        frame = frame.drop(columns=[c for c in ("samples_ms", "wall_ms") if c in frame.columns])
+        # Records must say what they measured; one without a model or case id cannot be placed on any chart.
+        unusable = frame["model"].isna() | frame["case_id"].isna()
+        for run_dir, count in frame[unusable].groupby("run_dir").size().items():
+            notes.append(f"{run_dir}: {count} record(s) without a model or case id skipped")
+        frame = frame[~unusable]
+    return ReportData(runs, frame, snapshot(frame), notes)
+
+
+def run_label(path: Path | str) -> str:
+    """A short name for a run folder: its last two parts (suite/timestamp-host-device)."""
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)

@@ -1,0 +1,415 @@
+"""The report's charts: pure functions of a frame from ``harness.report.data`` (``derive``d records) that return
+a plotly Figure, or None when the frame holds nothing to draw.
+
+Every trace carries its filter keys in ``meta`` so the page's filter can re-draw it: ``meta.fk`` holds keys that
+apply to the whole trace (a string, or a list meaning "any of"), ``meta.pk`` per-point lists, ``meta.rk`` per-row
+lists of a heatmap. Text that came from records is HTML-escaped (plotly renders a subset of HTML in labels).
+Values are plain lists (never numpy arrays) so the page gets readable JSON the filter can slice.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from harness.report.data import (
+    MODE_ORDER,
+    PRECISION_ORDER,
+    column,
+    model_order,
+    number,
+    ordered,
+    precision_colour,
+)
+
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+GRID = "#e6e8eb"
+#: Above this many lines a chart's legend explains the encoding (model, precision, format) rather than listing lines.
+MAX_LEGEND = 16
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "triangle-down", "star", "pentagon", "cross", "hexagon")
+
+
+def esc(text: Any) -> str:
+    """``text`` escaped for plotly labels, which render a subset of HTML."""
+    return html.escape(str(text), quote=False)
+
+
+#: Approximate width of one character of the 11-12 px chart font, for sizing margins without automargin.
+CHAR_PX = 6.6
+
+
+def layout(
+    title: str,
+    xtitle: str = "",
+    ytitle: str = "",
+    height: int = 420,
+    xlabels: list[str] | None = None,
+    ylabels: list[str] | None = None,
+    legend: list[str] | None = None,
+    legend_side: str = "top",
+    width: int = 1100,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The shared look: an empty template (plotly.js defaults, nothing large embedded), system fonts, light grid.
+
+    Margins are sized here from the tick labels (``xlabels``, ``ylabels``) and the legend entries (``legend``,
+    placed at the ``top`` or on the ``right``; ``width`` is the expected width in pixels) rather than by
+    plotly's automargin, which costs every chart a second layout pass when the page opens."""
+    xlabels, ylabels, legend = xlabels or [], ylabels or [], legend or []
+    tilt = len(xlabels) > 6
+    xlen = max((len(x) for x in xlabels), default=0)
+    bottom = 30 + (int(xlen * CHAR_PX * 0.6) + 10 if tilt else 20) + (22 if xtitle else 0)
+    ylen = max((len(y) for y in ylabels), default=6)
+    left = 20 + int(ylen * CHAR_PX) + (24 if ytitle else 0)
+    top, right = 44, 24
+    legend_layout: dict[str, Any] = {"font": {"size": 11}}
+    if legend and legend_side == "right":
+        right += 50 + int(max(len(n) for n in legend) * CHAR_PX)
+        legend_layout.update(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top")
+    elif legend:
+        per_row = max(1, width // (50 + int(max(len(n) for n in legend) * CHAR_PX)))
+        top += 24 * -(-len(legend) // per_row)
+        legend_layout.update(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom")
+    out: dict[str, Any] = {
+        "template": go.layout.Template(),
+        "title": {
+            "text": esc(title),
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 1,
+            "yanchor": "top",
+            "pad": {"t": 10},
+            "font": {"size": 15},
+        },
+        "font": {"family": FONT, "size": 12, "color": "#1f2933"},
+        "height": height + top - 44,
+        "margin": {"l": left, "r": right, "t": top, "b": bottom},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "xaxis": {"title": {"text": xtitle}, "gridcolor": GRID, "zerolinecolor": GRID, "tickangle": -35 if tilt else 0},
+        "yaxis": {"title": {"text": ytitle}, "gridcolor": GRID, "zerolinecolor": "#c5c9ce"},
+        "showlegend": bool(legend),
+        "legend": legend_layout,
+        "hoverlabel": {"font": {"family": FONT}},
+    }
+    for axis in ("xaxis", "yaxis"):
+        if axis in extra:
+            out[axis] = {**out[axis], **extra.pop(axis)}
+    out.update(extra)
+    return out
+
+
+def numeric(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as floats (NaN where null or absent)."""
+    if name not in frame.columns:
+        return pd.Series(float("nan"), index=frame.index)
+    return pd.to_numeric(frame[name], errors="coerce")
+
+
+def case_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted the way every chart and table lists cases: model (catalog order), mode, batch size,
+    resolution, precision, memory format, then variant."""
+    rank = {m: i for i, m in enumerate(model_order(rows["model"]))}
+    modes = {m: i for i, m in enumerate(MODE_ORDER)}
+    precisions = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    keyed = rows.assign(
+        _m=rows["model"].map(lambda m: rank.get(str(m), len(rank))),
+        _o=column(rows, "mode").map(lambda m: modes.get(m, len(modes))),
+        _b=numeric(rows, "batch_size").fillna(0),
+        _r=numeric(rows, "resolution").fillna(0),
+        _p=column(rows, "precision").map(lambda p: precisions.get(p, len(precisions))),
+        _f=column(rows, "fmt").fillna(""),
+        _v=column(rows, "variant").fillna(""),
+    )
+    keyed = keyed.sort_values(["_m", "_o", "_b", "_r", "_p", "_f", "_v"], kind="stable")
+    return keyed.drop(columns=["_m", "_o", "_b", "_r", "_p", "_f", "_v"])
+
+
+def values(series: pd.Series, scale: float = 1.0) -> list[float | None]:
+    return [None if v is None or v != v else float(v) * scale for v in series]
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}{(' ' + unit) if unit else ''}"
+
+
+def grouped_bars(
+    frame: pd.DataFrame,
+    mode: str,
+    value: str,
+    title: str,
+    ytitle: str,
+    unit: str,
+    scale: float = 1.0,
+    errors: Callable[[pd.DataFrame], tuple[list, list] | None] | None = None,
+    hover: Callable[[pd.Series], str] | None = None,
+    width: int = 1100,
+) -> go.Figure | None:
+    """Bars of ``value`` per case (x: model and batch size) for one ``mode``, one bar group per precision and
+    memory format (colour: precision; hatching: channels_last). ``errors(rows)`` may give (plus, minus) lists."""
+    rows = frame[(frame["mode"] == mode) & numeric(frame, value).notna()] if not frame.empty else frame
+    if rows.empty:
+        return None
+    rows = case_order(rows)
+    categories = [esc(x) for x in dict.fromkeys(rows["label"])]
+    traces = []
+    for precision in ordered(rows["precision"], PRECISION_ORDER):
+        for fmt in ("NCHW", "channels_last"):
+            sub = rows[(rows["precision"] == precision) & (rows["fmt"] == fmt)]
+            if sub.empty:
+                continue
+            y = values(numeric(sub, value), scale)
+            texts = []
+            for (_, r), v in zip(sub.iterrows(), y, strict=True):
+                extra = hover(r) if hover else ""
+                texts.append(f"{esc(r['case_id'])}<br>{_fmt(v, unit)}{extra}")
+            trace: dict[str, Any] = {
+                "x": [esc(x) for x in sub["label"]],
+                "y": y,
+                "name": f"{precision} · {fmt}",
+                "marker": {"color": precision_colour(precision), "pattern": {"shape": "/" if fmt != "NCHW" else ""}},
+                "hovertext": texts,
+                "hovertemplate": "%{hovertext}<extra></extra>",
+                "meta": {
+                    "fk": {"mode": mode, "precision": str(precision)},
+                    "pk": {"model": list(map(str, sub["model"]))},
+                },
+            }
+            err = errors(sub) if errors else None
+            if err is not None:
+                plus, minus = err
+                trace["error_y"] = {"type": "data", "array": plus, "arrayminus": minus, "color": "#333", "width": 3}
+            traces.append(go.Bar(**trace))
+    return go.Figure(
+        data=traces,
+        layout=layout(
+            title,
+            "",
+            ytitle,
+            xlabels=categories,
+            legend=[t.name for t in traces],
+            width=width,
+            barmode="group",
+            bargap=0.25,
+            xaxis={"categoryorder": "array", "categoryarray": categories},
+        ),
+    )
+
+
+def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitle: str, unit: str) -> go.Figure | None:
+    """``value`` against batch size for one ``mode``: a line per model, precision and memory format (colour:
+    precision, dash: channels_last, marker: model); None unless the cases span two batch sizes or more."""
+    rows = frame[(frame["mode"] == mode) & numeric(frame, value).notna()] if not frame.empty else frame
+    if rows.empty or numeric(rows, "batch_size").nunique() < 2:
+        return None
+    models = model_order(rows["model"])
+    traces = []
+    keys = ["model", "precision", "fmt", "variant"]
+    groups = case_order(rows).groupby(keys, sort=False)
+    many = groups.ngroups > MAX_LEGEND
+    for (model, precision, fmt, variant), sub in groups:
+        sub = sub.sort_values("batch_size")
+        y = values(numeric(sub, value))
+        name = f"{model}{variant} · {precision} · {fmt}"
+        traces.append(
+            go.Scatter(
+                x=values(numeric(sub, "batch_size")),
+                y=y,
+                mode="lines+markers",
+                name=esc(name),
+                line={"color": precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
+                marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
+                hovertext=[f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)],
+                hovertemplate="%{hovertext}<extra></extra>",
+                showlegend=not many,
+                meta={"fk": {"model": str(model), "mode": mode, "precision": str(precision)}},
+            )
+        )
+    if many:
+        traces = [*traces, *key_traces(models, ordered(rows["precision"], PRECISION_ORDER), ordered(rows["fmt"], ()))]
+    sizes = sorted({int(b) for b in numeric(rows, "batch_size").dropna()})
+    return go.Figure(
+        data=traces,
+        layout=layout(
+            title,
+            "batch size",
+            ytitle,
+            legend=[t.name for t in traces if t.showlegend is not False],
+            legend_side="right",
+            xaxis={"type": "log", "tickvals": sizes, "ticktext": [str(s) for s in sizes]},
+        ),
+    )
+
+
+def key_traces(models: list[str], precisions: list[str], formats: list[str]) -> list[go.Scatter]:
+    """A legend that explains the encoding instead of naming every line (too many lines to list): one entry per
+    model (marker), precision (colour) and memory format (dash). The entries draw nothing and carry no filter
+    keys, so the page filter leaves them alone."""
+    out = []
+    for i, model in enumerate(models):
+        marker = {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8, "color": "#52606d"}
+        out.append(go.Scatter(x=[None], y=[None], mode="markers", name=esc(model), marker=marker))
+    for precision in precisions:
+        line = {"color": precision_colour(precision), "width": 3}
+        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(precision), line=line))
+    for fmt in formats:
+        line = {"color": "#52606d", "dash": "dot" if fmt != "NCHW" else "solid", "width": 2}
+        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(fmt), line=line))
+    return out
+
+
+def _ci_errors(rows: pd.DataFrame) -> tuple[list, list] | None:
+    ci = rows["throughput_ci95"] if "throughput_ci95" in rows.columns else None
+    if ci is None or not any(isinstance(c, list) and len(c) == 2 for c in ci):
+        return None
+    plus, minus = [], []
+    for c, v in zip(ci, rows["tput"], strict=True):
+        lo, hi = (number(c[0]), number(c[1])) if isinstance(c, list) and len(c) == 2 else (None, None)
+        ok = lo is not None and hi is not None and v == v
+        plus.append(max(hi - v, 0.0) if ok else None)
+        minus.append(max(v - lo, 0.0) if ok else None)
+    return plus, minus
+
+
+def _ci_hover(r: pd.Series) -> str:
+    c = r.get("throughput_ci95")
+    if isinstance(c, list) and len(c) == 2 and number(c[0]) is not None and number(c[1]) is not None:
+        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}"
+    return "<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval"
+
+
+def throughput_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Throughput (img/s) per model and batch size for ``mode``, grouped by precision and memory format, with
+    the bootstrap 95% interval as error bars where the record has one."""
+    return grouped_bars(
+        frame, mode, "tput", f"Throughput, {mode}", "images / s", "img/s", errors=_ci_errors, hover=_ci_hover
+    )
+
+
+def throughput_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Throughput (img/s) against batch size for ``mode``: a line per model, precision and memory format."""
+    return lines_vs_batch(frame, mode, "tput", f"Throughput against batch size, {mode}", "images / s", "img/s")
+
+
+def memory_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Peak memory (MiB: allocated on CUDA, resident set on CPU) against batch size for ``mode``; bars per case
+    when the cases share one batch size."""
+    rows = frame[frame["mode"] == mode] if not frame.empty else frame
+    kinds = sorted({k for k in rows.get("mem_kind", pd.Series(dtype=object)).dropna()})
+    ytitle = " / ".join(kinds) + " (MiB)" if kinds else "MiB"
+    lines = lines_vs_batch(frame, mode, "mem_mib", f"Peak memory against batch size, {mode}", ytitle, "MiB")
+    return lines or grouped_bars(frame, mode, "mem_mib", f"Peak memory per case, {mode}", ytitle, "MiB")
+
+
+def _ratios(num: pd.DataFrame, den: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Matching cases of ``num`` and ``den`` joined on ``on``, with ``ratio`` = numerator / denominator img/s."""
+    cols = [*on, "tput", "case_id"]
+    joined = num[cols].merge(den[cols], on=on, suffixes=("_n", "_d"))
+    joined = joined[(joined["tput_d"] > 0) & joined["tput_n"].notna()]
+    return joined.assign(ratio=joined["tput_n"] / joined["tput_d"])
+
+
+def _heatmap(
+    pieces: list[tuple[str, list[str], pd.DataFrame]],
+    title: str,
+    mode: str,
+    row_suffix: Callable[[pd.Series], str] = lambda r: "",
+) -> go.Figure | None:
+    """A ratio heatmap: rows are models (and variants), columns are (piece, batch size) where each piece is
+    (column label prefix, the precisions its cells involve, joined ratios). Cells show the ratio; the filter
+    keys are the mode (whole chart), the model per row and the precisions per column."""
+    pieces = [(label, keys, joined) for label, keys, joined in pieces if not joined.empty]
+    if not pieces:
+        return None
+    everything = case_order(
+        pd.concat([j.assign(_col=label) for label, _, j in pieces], ignore_index=True).assign(mode=mode)
+    )
+    everything = everything.assign(row=[f"{r['model']}{r['variant']}{row_suffix(r)}" for _, r in everything.iterrows()])
+    rows = list(dict.fromkeys(everything["row"]))
+    row_model = [str(everything.loc[everything["row"] == r, "model"].iloc[0]) for r in rows]
+    columns: list[tuple[str, int]] = []
+    column_keys: list[list[str]] = []
+    for label, keys, joined in pieces:
+        for size in sorted({int(b) for b in joined["batch_size"]}):
+            columns.append((label, size))
+            column_keys.append(keys)
+    z = [[None] * len(columns) for _ in rows]
+    text = [[""] * len(columns) for _ in rows]
+    hover = [[""] * len(columns) for _ in rows]
+    for _, r in everything.iterrows():
+        i, j = rows.index(r["row"]), columns.index((r["_col"], int(r["batch_size"])))
+        z[i][j] = float(r["ratio"])
+        text[i][j] = f"{r['ratio']:.2f}×"
+        hover[i][j] = (
+            f"{esc(r['case_id_n'])}: {r['tput_n']:.4g} img/s<br>{esc(r['case_id_d'])}: {r['tput_d']:.4g} img/s"
+            f"<br>ratio {r['ratio']:.3f}"
+        )
+    x = [esc(f"{label} bs{size}" if label else f"bs{size}") for label, size in columns]
+    trace = go.Heatmap(
+        z=z,
+        x=x,
+        y=[esc(r) for r in rows],
+        text=text,
+        texttemplate="%{text}",
+        customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>",
+        colorscale="RdBu",
+        zmid=1.0,
+        showscale=False,  # every cell is labelled with its ratio; a colour bar would only repeat it
+        xgap=2,
+        ygap=2,
+        meta={"fk": {"mode": mode}, "rk": {"model": row_model}, "ck": {"precision": column_keys}},
+    )
+    return go.Figure(
+        data=[trace],
+        layout=layout(
+            title,
+            "",
+            "",
+            height=max(200, 70 + 30 * len(rows)),
+            xlabels=x,
+            ylabels=list(trace.y),
+            xaxis={"type": "category"},
+            yaxis={"type": "category", "autorange": "reversed"},
+        ),
+    )
+
+
+def amp_speedup(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Heatmap of AMP (amp_fp16, amp_bf16) throughput over fp32 throughput (×) for ``mode``: rows are models
+    (and memory formats), columns AMP precision and batch size; only cases that match in everything else
+    (memory format, resolution, device, compile) are paired."""
+    if frame.empty:
+        return None
+    rows = frame[frame["mode"] == mode]
+    on = ["model", "batch_size", "fmt", "variant"]
+    fp32 = rows[rows["precision"] == "fp32"]
+    pieces = [
+        (amp, [amp, "fp32"], _ratios(rows[rows["precision"] == amp], fp32, on)) for amp in ("amp_fp16", "amp_bf16")
+    ]
+    return _heatmap(
+        pieces,
+        f"AMP over fp32, {mode}",
+        mode,
+        row_suffix=lambda r: " · channels_last" if r["fmt"] != "NCHW" else "",
+    )
+
+
+def channels_last_speedup(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+    """Heatmap of channels_last throughput over NCHW throughput (×) for ``mode``: rows are models, columns
+    precision and batch size."""
+    if frame.empty:
+        return None
+    rows = frame[frame["mode"] == mode]
+    on = ["model", "batch_size", "variant"]
+    pieces = []
+    for precision in ordered(rows["precision"], PRECISION_ORDER):
+        same = rows[rows["precision"] == precision]
+        pieces.append((precision, [precision], _ratios(same[same["fmt"] != "NCHW"], same[same["fmt"] == "NCHW"], on)))
+    return _heatmap(pieces, f"channels_last over NCHW, {mode}", mode)

@@ -1,0 +1,265 @@
+"""The page's sections in page order, and the measurement sections: throughput, speedups, memory, ops and
+efficiency. The summary, failures and skipped input are in ``harness.report.summary``; accuracy, trends and
+profile in ``harness.report.analysis``.
+
+Each section function takes the ``Builder`` and returns a ``Section`` of blocks; a section without data says so
+in a note rather than failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report import efficiency as eff
+from harness.report import figures as figs
+from harness.report.blocks import Cell, Note, Plot, Row, Section, Table, keys_of, num, pct, text
+from harness.report.data import MODE_ORDER, ReportData, ordered, run_label
+
+
+class Builder:
+    """Builds every section of one page from the report data, numbering the charts as it goes."""
+
+    def __init__(self, data: ReportData) -> None:
+        self.data = data
+        self.ok = data.ok
+        self.modes = ordered(self.ok["mode"], MODE_ORDER) if not self.ok.empty else []
+        self._count = 0
+
+    def plot(self, fig: Any, half: bool = False) -> Plot | None:
+        """A ``Plot`` block for a figure (None stays None)."""
+        if fig is None:
+            return None
+        self._count += 1
+        return Plot(f"plot-{self._count}", fig.to_plotly_json(), half)
+
+    def sections(self) -> list[Section]:
+        """Every section, in page order."""
+        from harness.report import analysis, summary
+
+        return [
+            summary.summary(self),
+            throughput(self),
+            speedups(self),
+            memory(self),
+            ops(self),
+            efficiency(self),
+            analysis.accuracy(self),
+            analysis.trends(self),
+            analysis.profile(self),
+            summary.failures(self),
+            summary.skipped(self),
+        ]
+
+
+def build_sections(data: ReportData) -> list[Section]:
+    """Every section of the page for ``data``, in page order."""
+    return Builder(data).sections()
+
+
+def throughput(b: Builder) -> Section:
+    """Throughput bars and lines per mode (with intervals, or a note when there are none) and the table of cases."""
+    s = Section("throughput", "Throughput")
+    ok = b.ok
+    if ok.empty:
+        s.add(Note("No successful cases to show.", "nodata"))
+        return s
+    has_ci = ok["throughput_ci95"].map(lambda c: isinstance(c, list) and len(c) == 2)
+    imported = (ok["source"] != "harness") | ~ok["has_samples"].astype(bool)
+    if (imported & ~has_ci).any():
+        s.add(Note(f"{int((imported & ~has_ci).sum())} case(s): no intervals (published figures, no samples).", "warn"))
+    if has_ci.any():
+        s.add(Note("Error bars: bootstrap 95% interval of the throughput from the timed samples."))
+    for mode in b.modes:
+        s.add(b.plot(figs.throughput_bars(ok, mode)))
+        s.add(b.plot(figs.throughput_lines(ok, mode)))
+    rows = []
+    for _, r in figs.case_order(ok).iterrows():
+        ci = r["throughput_ci95"]
+        ci_text = f"{ci[0]:.4g} to {ci[1]:.4g}" if isinstance(ci, list) and len(ci) == 2 and None not in ci else ""
+        rows.append(
+            Row(
+                [
+                    Cell(r["case_id"]),
+                    Cell(r["model"]),
+                    Cell(r["mode"]),
+                    num(r["batch_size"]),
+                    Cell(r["precision"]),
+                    Cell(r["fmt"]),
+                    num(r["tput"]),
+                    Cell(ci_text or ("no samples" if not r["has_samples"] else "")),
+                    num(r.get("step_ms_median")),
+                    num(r.get("step_ms_p90")),
+                    num(r.get("iters")),
+                ],
+                keys_of(r),
+            )
+        )
+    s.add(
+        Table(
+            [
+                "case",
+                "model",
+                "mode",
+                "batch",
+                "precision",
+                "format",
+                "img/s",
+                "95% CI",
+                "median ms",
+                "p90 ms",
+                "steps",
+            ],
+            rows,
+            numeric=(3, 6, 8, 9, 10),
+        )
+    )
+    return s
+
+
+def speedups(b: Builder) -> Section:
+    """Heatmaps of AMP over fp32 and channels_last over NCHW, per mode (and precision)."""
+    s = Section("speedups", "Speedups")
+    ok = b.ok
+    s.add(Note("Cells: throughput ratio of matching cases (above 1 is faster). Blue is a gain, red a loss."))
+    count = 0
+    for mode in b.modes:
+        for fig in (figs.amp_speedup(ok, mode), figs.channels_last_speedup(ok, mode)):
+            p = b.plot(fig)
+            count += p is not None
+            s.add(p)
+    if not count:
+        s.blocks = [
+            Note(
+                "No matching pairs: a speedup needs the same case at fp32 and amp_fp16/amp_bf16, or in NCHW and"
+                " channels_last.",
+                "nodata",
+            )
+        ]
+    return s
+
+
+def memory(b: Builder) -> Section:
+    """Peak memory against batch size per mode."""
+    s = Section("memory", "Memory")
+    rows = b.ok[b.ok["mem_mib"].notna()] if not b.ok.empty else b.ok
+    if rows.empty:
+        s.add(Note("No memory measurements.", "nodata"))
+        return s
+    s.add(Note("Peak allocated memory on CUDA (after a reset per case); peak resident set of the process on CPU."))
+    for mode in b.modes:
+        s.add(b.plot(figs.memory_lines(rows, mode)))
+    return s
+
+
+def ops(b: Builder) -> Section:
+    """Measured against stated GMACs, the deviation table, achieved TFLOP/s and MFU."""
+    s = Section("ops", "Ops")
+    table = eff.ops_table_rows(b.ok)
+    if table.empty:
+        s.add(Note("No operation counts in these records.", "nodata"))
+    else:
+        s.add(
+            Note(
+                "Measured: forward multiply-accumulates per image counted by FlopCounterMode (FLOPs / 2)."
+                " Stated: the published _ops, scaled to the resolution by area."
+            )
+        )
+        s.add(b.plot(eff.ops_figure(b.ok)))
+        rows = []
+        for _, r in table.iterrows():
+            dev = pct(r["deviation"])
+            if dev.sort is not None and abs(dev.sort) > 0.02:
+                dev.cls = "warn"
+            rows.append(
+                Row(
+                    [Cell(r["model"]), num(r["resolution"]), num(r["gmacs"]), num(r["stated"]), dev],
+                    {"model": r["model"]},
+                )
+            )
+        s.add(Table(["model", "resolution", "measured GMACs", "stated GMACs", "deviation"], rows, numeric=(1, 2, 3, 4)))
+    peaks = _peaks(b.data)
+    if peaks:
+        s.add(Note("Measured peak (matmul microbenchmark, for MFU): " + "; ".join(peaks)))
+    drawn = 0
+    for mode in b.modes:
+        pair = [eff.tflops_bars(b.ok, mode), eff.mfu_bars(b.ok, mode)]
+        both = all(fig is not None for fig in pair)
+        for fig in pair:
+            p = b.plot(fig, half=both)
+            drawn += p is not None
+            s.add(p)
+    if drawn and not b.ok["mfu"].notna().any():
+        s.add(Note("No MFU: the run recorded no measured peak for these precisions.", "nodata"))
+    return s
+
+
+def efficiency(b: Builder) -> Section:
+    """Images per joule, power and clocks per case, and the telemetry table with throttle reasons."""
+    s = Section("efficiency", "Efficiency")
+    ok = b.ok
+    tel = [c for c in ok.columns if c.startswith("telemetry.")] if not ok.empty else []
+    has = ok[ok[tel].notna().any(axis=1)] if tel else ok.iloc[0:0]
+    if has.empty:
+        s.add(
+            Note(
+                "No telemetry: NVML was not available (CPU run, or no NVIDIA driver), so no power, energy or clocks.",
+                "nodata",
+            )
+        )
+        return s
+    for mode in b.modes:
+        s.add(b.plot(eff.img_per_joule_bars(has, mode)))
+        s.add(b.plot(eff.power_bars(has, mode), half=True))
+        s.add(b.plot(eff.clock_bars(has, mode), half=True))
+    rows = []
+    for _, r in figs.case_order(has).iterrows():
+        reasons = r.get("telemetry.throttle_reasons")
+        reason_text = ", ".join(map(str, reasons)) if isinstance(reasons, (list, tuple)) else text(reasons)
+        cell = Cell(reason_text or "none", reason_text, "warn" if reason_text else "")
+        cols = (
+            "power_avg_w",
+            "power_max_w",
+            "energy_j",
+            "img_per_j",
+            "sm_clock_mhz",
+            "mem_clock_mhz",
+            "temperature_c",
+            "utilization_pct",
+        )
+        rows.append(Row([Cell(r["case_id"]), *(num(r.get(f"telemetry.{c}")) for c in cols), cell], keys_of(r)))
+    s.add(
+        Table(
+            [
+                "case",
+                "power avg W",
+                "power max W",
+                "energy J",
+                "img/J",
+                "SM MHz",
+                "mem MHz",
+                "temp °C",
+                "util %",
+                "throttle reasons",
+            ],
+            rows,
+            caption="Telemetry over each case's timed window; throttle reasons are flagged",
+            numeric=tuple(range(1, 9)),
+        )
+    )
+    return s
+
+
+def _peaks(data: ReportData) -> list[str]:
+    out = []
+    for run in data.runs:
+        peak = run.manifest.get("peak")
+        if not isinstance(peak, dict):
+            continue
+        flops = peak.get("matmul_tflops")
+        if isinstance(flops, dict):
+            parts = ", ".join(f"{k} {v:.4g} TFLOP/s" for k, v in flops.items() if isinstance(v, (int, float)))
+            if parts:
+                out.append(f"{run_label(run.path)}: {parts}")
+        if isinstance(peak.get("copy_gbps"), (int, float)):
+            out.append(f"{run_label(run.path)}: copy {peak['copy_gbps']:.4g} GB/s")
+    return out

@@ -1,0 +1,207 @@
+"""compare(): what gets flagged and what does not, on synthetic samples with known shifts and noise."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.regress import Thresholds, compare
+from harness.store import load, read_run
+from tests.synthetic import make_record, make_run
+
+
+def only(comparison, bucket):
+    cases = comparison.buckets[bucket]
+    assert len(cases) == 1, comparison.counts()
+    return cases[0]
+
+
+def metric(case, name):
+    return next(m for m in case.metrics if m.metric == name)
+
+
+def test_a_real_slowdown_in_tight_samples_is_flagged():
+    base = [make_record(step_ms=100, noise=0.01, n=30, seed=1)]
+    cand = [make_record(step_ms=110, noise=0.01, n=30, seed=2)]
+    result = compare(base, cand)
+    case = only(result, "regressed")
+    tput = metric(case, "throughput_img_s")
+    assert tput.verdict == "regressed" and tput.test == "mann-whitney" and tput.p < 0.001
+    assert tput.change == pytest.approx(-0.09, abs=0.015)
+    assert metric(case, "step_ms_median").verdict == "regressed"
+    assert result.failed
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_shift_inside_noisy_samples_is_not_flagged(seed):
+    base = [make_record(step_ms=100, noise=0.30, n=10, seed=seed)]
+    cand = [make_record(step_ms=110, noise=0.30, n=10, seed=seed + 100)]
+    result = compare(base, cand)
+    case = only(result, "unchanged")
+    tput = metric(case, "throughput_img_s")
+    assert tput.test == "mann-whitney" and tput.p >= 0.001
+    assert not result.failed
+
+
+def test_a_significant_shift_under_the_threshold_is_not_flagged():
+    base = [make_record(step_ms=100, noise=0.01, n=30, seed=1)]
+    cand = [make_record(step_ms=103, noise=0.01, n=30, seed=2)]
+    case = only(compare(base, cand), "unchanged")
+    tput = metric(case, "throughput_img_s")
+    assert tput.p < 1e-6, "the test alone would flag it"
+    assert abs(tput.change) < 0.05 and tput.verdict == "unchanged"
+    # The same shift counts once the threshold is below it.
+    assert compare(base, cand, Thresholds(relative=0.02)).buckets["regressed"]
+
+
+def test_directions_are_per_metric():
+    base = [make_record(step_ms=100, seed=1, rss_peak_mib=1000.0)]
+    less_memory = [make_record(step_ms=100, seed=2, rss_peak_mib=800.0)]
+    case = only(compare(base, less_memory), "improved")
+    rss = metric(case, "rss_peak_mib")
+    assert rss.verdict == "improved" and rss.test == "threshold-only" and "threshold only" in rss.note
+    more_memory = [make_record(step_ms=100, seed=2, rss_peak_mib=1200.0)]
+    assert metric(only(compare(base, more_memory), "regressed"), "rss_peak_mib").verdict == "regressed"
+    faster = [make_record(step_ms=80, seed=3, rss_peak_mib=1000.0)]
+    case = only(compare(base, faster), "improved")
+    assert metric(case, "step_ms_median").verdict == "improved" and metric(case, "step_ms_median").change < 0
+    assert metric(case, "throughput_img_s").verdict == "improved" and metric(case, "throughput_img_s").change > 0
+
+
+def test_energy_per_image_is_compared_from_images_per_joule():
+    base = [make_record(seed=1, telemetry={"img_per_j": 20.0})]
+    cand = [make_record(seed=2, telemetry={"img_per_j": 16.0})]
+    energy = metric(only(compare(base, cand), "regressed"), "energy_j_per_img")
+    assert energy.baseline == pytest.approx(0.05) and energy.candidate == pytest.approx(1 / 16)
+    assert energy.change == pytest.approx(0.25)
+
+
+def test_buckets_for_missing_new_and_failures():
+    base = [
+        make_record(model="resnet18", seed=1),
+        make_record(model="resnet34", seed=2),
+        make_record(model="resnet50", seed=3, status="oom"),
+        make_record(model="resnet101", seed=4, status="error"),
+        make_record(model="resnet152", seed=5),
+    ]
+    cand = [
+        make_record(model="resnet18", seed=6, status="timeout"),
+        make_record(model="resnet50", seed=7),
+        make_record(model="resnet101", seed=8, status="crashed"),
+        make_record(model="wide_resnet50_2", seed=9),
+        make_record(model="resnet152", seed=10),
+    ]
+    result = compare(base, cand)
+    names = {b: [c.case["model"] for c in cases] for b, cases in result.buckets.items()}
+    assert names["newly_failing"] == ["resnet18"]
+    assert only(result, "newly_failing").candidate_status == "timeout"
+    assert names["fixed"] == ["resnet50"]
+    assert names["still_failing"] == ["resnet101"]
+    assert names["missing"] == ["resnet34"]
+    assert names["new"] == ["wide_resnet50_2"]
+    assert names["unchanged"] == ["resnet152"]
+    assert result.failed, "a new failure fails the comparison"
+
+
+def test_zero_and_null_values_are_noted_never_divided_by():
+    base = [
+        make_record(model="resnet18", seed=1, throughput_img_s=0.0),
+        make_record(model="resnet34", seed=2),
+        make_record(model="resnet50", seed=3, samples_ms=None),
+        make_record(model="resnet101", seed=4, samples_ms=[]),
+    ]
+    cand = [
+        make_record(model="resnet18", seed=5),
+        make_record(model="resnet34", seed=6, rss_peak_mib=None, step_ms_median=None),
+        make_record(model="resnet50", seed=7, samples_ms=None, step_ms=130),
+        make_record(model="resnet101", seed=8, samples_ms=None),
+    ]
+    result = compare(base, cand)
+    by_model = {c.case["model"]: c for cases in result.buckets.values() for c in cases}
+    assert any("baseline value is 0" in n for n in by_model["resnet18"].notes)
+    assert "throughput_img_s" not in [m.metric for m in by_model["resnet18"].metrics]
+    assert any(n.startswith("rss_peak_mib: no value in the candidate") for n in by_model["resnet34"].notes)
+    assert any(n.startswith("step_ms_median: no value in the candidate") for n in by_model["resnet34"].notes)
+    # No samples on either side: the threshold decides, and the row says so.
+    step = metric(by_model["resnet50"], "step_ms_median")
+    assert step.verdict == "regressed" and step.test == "threshold-only" and "no samples" in step.note
+    assert metric(by_model["resnet101"], "throughput_img_s").test == "threshold-only"
+    assert any("no samples" in n and "resnet50" in n for n in result.notes)
+
+
+def test_few_samples_use_bootstrap_intervals():
+    base = [make_record(step_ms=100, noise=0.01, n=5, seed=1)]
+    slow = [make_record(step_ms=120, noise=0.01, n=5, seed=2)]
+    tput = metric(only(compare(base, slow), "regressed"), "throughput_img_s")
+    assert tput.test == "bootstrap-intervals" and tput.p is None
+    assert tput.baseline_interval[0] > tput.candidate_interval[1]
+    noisy = [make_record(step_ms=108, noise=0.3, n=5, seed=3)]
+    tput = metric(only(compare(base, noisy), "unchanged"), "throughput_img_s")
+    assert tput.test == "bootstrap-intervals" and tput.baseline_interval[0] <= tput.candidate_interval[1]
+
+
+def test_a_history_pools_samples_and_takes_the_median_run():
+    runs = [[make_record(step_ms=100 * f, seed=i)] for i, f in enumerate((1.0, 1.01, 0.99, 1.3))]
+    cand = [make_record(step_ms=112, seed=9)]
+    tput = metric(only(compare(runs, cand), "regressed"), "throughput_img_s")
+    assert tput.n_baseline == 120 and tput.baseline_runs == 4
+    values = sorted(r[0]["throughput_img_s"] for r in runs)
+    assert tput.baseline == pytest.approx((values[1] + values[2]) / 2)
+
+
+def test_a_case_known_to_jump_between_nights_is_not_flagged_for_jumping():
+    runs = [[make_record(step_ms=100 * f, seed=i)] for i, f in enumerate((1.0, 1.06, 0.95, 1.07, 0.94, 1.0, 1.05))]
+    tput = metric(only(compare(runs, [make_record(step_ms=112, seed=20)]), "unchanged"), "throughput_img_s")
+    assert tput.p < 0.001 and abs(tput.change) > 0.05, "threshold and test alone would flag it"
+    assert "run-to-run noise" in tput.note
+    # A change well beyond the nights' usual scatter still counts.
+    assert compare(runs, [make_record(step_ms=140, seed=20)]).regressed
+
+
+def test_ddp_records_match_per_rank():
+    base = [make_record(seed=i, rank=i, world_size=2) for i in range(2)]
+    cand = [make_record(seed=5, rank=0, world_size=2), make_record(seed=6, rank=1, world_size=2, step_ms=120)]
+    result = compare(base, cand)
+    assert [c.key for c in result.regressed] == ["resnet50/inference/bs32/fp32 [rank 1/2]"]
+    assert [c.key for c in result.unchanged] == ["resnet50/inference/bs32/fp32 [rank 0/2]"]
+
+
+def test_runs_and_dataframes_give_the_same_verdicts(tmp_path):
+    a = make_run(
+        tmp_path, [make_record(seed=1), make_record(model="resnet18", seed=2)], started_at="2026-01-01T00:00:00Z"
+    )
+    b = make_run(tmp_path, [make_record(seed=3, step_ms=115), make_record(model="resnet18", seed=4)], name="b")
+    from_runs = compare(read_run(a), read_run(b))
+    from_frames = compare(load(a), load(b))
+    assert from_runs.counts() == from_frames.counts() == {**from_runs.counts(), "regressed": 1, "unchanged": 1}
+    assert from_runs.regressed[0].metrics[0].p == pytest.approx(from_frames.regressed[0].metrics[0].p)
+
+
+def test_disjoint_cases_are_all_missing_and_new_and_said_plainly():
+    result = compare([make_record(model="resnet18")], [make_record(model="resnet34")])
+    assert result.counts()["missing"] == 1 and result.counts()["new"] == 1
+    assert result.notes[0].startswith("no case in common")
+    assert result.compared_nothing and result.failed, "a check that compared nothing does not pass"
+
+
+def test_empty_sides_and_bad_thresholds_are_clear_errors(tmp_path):
+    with pytest.raises(HarnessError, match="baseline holds no records"):
+        compare([], [make_record()])
+    empty = make_run(tmp_path, [])
+    with pytest.raises(HarnessError, match="candidate holds no records"):
+        compare([make_record()], read_run(empty))
+    with pytest.raises(HarnessError, match="fraction"):
+        Thresholds(relative=5)  # meant 5%: refused rather than read as 500%
+    with pytest.raises(HarnessError, match="unknown metric"):
+        Thresholds(per_metric={"throughput": 0.1})
+
+
+def test_skipped_lines_of_a_corrupted_records_file_are_surfaced(tmp_path):
+    good = make_run(tmp_path, [make_record(seed=1), make_record(model="resnet18", seed=2)], name="a")
+    bad = make_run(tmp_path, [make_record(seed=3), make_record(model="resnet18", seed=4)], name="b")
+    lines = (bad / "records.jsonl").read_text().splitlines()
+    (bad / "records.jsonl").write_text(lines[0] + "\n{not json\n" + lines[1][:40] + "\n")
+    with pytest.warns(UserWarning):
+        result = compare(read_run(good), read_run(bad))
+    assert result.counts()["unchanged"] == 1 and result.counts()["missing"] == 1
+    assert sum("skipped" in n for n in result.notes) == 2

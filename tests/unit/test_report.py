@@ -1,0 +1,455 @@
+"""The HTML report: the right numbers in the right charts and tables, a self-contained and escaped page, and
+bad input rendered as far as it can be (or a clear error)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+import sys
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from harness.errors import StoreError
+from harness.report import accuracy as acc
+from harness.report import efficiency as eff
+from harness.report import figures as figs
+from harness.report import write_report
+from harness.report.data import prepare
+from harness.report.page import build_report, read_inputs, script_json
+from harness.store import read_runs
+from harness.zoo.catalog import get_entry
+from tests.conftest import ROOT, run_cli
+from tests.synthetic import make_record, make_run
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def data_of(*paths):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs, notes = read_inputs(paths)
+    return prepare(runs, notes)
+
+
+def ok_frame(*paths):
+    return data_of(*paths).ok
+
+
+def trace_named(fig, name):
+    matches = [t for t in fig.data if t.name == name]
+    assert len(matches) == 1, [t.name for t in fig.data]
+    return matches[0]
+
+
+class Page(HTMLParser):
+    """Tags, attributes, script bodies and visible text of a page, as a browser's parser sees them."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag in ("script", "style")
+        if tag == "script":
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            if self.scripts and self.tags[-1][0] == "script":
+                self.scripts[-1] += data
+        else:
+            self.text.append(data)
+
+
+@pytest.fixture
+def matrix_run(tmp_path):
+    """resnet18/34/50, inference, bs 8 and 32, fp32 and amp_bf16, NCHW and channels_last, plus one OOM."""
+    step = {"resnet18": 10.0, "resnet34": 20.0, "resnet50": 40.0}
+    records = []
+    for model, base in step.items():
+        for bs in (8, 32):
+            for precision in ("fp32", "amp_bf16"):
+                for cl in (False, True):
+                    ms = base * bs / 32 * (0.5 if precision == "amp_bf16" else 1) * (0.8 if cl else 1)
+                    records.append(make_record(model, "inference", bs, precision, cl, step_ms=ms, seed=len(records)))
+    records.append(make_record("resnet101", "train", 256, "fp32", status="oom"))
+    return make_run(tmp_path, records, suite="matrix")
+
+
+def record_of(run, case_id):
+    (rec,) = [r for r in read_runs([run])[0].records if r["case_id"] == case_id]
+    return rec
+
+
+# -- figures -----------------------------------------------------------------------------------------------------
+def test_throughput_bar_equals_the_records_throughput_with_its_interval(matrix_run):
+    fig = figs.throughput_bars(ok_frame(matrix_run), "inference")
+    rec = record_of(matrix_run, "resnet50/inference/bs32/fp32")
+    bar = trace_named(fig, "fp32 · NCHW")
+    i = list(bar.x).index("resnet50 bs32")
+    assert bar.y[i] == rec["throughput_img_s"]
+    low, high = rec["throughput_ci95"]
+    assert bar.error_y.array[i] == pytest.approx(high - rec["throughput_img_s"])
+    assert bar.error_y.arrayminus[i] == pytest.approx(rec["throughput_img_s"] - low)
+    # Filter metadata travels with every point, so the page can drop points of other models.
+    assert bar.meta["pk"]["model"][i] == "resnet50" and bar.meta["fk"] == {"mode": "inference", "precision": "fp32"}
+    assert figs.throughput_bars(ok_frame(matrix_run), "train") is None
+
+
+def test_amp_and_channels_last_speedup_cells_are_throughput_ratios(matrix_run):
+    ok = ok_frame(matrix_run)
+    amp = record_of(matrix_run, "resnet34/inference/bs8/amp_bf16")["throughput_img_s"]
+    fp32 = record_of(matrix_run, "resnet34/inference/bs8/fp32")["throughput_img_s"]
+    heat = figs.amp_speedup(ok, "inference").data[0]
+    assert list(heat.x) == ["amp_bf16 bs8", "amp_bf16 bs32"]
+    assert heat.z[list(heat.y).index("resnet34")][0] == pytest.approx(amp / fp32)
+    assert heat.text[list(heat.y).index("resnet34")][0] == f"{amp / fp32:.2f}×"
+    assert "resnet34 · channels_last" in heat.y
+    # The filter keeps an AMP column for either of its precisions, and drops rows of other models.
+    assert heat.meta["ck"]["precision"] == [["amp_bf16", "fp32"]] * 2 and heat.meta["rk"]["model"][0] == "resnet18"
+    cl = record_of(matrix_run, "resnet18/inference/bs32/fp32/cl")["throughput_img_s"]
+    nchw = record_of(matrix_run, "resnet18/inference/bs32/fp32")["throughput_img_s"]
+    heat = figs.channels_last_speedup(ok, "inference").data[0]
+    assert list(heat.x) == ["fp32 bs8", "fp32 bs32", "amp_bf16 bs8", "amp_bf16 bs32"]
+    assert heat.z[list(heat.y).index("resnet18")][1] == pytest.approx(cl / nchw)
+    assert figs.amp_speedup(ok, "train") is None
+
+
+def test_pareto_front_holds_exactly_the_undominated_models(tmp_path):
+    # resnet34 is slower than resnet50 and states a lower acc@1: dominated. resnet18 is fastest; resnet50 most
+    # accurate of the three; resnet101 more accurate still but slowest.
+    speeds = {"resnet18": 5.0, "resnet34": 40.0, "resnet50": 30.0, "resnet101": 60.0}
+    run = make_run(tmp_path, [make_record(m, step_ms=ms, seed=i) for i, (m, ms) in enumerate(speeds.items())])
+    points = acc.accuracy_points(ok_frame(run))
+    assert set(points.loc[points["front"], "model"]) == {"resnet18", "resnet50", "resnet101"}
+    fig = acc.accuracy_figure(ok_frame(run), "inference")
+    (front,) = [t for t in fig.data if t.meta.get("role") == "front"]
+    assert sorted(front.meta["pk"]["model"]) == ["resnet101", "resnet18", "resnet50"]
+    resnet50 = points.set_index("model").loc["resnet50"]
+    assert resnet50["acc1"] == get_entry("resnet50").best_weights.acc1
+    assert "best stated entry" in resnet50["weights_note"] and "IMAGENET1K_V2" in resnet50["weights_note"]
+
+
+def test_stated_accuracy_follows_the_weights_tag():
+    assert acc.stated_accuracy("resnet50", "V1")[0] == get_entry("resnet50").weights_entry("V1").acc1
+    assert acc.stated_accuracy("resnet50", "IMAGENET1K_V2")[1] == "IMAGENET1K_V2"
+    assert acc.stated_accuracy("resnet50", "/w/resnet50-0676ba61.pth")[0] == 76.130
+    assert acc.stated_accuracy("resnet50", "/w/mine.pth") is None
+    assert acc.stated_accuracy("not_a_model", None) is None
+
+
+def test_measured_accuracy_is_shown_against_stated(tmp_path):
+    run = make_run(tmp_path, [make_record("resnet18", weights="V1", accuracy={"acc1": 0.6931, "acc5": 0.89})])
+    rows = acc.measured_accuracy(data_of(run).snapshot)
+    assert rows["measured"].iloc[0] == pytest.approx(69.31) and rows["stated"].iloc[0] == 69.758
+    page, _ = build_report([run])
+    assert "Measured accuracy" in page and "69.31" in page
+
+
+def test_ops_deviation_is_in_the_chart_and_the_table(tmp_path):
+    rec = make_record("resnet50")
+    rec.update(macs_per_img=4.2e9, stated_gmacs=4.0, ops_deviation=0.05)
+    run = make_run(tmp_path, [rec])
+    fig = eff.ops_figure(ok_frame(run))
+    measured, stated = fig.data
+    assert measured.y == (4.2,) and stated.y == (4.0,) and measured.text == ("+5.00%",)
+    page, _ = build_report([run])
+    assert re.search(r'<td class="num warn" data-sort="0.05">\+5.00%</td>', page)
+
+
+def test_lines_name_each_line_or_explain_the_encoding_when_there_are_many(matrix_run, tmp_path):
+    fig = figs.throughput_lines(ok_frame(matrix_run), "inference")
+    assert len(fig.data) == 12 and all(t.showlegend is not False for t in fig.data)
+    assert fig.data[0].name == "resnet18 · fp32 · NCHW" and list(fig.data[0].x) == [8, 32]
+    models = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    records = [
+        make_record(m, "inference", bs, p, cl, seed=bs)
+        for m in models
+        for bs in (8, 32)
+        for p in ("fp32", "amp_fp16")
+        for cl in (False, True)
+    ]
+    fig = figs.throughput_lines(ok_frame(make_run(tmp_path, records)), "inference")
+    lines = [t for t in fig.data if t.meta]
+    assert len(lines) == 20 and all(t.showlegend is False for t in lines)
+    assert [t.name for t in fig.data if not t.meta] == [*models, "fp32", "amp_fp16", "NCHW", "channels_last"]
+
+
+def test_memory_uses_cuda_allocation_when_present_else_rss(tmp_path):
+    cuda = make_record("resnet18", batch_size=8, peak_allocated_mib=1234.0, device="cuda")
+    cpu = make_record("resnet18", batch_size=16)
+    run = make_run(tmp_path, [cuda, cpu])
+    fig = figs.memory_lines(ok_frame(run), "inference")
+    (line,) = fig.data
+    assert line.type == "scatter"
+    assert list(line.x) == [8, 16] and list(line.y) == [1234.0, cpu["rss_peak_mib"]]
+    assert "peak allocated (CUDA)" in fig.layout.yaxis.title.text and "peak RSS (CPU)" in fig.layout.yaxis.title.text
+
+
+def test_one_batch_size_draws_bars_not_lines(tmp_path):
+    run = make_run(tmp_path, [make_record("resnet18", batch_size=2, resolution=r, seed=r) for r in (64, 32)])
+    ok = ok_frame(run)
+    assert figs.throughput_lines(ok, "inference") is None
+    bars = figs.memory_lines(ok, "inference")
+    assert bars.data[0].type == "bar" and list(bars.data[0].x) == ["resnet18 bs2 32px", "resnet18 bs2 64px"]
+
+
+def test_telemetry_charts_and_throttle_flag(tmp_path):
+    plain = make_run(tmp_path / "a", [make_record()])
+    assert "No telemetry" in build_report([plain])[0]
+    rec = make_record("resnet50")
+    rec["telemetry"] = {
+        "power_avg_w": 200.0,
+        "power_max_w": 250.0,
+        "img_per_j": 3.5,
+        "throttle_reasons": ["hw_slowdown"],
+    }
+    run = make_run(tmp_path / "b", [rec])
+    fig = eff.img_per_joule_bars(ok_frame(run), "inference")
+    assert fig.data[0].y == (3.5,)
+    power = eff.power_bars(ok_frame(run), "inference").data[0]
+    assert power.y == (200.0,) and power.error_y.array == (50.0,)
+    assert '<td class="warn" data-sort="hw_slowdown">hw_slowdown</td>' in build_report([run])[0]
+
+
+def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch):
+    runs = [
+        make_run(tmp_path, [make_record(step_ms=ms, seed=i)], started_at=f"2026-01-0{i + 1}T00:00:00Z")
+        for i, ms in enumerate([100, 100, 100, 150, 150])
+    ]
+    data = data_of(*runs)
+    from harness.report import trends
+
+    monkeypatch.setattr(trends, "step_detector", lambda: None)
+    ((title, rows),) = trends.trend_groups(data.frame)
+    fig = trends.trend_figure(rows, title)
+    (line,) = fig.data
+    assert line.name == "resnet50/inference/bs32/fp32" and len(line.x) == 5 and line.x[0].startswith("2026-01-01")
+    monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [3] if threshold == 0.05 else [])
+    fig = trends.trend_figure(rows, title)
+    assert fig.data[-1].name == "detected step" and fig.data[-1].x == (line.x[3],)
+    # The regress module's Step objects carry the change and the recovery; the hover says both.
+    step = SimpleNamespace(index=3, before=320.0, after=213.0, change=-0.334, recovered_at=None)
+    monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [step])
+    fig = trends.trend_figure(rows, title)
+    assert fig.data[-1].x == (line.x[3],) and fig.data[-1].hovertext[0].startswith("step -33.4%: resnet50")
+    # One run alone has no trend.
+    assert trends.trend_groups(data_of(runs[0]).frame) == []
+
+
+def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_path):
+    from harness.report import trends
+
+    def night(day):
+        return [
+            make_record(m, mode, bs, p, seed=bs + day)
+            for m in ("resnet18", "resnet34", "resnet50")
+            for mode in ("inference", "train")
+            for bs in (1, 2, 4, 8, 16, 32, 64)
+            for p in ("fp32", "amp_bf16")
+        ]
+
+    runs = [make_run(tmp_path, night(d), started_at=f"2026-01-0{d}T00:00:00Z") for d in (1, 2, 3)]
+    ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
+    fig = trends.trend_figure(rows, title)
+    assert len(rows["case_id"].unique()) == 84 > trends.MAX_TRACES
+    assert len(fig.data) == 12  # 3 models x 2 modes x 2 precisions
+    line = [t for t in fig.data if t.meta["fk"] == {"model": "resnet34", "mode": "train", "precision": "amp_bf16"}][0]
+    # 7 batch sizes x (3 runs + a gap), each point named by its case.
+    assert len(line.x) == 7 * 4 and line.x[3] is None and line.y.count(None) == 7
+    assert line.hovertext[:4] == ("resnet34/train/bs1/amp_bf16",) * 3 + ("",)
+    assert line.y[0] == record_of(runs[0], "resnet34/train/bs1/amp_bf16")["throughput_img_s"]
+
+
+def test_the_latest_run_is_what_the_per_case_sections_show(tmp_path):
+    old = make_run(tmp_path, [make_record(step_ms=200)], started_at="2026-01-01T00:00:00Z")
+    new = make_run(tmp_path, [make_record(step_ms=100)], started_at="2026-01-02T00:00:00Z")
+    ok = ok_frame(new, old)
+    assert len(ok) == 1 and ok["tput"].iloc[0] == record_of(new, "resnet50/inference/bs32/fp32")["throughput_img_s"]
+
+
+# -- the page ----------------------------------------------------------------------------------------------------
+def test_page_is_self_contained_with_plotly_once(matrix_run, tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    out = write_report([matrix_run], tmp_path / "r.html")
+    page = out.read_text()
+    assert page.count(get_plotlyjs()[:2000]) == 1 and page.count("<script") == 3
+    parsed = Page(page)
+    for tag, attrs in parsed.tags:
+        for name in ("src", "href", "action", "poster", "data"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not value.startswith(("http:", "https:", "//")), (tag, attrs)
+        assert tag not in ("link", "img", "iframe", "object", "embed"), tag
+    assert "url(" not in re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    ids = {a["id"] for t, a in parsed.tags if t == "div" and "plot" in a.get("class", "")}
+    embedded = json.loads(parsed.scripts[0])["plots"]
+    assert ids == set(embedded) and len(ids) >= 8
+
+
+def test_every_trace_carries_filter_keys_the_page_can_slice(tmp_path):
+    # The page filter slices per-point (pk), per-row (rk) and per-column (ck) key lists together with the data;
+    # a list of the wrong length would silently drop or misplace points in the browser.
+    records = []
+    for model in ("resnet18", "resnet50"):
+        for mode in ("inference", "train"):
+            for bs in (8, 32):
+                for precision in ("fp32", "amp_fp16"):
+                    for cl in (False, True):
+                        rec = make_record(model, mode, bs, precision, cl, seed=len(records))
+                        rec["telemetry"] = {"power_avg_w": 100.0, "power_max_w": 120.0, "img_per_j": 2.0}
+                        rec["mfu"] = 0.2
+                        records.append(rec)
+    records[0]["profile"] = {"top_ops": [{"name": "aten::addmm", "self_time_ms": 1.0}], "trace_dir": None}
+    runs = [make_run(tmp_path, records, started_at=f"2026-01-0{d}T00:00:00Z") for d in (1, 2)]
+    page, _ = build_report(runs)
+    plots = json.loads(Page(page).scripts[0])["plots"]
+    assert len(plots) >= 15
+    keyed = 0
+    for plot in plots.values():
+        for trace in plot["data"]:
+            meta = trace.get("meta")
+            if not meta:
+                assert trace["x"] == [None], trace.get("name")  # legend keys only
+                continue
+            keyed += 1
+            assert set(meta.get("fk", {})) <= {"model", "mode", "precision"}
+            for name, values in meta.get("pk", {}).items():
+                assert len(values) == len(trace["x"]), (plot["layout"]["title"], name)
+            for values in meta.get("rk", {}).values():
+                assert len(values) == len(trace["y"]) == len(trace["z"])
+            for values in meta.get("ck", {}).values():
+                assert len(values) == len(trace["x"]) == len(trace["z"][0])
+    assert keyed > 40
+
+
+def test_user_strings_are_escaped(tmp_path):
+    rec = make_record("resnet18", suite=XSS, status="error", message=f"boom {XSS} </script><script>alert(2)</script>")
+    run = make_run(tmp_path, [make_record("resnet18", suite=XSS), rec], suite=XSS)
+    page, _ = build_report([run])
+    parsed = Page(page)
+    assert not any(tag == "img" for tag, _ in parsed.tags)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert XSS in "".join(parsed.text)  # shown to the reader as text
+    assert page.count("<script") == 3 and "alert(2)</script>" not in page
+    assert "<" not in parsed.scripts[0] and "&" not in parsed.scripts[0]
+
+
+def test_script_json_cannot_close_its_element():
+    text = script_json({"s": "</script><!-- & \u2028", "x": float("nan"), "y": 1.23456789})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"s": "</script><!-- & \u2028", "x": None, "y": 1.23457}
+
+
+def test_imported_runs_say_they_have_no_intervals(tmp_path):
+    rec = make_record("resnet50")
+    rec.update(samples_ms=None, throughput_ci95=None)
+    run = make_run(tmp_path, [rec])
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "source": "published"}))
+    page, data = build_report([run])
+    assert "no intervals (published figures, no samples)" in page
+    assert figs.throughput_bars(data.ok, "inference").data[0].error_y.array is None
+
+
+def test_profile_section_lists_top_ops_and_how_to_open_the_trace(tmp_path):
+    rec = make_record("resnet18")
+    ops = [{"name": "aten::conv2d", "calls": 40, "self_time_ms": 12.5, "self_cuda_time_ms": None, "share": 0.61}]
+    rec["profile"] = {"trace_dir": "profiles/resnet18-inference", "top_ops": ops, "error": None}
+    run = make_run(tmp_path, [rec, make_record("resnet34")])
+    page, _ = build_report([run])
+    assert f"tensorboard --logdir {run}/profiles" in page  # a plain path needs no quoting
+    assert f"open {run}/profiles/resnet18-inference/*.pt.trace.json.gz at ui.perfetto.dev" in page
+    assert "aten::conv2d" in page and "61.0%" in page
+    assert "No profiled cases" in build_report([make_run(tmp_path / "b", [make_record()])])[0]
+    spaced = make_run(tmp_path / "c", [rec], suite="nightly gpu")
+    assert f"tensorboard --logdir '{spaced}/profiles'" in html.unescape(build_report([spaced])[0])
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+def test_a_run_without_records_renders_with_notes(tmp_path):
+    page, _ = build_report([make_run(tmp_path, [])])
+    assert "No records" in page and "No successful cases to show." in page and page.count("<section") == 11
+
+
+def test_only_failed_records_render_the_failures(tmp_path):
+    run = make_run(tmp_path, [make_record(status="oom"), make_record("resnet18", status="error")])
+    page, data = build_report([run])
+    assert data.ok.empty and "No successful cases to show." in page
+    assert page.count('<td class="bad" data-sort="oom">oom</td>') == 1 and "synthetic error" in page
+
+
+def test_truncated_and_newer_schema_lines_are_listed_as_skipped(tmp_path):
+    newer = {**make_record("resnet18"), "schema_version": 99}
+    run = make_run(tmp_path, [make_record(), newer])
+    (run / "records.jsonl").unlink()
+    with open(run / "records-rank0.jsonl", "a") as f:
+        f.write('{"model": "resnet34", "stat')
+    page, data = build_report([run])
+    assert len(data.frame) == 1
+    assert "truncated last line skipped" in page and "schema version 99 is newer" in page
+
+
+def test_records_of_an_older_schema_are_migrated_and_shown(tmp_path):
+    old = {k: v for k, v in make_record().items() if k not in ("schema_version", "throughput_ci95")}
+    old["ci95"] = [100.0, 400.0]
+    page, data = build_report([make_run(tmp_path, [old])])
+    assert data.ok["throughput_ci95"].iloc[0] == [100.0, 400.0] and "100 to 400" in page
+
+
+def test_a_folder_that_is_not_a_run_is_noted_beside_real_runs(tmp_path):
+    run = make_run(tmp_path / "runs", [make_record()])
+    (tmp_path / "empty").mkdir()
+    page, data = build_report([run, tmp_path / "empty"])
+    assert len(data.ok) == 1 and "empty: not read:" in page and "holds no run folders" in page
+    with pytest.raises(StoreError, match="nothing to report"):
+        build_report([tmp_path / "empty"])
+    with pytest.raises(StoreError, match="does not exist"):
+        build_report([run, tmp_path / "missing"])
+
+
+def test_cli_writes_the_report_and_rejects_a_missing_path(matrix_run, tmp_path):
+    out = tmp_path / "out" / "report.html"
+    done = run_cli("report", str(matrix_run), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and f"wrote {out}" in done.stdout and "matrix" in out.read_text()
+    default = run_cli("report", str(matrix_run))
+    assert default.returncode == 0 and (matrix_run / "report.html").is_file()
+    bad = run_cli("report", str(tmp_path / "nope"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = run_cli("report", str(empty), "-o", str(tmp_path / "x.html"))
+    assert bad.returncode == 2 and "nothing to report" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_report_imports_no_torch(matrix_run, tmp_path):
+    code = (
+        "import sys; from harness.report import write_report; "
+        f"write_report([{str(matrix_run)!r}], {str(tmp_path / 'r.html')!r}); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False" and Path(tmp_path / "r.html").is_file()
