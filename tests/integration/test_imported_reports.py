@@ -140,3 +140,36 @@ def test_the_report_of_an_imported_run_renders_without_console_errors(tmp_path):
     assert "timm benchmark.py" in body
     assert any("against resolution" in t for t in titles), titles
     assert any("Resolution scaling" in t for t in titles), titles
+
+
+def test_resolution_figures_of_an_imported_run_hold_the_published_numbers():
+    needs("harness.report", "write_report")
+    from harness.report.data import prepare
+    from harness.report.resolution import pixel_scaling, throughput_vs_resolution
+    from harness.store import read_runs
+
+    ok = prepare(read_runs([HW_RUNS["NVIDIA GeForce RTX 4090"]])).ok
+    with open(EXAMPLES / "csv" / CSV_OF["NVIDIA GeForce RTX 4090"], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["model"] == "resnet50"]
+    by_res = {int(r["infer_img_size"]): float(r["infer_samples_per_sec"]) for r in rows}
+    (line,) = [
+        t for t in throughput_vs_resolution(ok, "inference").data if t.meta and t.meta["fk"]["model"] == "resnet50"
+    ]
+    assert dict(zip(line.x, line.y, strict=True)) == by_res
+    (line,) = [t for t in pixel_scaling(ok, "inference").data if t.meta and t.meta["fk"]["model"] == "resnet50"]
+    expected = {r: t * r * r / (by_res[224] * 224 * 224) for r, t in by_res.items()}
+    assert dict(zip(line.x, line.y, strict=True)) == pytest.approx(expected, rel=1e-12)
+    assert expected[224] == 1.0 and expected[288] > 1.0  # the 4090 moves more pixels per second at 288 px
+    train = prepare(read_runs([EXAMPLES / "timm-train-amp-nchw" / "rtx3090-pt112-cu113"])).ok
+    assert pixel_scaling(train, "train") is None  # one resolution: nothing to scale
+
+
+def test_report_command_on_published_runs_of_three_gpus(tmp_path):
+    needs("harness.report", "write_report")
+    out = tmp_path / "hw.html"
+    result = run_cli("report", *map(str, HW_RUNS.values()), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    for device in HW_RUNS:
+        assert device in page
+    assert "timm benchmark.py" in page and "Resolution scaling" in page
