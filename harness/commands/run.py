@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--nnodes", metavar="N", help="number of nodes (torchrun's --nnodes, e.g. 2 or 1:4)")
     parser.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous endpoint for multi-node runs")
     parser.add_argument("--max-restarts", type=int, default=None, help="restarts of a failed worker group")
+    parser.add_argument(
+        "--rdzv-timeout", type=int, default=None, metavar="S", help="seconds to wait for all nodes (default 900)"
+    )
 
 
 def run(args) -> int:
@@ -33,10 +36,16 @@ def run(args) -> int:
     from harness.suite import load_suite
 
     if args.resume:
+        from harness.launch.elastic import refuse_live_workers
         from harness.suite import Suite
 
+        refuse_live_workers(Path(args.resume))  # a distributed run whose launcher died may still be measuring
         plan = resume_plan(Path(args.resume))
         settings = Suite.from_resolved(plan.manifest["suite"])  # the suite as it was when the run began
+        if plan.manifest.get("launch"):  # a run its launcher started through torchrun: relaunch the same world
+            from harness.launch.elastic import launch_distributed
+
+            return launch_distributed(args, settings, plan=plan)
     else:
         if not args.suite:
             raise HarnessError("name a suite file (harness run suites/smoke.yaml), or --resume RUN_DIR")
@@ -68,4 +77,13 @@ def run(args) -> int:
 def _distributed(args, suite) -> bool:
     launch = getattr(suite, "launch", None)
     nproc = args.nproc_per_node or (getattr(launch, "nproc_per_node", 1) if launch else 1)
-    return str(nproc) not in ("1", "None") or bool(args.nnodes) or getattr(launch, "strategy", "sweep") == "ddp"
+    if str(nproc).strip().lower() == "auto":
+        from harness.launch.elastic import resolve_nproc
+
+        nproc = resolve_nproc(nproc, suite.cases())
+    nnodes = args.nnodes or getattr(launch, "nnodes", None)
+    return (
+        str(nproc) not in ("1", "None")
+        or str(nnodes or 1) not in ("1", "1:1")
+        or getattr(launch, "strategy", "sweep") == "ddp"
+    )

@@ -168,7 +168,7 @@ def _release(ctx: CaseContext) -> None:
 def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
     import torch
 
-    from harness.measure import hooks
+    from harness.measure import collective, hooks
     from harness.measure.memory import MemoryTracker
     from harness.measure.ops import count_ops
     from harness.measure.precision import memory_format, precision_flags, sync_fn
@@ -185,16 +185,21 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
         cache = ctx.model_cache or ModelCache()
         model = cache.get(case.model, case.impl, case.weights, device)
         model = model.to(memory_format=memory_format(case.channels_last))
-        x, y = synthetic_batch(batch, case.resolution, device, case.channels_last, seed=case.seed)
+        ddp = ctx.ddp_group is not None and case.mode == "train"
+        # Data parallel: each rank trains on its own data (seed + rank), as it would on its shard of a dataset.
+        seed = case.seed + ctx.rank if ddp else case.seed
+        x, y = synthetic_batch(batch, case.resolution, device, case.channels_last, seed=seed)
         rec.numerics = hooks.numerics(model, x, case, device)
         runnable = hooks.wrap_ddp(model, ctx, case)
         if case.compile:
             runnable = torch.compile(runnable)
         scenario = make_scenario(case.mode, runnable, x, y, device, case.precision)
         w = case.warmup
-        warm = warm_up(
+        # DDP ranks must run equal step counts, so they agree on the warm-up's end and the timed window's length.
+        warm = (collective.agreed_warm_up if ddp else warm_up)(
             scenario.step,
             sync,
+            *((ctx.ddp_group, device) if ddp else ()),
             min_iters=w.min_iters,
             max_iters=w.max_iters,
             max_seconds=w.max_seconds,
@@ -209,13 +214,16 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
         wall: list[float] = []
         if sampler:
             sampler.start()
+        agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, device) if ddp else None
         for _ in range(max(1, m.repeats)):
+            if ddp:
+                collective.synchronised_start(ctx.ddp_group)
             timed = time_steps(
                 scenario.step,
                 sync,
-                min_iters=m.min_iters,
-                min_seconds=m.min_seconds,
-                max_iters=m.max_iters,
+                min_iters=agreed or m.min_iters,
+                min_seconds=0.0 if ddp else m.min_seconds,
+                max_iters=agreed or m.max_iters,
                 cuda_events=device.startswith("cuda"),
                 deadline=deadline,
             )
@@ -223,6 +231,8 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
             wall.extend(timed.wall_ms)
         if sampler:
             rec.telemetry = sampler.stop(images=batch * len(samples))
+        if ddp and collective.checksum_requested():
+            collective.write_checksum(ctx.run_dir, case, ctx, model, x, len(samples))
         for key, value in memory.stop().items():
             setattr(rec, key, value)
         rec.iters = len(samples)

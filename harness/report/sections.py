@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.report import efficiency as eff
 from harness.report import figures as figs
+from harness.report import resolution
 from harness.report.blocks import Cell, Note, Plot, Row, Section, Table, keys_of, num, pct, text
 from harness.report.data import MODE_ORDER, ReportData, ordered, run_label
 
@@ -72,6 +73,8 @@ def throughput(b: Builder) -> Section:
     for mode in b.modes:
         s.add(b.plot(figs.throughput_bars(ok, mode)))
         s.add(b.plot(figs.throughput_lines(ok, mode)))
+        s.add(b.plot(resolution.throughput_vs_resolution(ok, mode)))
+        s.add(b.plot(resolution.pixel_scaling(ok, mode)))
     rows = []
     for _, r in figs.case_order(ok).iterrows():
         ci = r["throughput_ci95"]

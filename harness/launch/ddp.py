@@ -1,0 +1,162 @@
+"""The ``ddp`` strategy: all ranks of a sub-group train one case together with DistributedDataParallel.
+
+For every training case and every world size ``k`` of the suite's ``world_sizes``, the first ``k`` ranks train
+the case together (each on its own batch of ``batch_size`` images: the batch size is per rank, the global batch
+is ``k x batch_size``) while the other ranks wait. ``k = 1`` is rank 0 training alone, without DDP: the
+baseline of the scaling efficiency. Every member writes its own record, with ``world_size = k``, its own
+``throughput_img_s``, and two fields that need the whole group:
+
+- ``global_throughput_img_s``: the sum of the members' throughputs (null when any member failed);
+- ``scaling_efficiency``: global throughput over ``k`` times the 1-rank throughput of the same case in the
+  same run (null without a 1-rank result).
+
+The ranks move through the (case, k) units in lockstep, so every decision is taken together: a unit is skipped
+only when every member already has its record (a restart after a crash between two members' writes measures
+the unit again, and only the member that lacked the record writes one); a unit started twice without being
+recorded (it killed a worker twice) is recorded ``crashed`` by its members.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from harness.launch.worker import MAX_ATTEMPTS, crashed_record, progress_file
+from harness.store.rundir import append_record, rank_file, read_jsonl, utc_now
+
+
+def world_sizes_for(requested: list[int] | None, world_size: int) -> tuple[list[int], list[int]]:
+    """The sub-group sizes to measure (sorted, 1 always included for the baseline) and those above the launch.
+
+    Without ``world_sizes`` in the suite, the whole launch is measured against rank 0 alone: ``[1, W]``.
+    """
+    wanted = sorted({1, *(requested or [world_size])})
+    return [k for k in wanted if k <= world_size], [k for k in wanted if k > world_size]
+
+
+def _unit(case_id: str, world_size: int) -> str:
+    return f"{case_id}@ws{world_size}"
+
+
+def _local_state(run_dir, rank: int) -> dict[str, Any]:
+    """This rank's recorded DDP units and how often each was started without a record."""
+    done = {_unit(r["case_id"], int(r.get("world_size") or 1)) for r in read_jsonl(rank_file(run_dir, rank))}
+    attempts: Counter = Counter()
+    for event in read_jsonl(progress_file(run_dir, rank)):
+        if "world_size" not in event:
+            continue
+        key = _unit(event["case_id"], int(event["world_size"]))
+        if event.get("event") == "started":
+            attempts[key] += 1
+        elif event.get("event") == "interrupted":
+            attempts[key] -= 1
+    return {"done": done, "attempts": dict(attempts)}
+
+
+def _baselines(run_dir) -> dict[str, float]:
+    """1-rank throughputs already recorded by rank 0 in this run (after a restart), by case id."""
+    return {
+        r["case_id"]: r["throughput_img_s"]
+        for r in read_jsonl(rank_file(run_dir, 0))
+        if int(r.get("world_size") or 1) == 1 and r.get("status") == "ok" and r.get("throughput_img_s")
+    }
+
+
+def _event(ctx, case_id: str, world_size: int, event: str) -> None:
+    append_record(
+        progress_file(ctx.run_dir, ctx.rank),
+        {"case_id": case_id, "world_size": world_size, "event": event, "at": utc_now()},
+    )
+
+
+def combine(record: dict[str, Any], members: list[dict | None], baseline: float | None) -> dict[str, Any]:
+    """Fill ``global_throughput_img_s`` and ``scaling_efficiency`` of one member's record from all members'.
+
+    ``members`` holds each member's ``{"status", "throughput_img_s"}``; global throughput is their sum when all
+    are ``ok``, and efficiency is global over ``k x baseline`` (img/s over img/s).
+    """
+    k = len(members)
+    ok = all(m is not None and m["status"] == "ok" and m["throughput_img_s"] for m in members)
+    total = round(sum(m["throughput_img_s"] for m in members), 4) if ok else None
+    record["global_throughput_img_s"] = total
+    record["scaling_efficiency"] = round(total / (k * baseline), 6) if total and baseline else None
+    return record
+
+
+def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
+    """Measure every (training case, world size) unit with its sub-group; returns the records this rank wrote.
+
+    Every rank must call this with the same ``cases`` and ``sizes``: the sub-groups are created here in the
+    same order on every rank, and each unit ends with an exchange of statuses that every rank joins (ranks
+    outside the unit's sub-group wait there).
+    """
+    if measure is None:
+        from harness.measure.case import measure_case as measure
+
+    rank = groups.rank
+    subgroups = {k: groups.new_group(list(range(k))) for k in sizes if k > 1}
+    states = groups.gather(_local_state(ctx.run_dir, rank))
+    baselines: dict[str, float] = groups.broadcast(_baselines(ctx.run_dir) if rank == 0 else None)
+    written = 0
+    for case in cases:
+        for k in sizes:
+            key = _unit(case.id, k)
+            members = range(k)
+            have = {r for r in members if key in states[r]["done"]}
+            if len(have) == k:
+                continue
+            tries = max(states[r]["attempts"].get(key, 0) for r in members)
+            record = None
+            if rank < k:
+                sub = dataclasses.replace(ctx, rank=rank, world_size=k, ddp_group=subgroups.get(k))
+                if tries >= MAX_ATTEMPTS:
+                    record = crashed_record(case, sub, tries)
+                else:
+                    _event(sub, case.id, k, "started")
+                    try:
+                        record = measure(case, sub)
+                    except KeyboardInterrupt:
+                        _event(sub, case.id, k, "interrupted")
+                        raise
+            mine = {"status": record["status"], "throughput_img_s": record["throughput_img_s"]} if record else None
+            summaries = groups.gather(mine)[:k]
+            if k == 1 and summaries[0] and summaries[0]["status"] == "ok":
+                baselines[case.id] = summaries[0]["throughput_img_s"]
+            if record is not None and rank not in have:
+                append_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                written += 1
+    return written
+
+
+def print_scaling(records: list[dict[str, Any]], file=None) -> None:
+    """A table of the DDP units: ranks, per-rank and global throughput (img/s) and scaling efficiency."""
+    units: dict[tuple[str, int], list[dict]] = {}
+    for r in records:
+        if r.get("global_throughput_img_s") is not None or int(r.get("world_size") or 1) > 1:
+            units.setdefault((r["case_id"], int(r.get("world_size") or 1)), []).append(r)
+    if not units:
+        return
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ddp scaling")
+    table.add_column("case", no_wrap=True)
+    for col in ("ranks", "img/s per rank", "global img/s", "efficiency"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for (case_id, k), rows in sorted(units.items()):
+        ok = [r["throughput_img_s"] for r in rows if r.get("status") == "ok"]
+        head = rows[0]
+        table.add_row(
+            case_id,
+            str(k),
+            f"{sum(ok) / len(ok):.1f}" if ok else "-",
+            f"{head['global_throughput_img_s']:.1f}" if head.get("global_throughput_img_s") else "-",
+            f"{head['scaling_efficiency']:.1%}" if head.get("scaling_efficiency") else "-",
+        )
+    console = Console(file=file or sys.stdout)
+    if not console.is_terminal:
+        console = Console(file=file or sys.stdout, width=200)
+    console.print(table)

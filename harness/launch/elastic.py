@@ -1,0 +1,309 @@
+"""``harness run SUITE --nproc-per-node N``: start the workers through torch's elastic launch API.
+
+The launcher checks what it can before anything starts (worker count, GPUs, the rendezvous settings), opens the
+run folder and writes its manifest, then hands ``python -m harness.worker --run-dir RUN`` to an elastic agent
+(``torch.distributed.launcher.api.elastic_launch``), which starts one worker per device, watches them, and
+restarts the whole group up to ``--max-restarts`` times when one dies. A restarted worker skips what is already
+recorded; the case that killed it is retried, and recorded ``crashed`` after a second death.
+
+On several nodes (``--nnodes``) every node runs the same command with the same ``--rdzv-endpoint``; the run
+folder (on a filesystem all nodes share) is opened by rank 0 once the nodes have met, as under a bare torchrun.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+from harness.errors import LaunchError
+
+#: Restarts of the worker group when neither the command line nor the suite says: two let a case that kills
+#: its worker twice be recorded as ``crashed`` and the run finish.
+DEFAULT_MAX_RESTARTS = 2
+DEFAULT_RDZV_TIMEOUT_S = 900
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process can see (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _wants_cuda(cases: list, gpus: int) -> bool:
+    return any(str(c.device).startswith("cuda") or (c.device == "auto" and gpus > 0) for c in cases)
+
+
+def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
+    """Workers per node: an int >= 1, or ``auto`` (one per visible GPU when the cases run on GPUs, else 1)."""
+    if value is None or str(value).strip() == "":
+        return 1
+    text = str(value).strip().lower()
+    if text == "auto":
+        gpus = visible_gpus() if gpus is None else gpus
+        return gpus if gpus > 0 and _wants_cuda(cases, gpus) else 1
+    try:
+        n = int(text)
+    except ValueError:
+        raise LaunchError(f"--nproc-per-node {value!r} is not a number; give an integer >= 1 or 'auto'") from None
+    if n < 1:
+        raise LaunchError(f"--nproc-per-node {n}: need at least one worker per node")
+    return n
+
+
+def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
+    """Refuse, before launch, more GPU workers than visible GPUs (or cuda cases on a machine without one).
+
+    ``device: auto`` runs on the GPUs when there are any, so it is held to the same count then.
+    """
+    devices = {str(c.device) for c in cases}
+    if not any(d.startswith("cuda") or d == "auto" for d in devices):
+        return
+    gpus = visible_gpus() if gpus is None else gpus
+    on_gpu = sorted(d for d in devices if d.startswith("cuda") or (d == "auto" and gpus > 0))
+    if on_gpu and nproc > gpus:
+        raise LaunchError(
+            f"--nproc-per-node {nproc} asks for {nproc} GPU workers but {gpus} GPU(s) are visible on this node "
+            f"(the suite runs on device {on_gpu[0]}); use --nproc-per-node {max(gpus, 1)}"
+            + ("" if gpus else ", or device: cpu")
+        )
+
+
+def live_workers(manifest: dict) -> list[int]:
+    """Pids of this run's worker processes that are still alive on this host (their launcher may have died).
+
+    A pid counts only if its command line still names ``harness.worker``, so a recycled pid is not mistaken.
+    """
+    import socket
+
+    host = socket.gethostname()
+    alive = []
+    for info in (manifest.get("ranks") or {}).values():
+        pid = info.get("pid")
+        if info.get("host") != host or not isinstance(pid, int):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"harness.worker" in cmdline:
+            alive.append(pid)
+    return sorted(alive)
+
+
+def refuse_live_workers(run_dir: Path) -> None:
+    """Refuse to resume a run whose workers still measure it (their launcher died, they did not)."""
+    from harness.errors import StoreError
+    from harness.store.rundir import read_manifest
+
+    try:
+        manifest = read_manifest(Path(run_dir))
+    except StoreError:
+        return  # not a run folder: resuming it fails with its own message
+    pids = live_workers(manifest)
+    if pids:
+        raise LaunchError(
+            f"{run_dir} is still being measured by its workers (pids {', '.join(map(str, pids))} on this host; "
+            "their launcher is gone): wait for them to finish, or stop them (kill PID), then resume"
+        )
+
+
+def parse_nnodes(value) -> tuple[int, int]:
+    """``--nnodes`` as (min, max) nodes: ``2`` or an elastic range ``1:4``."""
+    if value is None or str(value).strip() == "":
+        return 1, 1
+    text = str(value).strip()
+    try:
+        low, _, high = text.partition(":")
+        lo, hi = int(low), int(high or low)
+    except ValueError:
+        raise LaunchError(f"--nnodes {value!r}: give a node count (2) or a range (1:4)") from None
+    if lo < 1 or hi < lo:
+        raise LaunchError(f"--nnodes {value!r}: need 1 <= min <= max")
+    return lo, hi
+
+
+def launch_config(
+    nproc: int,
+    nodes: tuple[int, int],
+    endpoint: str | None,
+    max_restarts: int,
+    rdzv_timeout_s: int,
+    run_id: str | None = None,
+    log_dir: Path | None = None,
+):
+    """The elastic agent's configuration: c10d rendezvous (on this host alone when there is one node)."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.launcher.api import LaunchConfig
+
+    timeouts = {"join_timeout": rdzv_timeout_s, "read_timeout": rdzv_timeout_s}
+    return LaunchConfig(
+        min_nodes=nodes[0],
+        max_nodes=nodes[1],
+        nproc_per_node=nproc,
+        # One node: a fresh id per launch. Several: every node's agent must name the same rendezvous.
+        run_id=run_id or (uuid.uuid4().hex if nodes == (1, 1) else "harness"),
+        rdzv_backend="c10d",
+        rdzv_endpoint=endpoint or "localhost:0",
+        rdzv_configs=timeouts,
+        rdzv_timeout=rdzv_timeout_s,
+        max_restarts=max_restarts,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=str(log_dir) if log_dir else None),
+    )
+
+
+def _failure_text(exc) -> str:
+    rank, failure = exc.get_first_failure()
+    how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+    message = failure.message if isinstance(failure.message, str) else str(failure.message)
+    detail = "" if message.startswith("To enable traceback") or message.startswith("Signal") else f": {message}"
+    return f"rank {rank} {how}{detail.splitlines()[0] if detail else ''}"
+
+
+def _rendezvous_error(exc, endpoint: str | None, nodes: tuple[int, int], timeout_s: int) -> LaunchError:
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError
+
+    where = endpoint or "localhost"
+    if isinstance(exc, RendezvousConnectionError):
+        what = f"could not reach the rendezvous store at {where} (gave up after {timeout_s} s)"
+    else:
+        what = f"waited {timeout_s} s at the rendezvous {where} but fewer than {nodes[0]} nodes joined"
+    return LaunchError(
+        f"{what}. Start the same command on every node with the same --rdzv-endpoint HOST:PORT, check that HOST "
+        "is reachable and PORT open (on HOST, the first node listens on it), or raise --rdzv-timeout"
+    )
+
+
+def worker_arguments(args, run_dir: Path | None, suite_path: str | None) -> list[str]:
+    """The command line of each worker after ``python``."""
+    argv = ["-m", "harness.worker"]
+    if suite_path:
+        argv.append(suite_path)
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir), "--launched-by-harness"]
+    else:
+        argv += ["--out", str(args.out)]
+        if args.resume:
+            argv += ["--resume", str(args.resume)]
+        for pattern in args.filter or []:
+            argv += ["--filter", pattern]
+    for pattern in args.profile or []:
+        argv += ["--profile", pattern]
+    if args.no_report:
+        argv.append("--no-report")
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def launch_distributed(args, suite, plan=None) -> int:
+    """Launch the run's workers through the elastic agent and wait for them; returns the exit code.
+
+    ``plan`` is the reopened run of ``harness run --resume`` (the world size then comes from its manifest).
+    """
+    from harness.launch.session import new_plan, select_cases
+
+    recorded = (plan.manifest.get("launch") or {}) if plan is not None else {}
+    suite_launch = getattr(suite, "launch", None)
+    cases = plan.cases if plan is not None else select_cases(suite.cases(), args.filter)
+    if plan is not None and not args.nproc_per_node:
+        nproc = int(recorded.get("nproc_per_node") or plan.manifest.get("world_size") or 1)
+    else:
+        nproc = resolve_nproc(args.nproc_per_node or getattr(suite_launch, "nproc_per_node", None), cases)
+    nodes = parse_nnodes(args.nnodes or recorded.get("nnodes") or getattr(suite_launch, "nnodes", None))
+    check_devices(nproc, cases)
+    if nodes[1] > 1 and not args.rdzv_endpoint:
+        raise LaunchError(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT, the same on every node")
+    restarts = args.max_restarts
+    if restarts is None:
+        restarts = getattr(suite_launch, "max_restarts", None)
+    restarts = DEFAULT_MAX_RESTARTS if restarts is None else int(restarts)
+    if restarts < 0:
+        raise LaunchError(f"--max-restarts {restarts}: give 0 or more")
+    rdzv_timeout = int(getattr(args, "rdzv_timeout", None) or DEFAULT_RDZV_TIMEOUT_S)
+    single_node = nodes == (1, 1)
+    if plan is None and single_node:
+        plan = new_plan(
+            suite,
+            Path(args.out),
+            args.filter,
+            world_size=nproc,
+            launch={
+                "launcher": "harness",
+                "strategy": getattr(suite_launch, "strategy", "sweep"),
+                "world_sizes": getattr(suite_launch, "world_sizes", None),
+                "nproc_per_node": nproc,
+                "nnodes": 1,
+                "max_restarts": restarts,
+            },
+        )
+    if plan is not None and single_node and int(plan.manifest.get("world_size") or 1) != nproc:
+        raise LaunchError(
+            f"{plan.run_dir} was started with {plan.manifest.get('world_size')} ranks; "
+            f"resume it with --nproc-per-node {plan.manifest.get('world_size')}"
+        )
+    run_dir = plan.run_dir if (plan is not None and single_node) else None
+    # Workers joining a run folder (or resuming one) take the suite from its manifest; others read the file.
+    suite_path = args.suite if run_dir is None and not args.resume else None
+    config = launch_config(
+        nproc, nodes, args.rdzv_endpoint, restarts, rdzv_timeout, log_dir=run_dir / "logs" if run_dir else None
+    )
+    argv = worker_arguments(args, run_dir, suite_path)
+    outcome, error = _run_agent(config, argv)
+    if isinstance(error, Exception) and not isinstance(error, str):
+        error = _rendezvous_error(error, args.rdzv_endpoint, nodes, rdzv_timeout)
+    if run_dir is None:  # several nodes: rank 0 has finished the run folder and printed its summary
+        if isinstance(error, LaunchError):
+            raise error
+        if error:
+            print(f"harness run: {error}", file=sys.stderr)
+        return {"complete": 0, "interrupted": 130}.get(outcome, 1)
+    return _close_run(plan, outcome, error)
+
+
+def _run_agent(config, argv: list[str]) -> tuple[str, object]:
+    """Run the elastic agent until the worker group ends: (outcome, failure text or rendezvous exception)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.launcher.api import elastic_launch
+
+    try:
+        elastic_launch(config, sys.executable)(*argv)
+    except ChildFailedError as exc:
+        return "failed", _failure_text(exc)
+    except RendezvousError as exc:
+        return "failed", exc
+    except (SignalException, KeyboardInterrupt):
+        return "interrupted", None
+    return "complete", None
+
+
+def _close_run(plan, outcome: str, error) -> int:
+    """After the agent: make sure the manifest is closed, print the summary and, last, the run folder."""
+    from harness.launch.ddp import print_scaling
+    from harness.launch.inline import print_summary, run_dir_line
+    from harness.launch.session import RunPlan, finish_run
+    from harness.store.rundir import MERGED, read_jsonl, read_manifest
+
+    manifest = read_manifest(plan.run_dir)
+    status = manifest.get("status")
+    if status != "complete" and outcome != "complete":
+        # Rank 0 did not close the run, or closed it as interrupted when the agent stopped the failed group.
+        status = outcome
+        if isinstance(error, str):
+            manifest["failure"] = error
+        finish_run(RunPlan(plan.cases, plan.run_dir, manifest, plan.device), status)
+    if isinstance(error, LaunchError):
+        raise error
+    records = read_jsonl(plan.run_dir / MERGED)
+    print_summary(records)
+    print_scaling(records)
+    if error:
+        print(f"harness run: the worker group failed: {error}", file=sys.stderr)
+    if status != "complete":
+        print(f"harness run: run {status}; finish it with: harness run --resume {plan.run_dir}", file=sys.stderr)
+    print(run_dir_line(plan.run_dir))
+    return {"complete": 0, "interrupted": 130}.get(status, 1)

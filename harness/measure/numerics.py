@@ -1,0 +1,108 @@
+"""How far a reduced-precision case's outputs are from fp32 on the same input: top-1 agreement and relative error.
+
+``compare_with_fp32(model, x, precision, device)`` runs the model twice on ``x`` under ``inference_mode``, once in
+strict fp32 (TF32 off) and once as the case runs (autocast fp16/bf16 for amp cases, TF32 allowed for tf32), and
+compares the logits. Both runs use eval mode, so batch-norm running statistics are neither used from the batch
+nor updated: the comparison leaves the model as it found it, training flag and numerics flags included.
+
+Definitions, per batch:
+- ``top1_agreement``: the fraction of rows whose argmax is the same in both runs, in [0, 1].
+- ``max_rel_err``: max |a - b| over every logit, divided by (max |a| + 1e-12), where a is the fp32 output and b
+  the case's. Dividing by the largest fp32 magnitude rather than element by element keeps logits near zero from
+  inflating the figure; it reads as "the worst error, as a fraction of the output's scale".
+
+A case whose output holds NaN or Inf raises ``NumericsError``: the runner records the case as failed with the
+message, since its throughput was measured on garbage.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.store.record import NUMERICS_FIELDS, PRECISIONS
+
+EPS = 1e-12
+
+
+class NumericsError(RuntimeError):
+    """A case's output (or its fp32 reference) holds NaN or Inf; the case fails, the suite goes on."""
+
+
+@contextmanager
+def _numerics_flags(tf32: bool):
+    """Set TF32 for matmul and cuDNN convolutions, restoring the caller's flags afterwards."""
+    import torch
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextmanager
+def _eval(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _forward(model, x, precision: str, device_type: str):
+    import torch
+
+    with torch.inference_mode():
+        if precision in ("amp_fp16", "amp_bf16"):
+            dtype = torch.float16 if precision == "amp_fp16" else torch.bfloat16
+            with _numerics_flags(tf32=False), torch.autocast(device_type=device_type, dtype=dtype):
+                out = model(x)
+        else:
+            with _numerics_flags(tf32=precision == "tf32"):
+                out = model(x)
+    return out.float().reshape(out.shape[0], -1)
+
+
+def _check_finite(out, what: str) -> None:
+    import torch
+
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        nan, inf = int(torch.isnan(out).sum()), int(torch.isinf(out).sum())
+        raise NumericsError(
+            f"{what} has {nan} NaN and {inf} Inf value(s) among {out.numel()} outputs; "
+            "its measurements are not meaningful (try another precision, or bf16 instead of fp16)"
+        )
+
+
+def compare_with_fp32(model, x, precision: str, device: str, channels_last: bool = False) -> dict[str, Any]:
+    """Top-1 agreement (fraction in [0, 1]) and max relative error of ``precision`` against fp32 on input ``x``.
+
+    ``model`` and ``x`` are already on ``device`` ("cpu", "cuda", "cuda:N"), the model in fp32 weights; with
+    ``channels_last`` the input is laid out NHWC for both runs. Returns the keys of ``NUMERICS_FIELDS``, both None
+    for fp32 cases. Raises ``NumericsError`` when either output holds NaN or Inf, and ``HarnessError`` for an
+    unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise HarnessError(f"unknown precision {precision!r} for the numerics check; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return {name: None for name in NUMERICS_FIELDS}
+    import torch
+
+    device_type = torch.device(device).type
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _eval(model):
+        reference = _forward(model, x, "fp32", device_type)
+        _check_finite(reference, "the fp32 reference output")
+        candidate = _forward(model, x, precision, device_type)
+        _check_finite(candidate, f"the {precision} output")
+    agreement = (reference.argmax(dim=1) == candidate.argmax(dim=1)).double().mean().item()
+    scale = reference.abs().max().item() + EPS
+    max_rel_err = (reference - candidate).abs().max().item() / scale
+    return {"top1_agreement": float(agreement), "max_rel_err": float(max_rel_err)}

@@ -1,0 +1,333 @@
+"""GPU telemetry over a timed window, read through NVML: power, energy, clocks, temperature, clock-event reasons.
+
+``TelemetrySampler(device).start()`` just before the timed window and ``.stop(images=N)`` just after return one
+dict with the keys of ``harness.store.record.TELEMETRY_FIELDS``. Samples are taken by a daemon thread that sleeps
+between readings (NVML calls go through ctypes, which releases the GIL), so the measured loop is not slowed.
+
+Energy is the difference of the device's energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ) between
+start and stop. Where the counter is not supported, or did not advance (the counter of some boards ticks coarsely),
+energy is the trapezoid integral of the sampled power over the sample times instead.
+
+Where NVML, a GPU or a matching device is absent, every field is None and nothing raises. One NVML query that
+fails makes only its own field None. The sampling and reduction logic takes a *reader* (``NvmlReader`` wraps
+pynvml; tests pass recorded readings), so the arithmetic is tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any, Protocol
+
+from harness.store.record import TELEMETRY_FIELDS
+
+#: Clock-event reason bits as in nvml.h, by the names the record uses. pynvml's constants win where they exist
+#: (newer ``ClocksEvent`` names first, then the older ``ClocksThrottle`` ones); the numbers are the fallback.
+_REASONS = (
+    ("gpu_idle", "GpuIdle", 0x1),
+    ("applications_clocks_setting", "ApplicationsClocksSetting", 0x2),
+    ("sw_power_cap", "SwPowerCap", 0x4),
+    ("hw_slowdown", "HwSlowdown", 0x8),
+    ("sync_boost", "SyncBoost", 0x10),
+    ("sw_thermal_slowdown", "SwThermalSlowdown", 0x20),
+    ("hw_thermal_slowdown", "HwThermalSlowdown", 0x40),
+    ("hw_power_brake_slowdown", "HwPowerBrakeSlowdown", 0x80),
+    ("display_clock_setting", "DisplayClockSetting", 0x100),
+    ("board_limit", "BoardLimit", 0x200),
+    ("reliability", "Reliability", 0x400),
+)
+
+
+def _reason_bits() -> dict[int, str]:
+    try:
+        import pynvml
+    except ImportError:
+        pynvml = None
+    bits = {}
+    for name, suffix, default in _REASONS:
+        value = getattr(pynvml, f"nvmlClocksEventReason{suffix}", None)
+        if value is None:
+            value = getattr(pynvml, f"nvmlClocksThrottleReason{suffix}", default)
+        bits[int(value)] = name
+    return bits
+
+
+def decode_reasons(mask: int) -> list[str]:
+    """The names of the clock-event reason bits set in ``mask`` (an NVML bitmask), sorted; unknown bits as hex."""
+    bits = _reason_bits()
+    names = [bits.get(1 << i, f"unknown_{1 << i:#x}") for i in range(64) if mask >> i & 1]
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One telemetry sample. ``t_s`` is a monotonic time in seconds; any other field is None when unreadable."""
+
+    t_s: float
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    temperature_c: float | None = None
+    utilization_pct: float | None = None
+    memory_used_mib: float | None = None
+    reasons_mask: int | None = None
+
+
+class Reader(Protocol):
+    """What the sampler needs from a device: a reading now, and the energy counter in mJ (None if unsupported)."""
+
+    def read(self) -> Reading: ...
+
+    def energy_mj(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class NvmlReader:
+    """Reads one NVML device handle. ``nvml`` is the pynvml module (replaceable for tests and benchmarks).
+
+    Every query is guarded on its own: an ``NVMLError`` makes that value None for that reading, and a query that
+    answers NotSupported is not asked again, so an unsupported counter costs nothing per sample.
+    """
+
+    def __init__(self, handle: Any, nvml: Any, owns_init: bool = False) -> None:
+        self.handle = handle
+        self.nvml = nvml
+        self._owns_init = owns_init
+        self._unsupported: set[str] = set()
+        self._old_reasons_api = False
+
+    def query(self, name: str, fn, *args):
+        """``fn(handle, *args)``, or None when NVML answers with an error (NotSupported is remembered)."""
+        if name in self._unsupported:
+            return None
+        try:
+            return fn(self.handle, *args)
+        except self.nvml.NVMLError_NotSupported:
+            self._unsupported.add(name)
+            return None
+        except self.nvml.NVMLError:
+            return None
+
+    def clock_event_reasons(self, handle) -> int:
+        """The clock-event (throttle) reason bitmask of ``handle``; decode it with ``decode_reasons``."""
+        # Drivers before r535 only have the older "throttle" entry point for the same bitmask.
+        if not self._old_reasons_api:
+            try:
+                return self.nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+            except (AttributeError, self.nvml.NVMLError_FunctionNotFound):
+                self._old_reasons_api = True
+        return self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+
+    def read(self) -> Reading:
+        """Sample every telemetry value once; units W, MHz, degrees C, percent, MiB."""
+        nv = self.nvml
+        power_mw = self.query("power", nv.nvmlDeviceGetPowerUsage)
+        util = self.query("utilization", nv.nvmlDeviceGetUtilizationRates)
+        memory = self.query("memory", nv.nvmlDeviceGetMemoryInfo)
+        return Reading(
+            t_s=time.monotonic(),
+            power_w=None if power_mw is None else power_mw / 1000.0,
+            sm_clock_mhz=self.query("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
+            mem_clock_mhz=self.query("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
+            temperature_c=self.query("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
+            utilization_pct=None if util is None else util.gpu,
+            memory_used_mib=None if memory is None else memory.used / 2**20,
+            reasons_mask=self.query("reasons", self.clock_event_reasons),
+        )
+
+    def energy_mj(self) -> float | None:
+        """The device's energy counter since the driver loaded, in mJ; None where unsupported."""
+        return self.query("energy", self.nvml.nvmlDeviceGetTotalEnergyConsumption)
+
+    def close(self) -> None:
+        if self._owns_init:
+            self._owns_init = False
+            try:
+                self.nvml.nvmlShutdown()
+            except self.nvml.NVMLError:
+                pass
+
+
+def _normalise_uuid(uuid: Any) -> str:
+    text = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+    text = text.strip().lower()
+    for prefix in ("gpu-", "mig-"):
+        text = text.removeprefix(prefix)
+    return text
+
+
+def open_nvml_reader(device: str) -> tuple[NvmlReader | None, str | None]:
+    """An ``NvmlReader`` for the CUDA device ``device`` ("cuda" or "cuda:N"), or (None, why not).
+
+    The NVML handle is found by UUID, because NVML numbers every GPU in the machine while CUDA numbers only the
+    visible ones (CUDA_VISIBLE_DEVICES); matching by index would read the wrong board.
+    """
+    if not device.startswith("cuda"):
+        return None, f"device {device!r} is not a CUDA device"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, "no CUDA device"
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        want = _normalise_uuid(torch.cuda.get_device_properties(index).uuid)
+    except Exception as exc:  # a broken CUDA set-up is reported as absent telemetry, not a failed case
+        return None, f"cannot query {device}: {exc}"
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return None, f"NVML unavailable: {exc}"
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            if _normalise_uuid(pynvml.nvmlDeviceGetUUID(handle)) == want:
+                return NvmlReader(handle, pynvml, owns_init=True), None
+    except pynvml.NVMLError as exc:
+        pynvml.nvmlShutdown()
+        return None, f"NVML cannot list devices: {exc}"
+    pynvml.nvmlShutdown()
+    return None, f"no NVML device has the UUID of {device} ({want})"
+
+
+def _nulls() -> dict[str, Any]:
+    return {name: None for name in TELEMETRY_FIELDS}
+
+
+def _values(readings: Sequence[Reading], name: str) -> list[float]:
+    return [v for v in (getattr(r, name) for r in readings) if v is not None]
+
+
+def integrate_power_j(readings: Sequence[Reading]) -> float | None:
+    """Energy in J as the trapezoid integral of power over time, over consecutive readings that both have power.
+
+    None when fewer than two readings carry power. A gap (a reading without power) is bridged by its neighbours.
+    """
+    points = [(r.t_s, r.power_w) for r in readings if r.power_w is not None]
+    if len(points) < 2:
+        return None
+    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points[:-1], points[1:], strict=True))
+
+
+def summarise(
+    readings: Sequence[Reading],
+    energy_start_mj: float | None,
+    energy_end_mj: float | None,
+    images: int | None,
+) -> dict[str, Any]:
+    """Reduce readings over a window to the record's telemetry fields.
+
+    Means for power, clocks and utilisation; maxima for power, temperature and memory; the energy counter
+    difference (mJ to J) when both ends were read and it advanced, else integrated power; images per joule when
+    the energy is known and positive; the sorted union of decoded clock-event reasons (None if never readable).
+    """
+    out = _nulls()
+    power = _values(readings, "power_w")
+    if power:
+        out["power_avg_w"] = fmean(power)
+        out["power_max_w"] = max(power)
+    energy = None
+    if energy_start_mj is not None and energy_end_mj is not None and energy_end_mj > energy_start_mj:
+        energy = (energy_end_mj - energy_start_mj) / 1000.0
+    if energy is None:
+        energy = integrate_power_j(readings)
+    out["energy_j"] = energy
+    if energy and energy > 0 and images is not None:
+        out["img_per_j"] = images / energy
+    for name, reduce in (
+        ("sm_clock_mhz", fmean),
+        ("mem_clock_mhz", fmean),
+        ("temperature_c", max),
+        ("utilization_pct", fmean),
+        ("memory_used_mib", max),
+    ):
+        values = _values(readings, name)
+        out[name] = reduce(values) if values else None
+    masks = [r.reasons_mask for r in readings if r.reasons_mask is not None]
+    if masks:
+        union = 0
+        for mask in masks:
+            union |= int(mask)
+        out["throttle_reasons"] = decode_reasons(union)
+    return out
+
+
+class TelemetrySampler:
+    """Samples a device's telemetry every ``interval_ms`` between ``start()`` and ``stop(images)``.
+
+    ``device`` is "cpu", "cuda" or "cuda:N". ``reader`` replaces the NVML reader (tests, benchmarks). Without a
+    reader (CPU, no NVML, no matching GPU) ``stop`` returns every field None; ``unavailable`` says why. The
+    sampler can be started again after ``stop``; ``close()`` releases NVML.
+    """
+
+    def __init__(self, device: str, interval_ms: int = 50, reader: Reader | None = None) -> None:
+        self.device = device
+        self.interval_s = max(interval_ms, 1) / 1000.0
+        self.unavailable: str | None = None
+        if reader is None:
+            reader, self.unavailable = open_nvml_reader(device)
+        self.reader = reader
+        self.readings: list[Reading] = []
+        self.error: str | None = None
+        self._energy_start: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.reader is not None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.readings.append(self.reader.read())
+            except Exception as exc:  # keep what was sampled; the window is still measured
+                self.error = f"telemetry sampling stopped: {exc}"
+                return
+
+    def start(self) -> None:
+        """Read the energy counter and a first sample, then start the sampling thread."""
+        if self._thread is not None:
+            raise RuntimeError("TelemetrySampler.start() called twice without stop()")
+        self.readings, self.error = [], None
+        if self.reader is None:
+            return
+        self._stop.clear()
+        self._energy_start = self.reader.energy_mj()
+        self.readings.append(self.reader.read())
+        self._thread = threading.Thread(target=self._loop, name="harness-telemetry", daemon=True)
+        self._thread.start()
+
+    def stop(self, images: int | None = None) -> dict[str, Any]:
+        """Stop sampling, take a last sample and the counter, and return the telemetry fields for ``images``."""
+        if self.reader is None:
+            return _nulls()
+        if self._thread is None:
+            raise RuntimeError("TelemetrySampler.stop() called before start()")
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.readings.append(self.reader.read())
+        energy_end = self.reader.energy_mj()
+        return summarise(self.readings, self._energy_start, energy_end, images)
+
+    def close(self) -> None:
+        """Stop any sampling and release NVML."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self.reader is not None:
+            self.reader.close()
+
+    def __enter__(self) -> TelemetrySampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,64 @@
+"""Entry point of one rank: ``torchrun --nproc-per-node N -m harness.worker SUITE [--out DIR]``.
+
+For users who launch the workers themselves (torchrun, Slurm's srun, a Kubernetes job): each process started
+this way is one rank of the run, reads its place from torchrun's environment variables, and behaves exactly
+like a worker started by ``harness run SUITE --nproc-per-node N``. Rank 0 opens the run folder under ``--out``
+(or joins ``--run-dir``, or reopens ``--resume``), shows the progress of the whole run, merges the records at
+the end, and prints the summary and, last, ``run folder: PATH``.
+
+Fault injection for tests: ``HARNESS_TEST_KILL_CASE=<case id>`` makes the rank that measures that case kill
+itself with SIGKILL right after noting the case as started, on its first attempt only (or its first N with
+``HARNESS_TEST_KILL_ATTEMPTS=N``); later attempts, after the agent's restarts, measure it normally. It exists so
+that the tests can check that a run survives a dead worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.worker",
+        description="One rank of a distributed harness run; start it with torchrun (one process per device).",
+    )
+    parser.add_argument("suite", nargs="?", help="suite YAML file (not needed with --run-dir or --resume)")
+    parser.add_argument("--out", default="results", help="results folder rank 0 opens the run under")
+    parser.add_argument("--run-dir", metavar="DIR", help="join a run folder someone else opened (harness run does)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run with the same world size")
+    parser.add_argument("--filter", action="append", metavar="GLOB", help="only cases whose id matches (repeatable)")
+    parser.add_argument("--profile", action="append", metavar="GLOB", help="also profile the cases whose id matches")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on rank 0")
+    # Set by `harness run`, which prints the summary itself once the agent returns.
+    parser.add_argument("--launched-by-harness", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _main(argv: list[str] | None = None) -> int:
+    from harness.errors import HarnessError
+    from harness.launch.distributed import run_rank
+
+    args = build_parser().parse_args(argv)
+    rank = os.environ.get("RANK", "0")
+    try:
+        return run_rank(args)
+    except HarnessError as exc:
+        print(f"harness.worker (rank {rank}): error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"harness.worker (rank {rank}): interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one rank; torch's error recorder writes a failure's traceback where the elastic agent reports it."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(_main)(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
