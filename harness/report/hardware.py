@@ -54,13 +54,16 @@ def read_manifests(run_dirs: list[str]) -> tuple[list[dict[str, Any]], list[str]
 
 def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The comparison's case rows with what the page adds: ``fmt`` (NCHW or channels_last), ``ref_tput`` (the
-    reference run's img/s for the same case) and ``variant`` (empty: the case label says everything)."""
+    reference run's img/s for the same case), ``case_batch`` (the batch size of the case's first row) and
+    ``variant`` (empty: the case label says everything)."""
     if frame.empty:
         return frame
     df = frame.copy()
     df["fmt"] = ["channels_last" if c is True or c == 1 else "NCHW" for c in df["channels_last"]]
     ref = df[df["run_index"] == 0].set_index("case")["throughput_img_s"]
     df["ref_tput"] = df["case"].map(ref)
+    # Under the published-matching rule a case's runs may differ in batch size; its axis label takes the first's.
+    df["case_batch"] = df["case"].map(df.drop_duplicates("case").set_index("case")["batch_size"])
     df["variant"] = ""
     return df
 

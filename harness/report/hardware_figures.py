@@ -40,16 +40,21 @@ def ratio_text(value: float | None) -> str:
 
 def case_axis(rows: pd.DataFrame, fixed: tuple[str, ...]) -> list[str]:
     """An axis label per row: the model, then each matching field the chart does not fix (``fixed``) and that
-    takes more than one value in ``rows`` (batch size, resolution, precision, memory format, mode, DDP size)."""
+    takes more than one value in ``rows`` (the case's batch size, resolution, precision, memory format, mode, DDP
+    size). All rows of one case get one label, even where their batch sizes differ (published matching)."""
     parts: list[tuple[str, Callable[[Any], str]]] = [
         ("mode", str),
-        ("batch_size", lambda v: f"bs{int(v)}" if number(v) is not None else str(v)),
+        ("case_batch", lambda v: f"bs{int(v)}" if number(v) is not None else str(v)),
         ("resolution", lambda v: f"{int(v)}px" if number(v) is not None else str(v)),
         ("precision", str),
         ("fmt", str),
         ("world_size", lambda v: f"ddp×{int(v)}" if number(v) and number(v) > 1 else ""),
     ]
-    varying = [(name, show) for name, show in parts if name not in fixed and rows[name].nunique(dropna=False) > 1]
+    varying = [
+        (name, show)
+        for name, show in parts
+        if name not in fixed and name in rows.columns and rows[name].nunique(dropna=False) > 1
+    ]
     out = []
     for _, r in rows.iterrows():
         words = [str(r["model"])] + [show(r[name]) for name, show in varying]

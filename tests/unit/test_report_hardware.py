@@ -362,3 +362,31 @@ def test_runs_without_cases_render_with_notes(tmp_path):
     shown = "".join(parsed.text)
     assert "Hardware comparison: GPU A vs GPU B" in shown and "no speedup to show" in shown
     assert "These runs hold no cases." in shown and "No telemetry" in shown and plots_of(parsed) == {}
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/published-timm (harness import timm) not in this tree")
+def test_a_measured_run_against_a_published_one_through_the_cli(tmp_path):
+    # Mixed sources match without batch size (harness.importers.match): both measured batch sizes of resnet50
+    # are held against the published batch of 1024, and keep their own bars.
+    measured = make_run(
+        tmp_path,
+        [make_record("resnet50", "inference", bs, "amp_fp16", step_ms=bs * 2.0, seed=bs) for bs in (8, 32)],
+        fingerprint=fingerprint("GPU M"),
+        name="m",
+    )
+    published = EXAMPLES / "rtx3090-pt240-cu124"
+    out = tmp_path / "mixed.html"
+    done = run_cli("compare", "--hardware", str(measured), str(published), "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    parsed = Page(out.read_text())
+    (plot,) = [p for p in plots_of(parsed).values() if p["layout"]["title"]["text"].startswith("Speedup")]
+    (bars,) = [t for t in plot["data"] if t.get("meta", {}).get("run") == 1]
+    mine = throughputs(measured)
+    records = read_runs([published])[0].records
+    (theirs,) = [r["throughput_img_s"] for r in records if r["model"] == "resnet50" and r["resolution"] == 224]
+    assert bars["x"] == ["resnet50 bs8", "resnet50 bs32"]
+    for bs, y in zip((8, 32), bars["y"], strict=True):
+        assert y == pytest.approx(theirs / mine[f"resnet50/inference/bs{bs}/amp_fp16"], rel=1e-5)
+    sources = [r["source"][0] for r in parsed.rows("runs")]
+    assert sources == ["harness measurement", "published figures (timm benchmark.py), no samples"]
+    assert "batch size is not matched" in "".join(parsed.text)
