@@ -10,7 +10,7 @@ import pytest
 
 from harness.regress import hardware_compare
 from harness.report import write_hardware_report
-from tests.conftest import CHROMIUM, ROOT
+from tests.conftest import CHROMIUM, ROOT, run_cli
 from tests.synthetic import FINGERPRINT, make_record, make_run
 
 pytestmark = pytest.mark.browser
@@ -57,6 +57,21 @@ def hardware_page(tmp_path_factory) -> Path:
     return write_hardware_report(hardware_compare(runs), tmp / "hardware.html")
 
 
+EXAMPLES = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw"
+
+
+@pytest.fixture(scope="module")
+def published_page(tmp_path_factory) -> Path:
+    """The published 3090, 4090 and 5090 figures (AMP, NCHW, eager) through the command, as a user writes them."""
+    if not EXAMPLES.is_dir():
+        pytest.skip("examples/published-timm not in this tree")
+    out = tmp_path_factory.mktemp("published") / "published.html"
+    runs = [str(EXAMPLES / name) for name in ("rtx3090-pt240-cu124", "rtx4090-pt291-cu128", "rtx5090-pt291-cu130")]
+    done = run_cli("compare", "--hardware", *runs, "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @dataclass
 class Opened:
     page: object
@@ -66,21 +81,32 @@ class Opened:
 
 
 @pytest.fixture(scope="module")
-def opened(hardware_page):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        result = Opened(page)
-        page.on("console", lambda m: result.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: result.errors.append(str(e)))
-        page.on("request", lambda r: result.requests.append(r.url))
-        page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-        page.goto(hardware_page.resolve().as_uri())
-        page.wait_for_selector("body[data-rendered]", timeout=60_000)
-        yield result
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, path: Path) -> Opened:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    result = Opened(page)
+    page.on("console", lambda m: result.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: result.errors.append(str(e)))
+    page.on("request", lambda r: result.requests.append(r.url))
+    page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_selector("body[data-rendered]", timeout=60_000)
+    return result
+
+
+@pytest.fixture(scope="module")
+def opened(browser, hardware_page):
+    result = open_page(browser, hardware_page)
+    yield result
+    result.page.close()
 
 
 def test_every_chart_draws_offline_without_errors(opened, hardware_page):
@@ -129,3 +155,17 @@ def test_filter_and_sort(opened):
     header.click()
     values = [float(v) for v in page.evaluate(column) if v is not None]
     assert values == sorted(values) and values[0] < values[-1]
+
+
+def test_the_published_comparison_draws_offline(browser, published_page):
+    opened = open_page(browser, published_page)
+    page = opened.page
+    assert opened.errors == [] and opened.requests == [published_page.resolve().as_uri()]
+    # One speedup chart per published resolution (160, 176, 224, 288 px) and the geometric mean; no telemetry.
+    assert page.locator("#speedup .plot.js-plotly-plot").count() == 4
+    assert page.locator(".plot.js-plotly-plot").count() == page.locator(".plot").count() == 5
+    assert "RTX 5090" in page.inner_text("h1") and "No telemetry" in page.inner_text("#efficiency")
+    assert page.inner_text("#runs table").count("published figures (timm benchmark.py), no samples") == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "hardware-report-published.png"), full_page=True)
+    page.close()
