@@ -22,9 +22,6 @@ from harness.report.data import FILTER_KEYS, MODE_ORDER, PRECISION_ORDER, model_
 from harness.report.figures import case_order
 from harness.report.page import _asset, _plotly_js, script_json, write_html
 
-#: The fields one speedup chart holds fixed: its title names them, its bars differ in model (and batch size).
-GROUP_FIELDS = ("mode", "precision", "fmt", "resolution")
-
 
 def short_names(labels: list[str], devices: list[str]) -> list[str]:
     """Run labels for legends and column headers: without the leading words every device name shares (a vendor
@@ -52,22 +49,6 @@ def read_manifests(run_dirs: list[str]) -> tuple[list[dict[str, Any]], list[str]
     return manifests, notes
 
 
-def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The comparison's case rows with what the page adds: ``fmt`` (NCHW or channels_last), ``ref_tput`` (the
-    reference run's img/s for the same case), ``case_batch`` (the batch size of the case's first row) and
-    ``variant`` (empty: the case label says everything)."""
-    if frame.empty:
-        return frame
-    df = frame.copy()
-    df["fmt"] = ["channels_last" if c is True or c == 1 else "NCHW" for c in df["channels_last"]]
-    ref = df[df["run_index"] == 0].set_index("case")["throughput_img_s"]
-    df["ref_tput"] = df["case"].map(ref)
-    # Under the published-matching rule a case's runs may differ in batch size; its axis label takes the first's.
-    df["case_batch"] = df["case"].map(df.drop_duplicates("case").set_index("case")["batch_size"])
-    df["variant"] = ""
-    return df
-
-
 class HardwarePage:
     """Builds the sections of one comparison page, numbering the charts as it goes."""
 
@@ -79,7 +60,7 @@ class HardwarePage:
             manifests, notes = read_manifests(list(h.run_dirs))
         self.manifests = manifests
         self.notes = [*(notes or []), *h.notes]
-        self.frame = comparison_frame(h.frame)
+        self.frame = hf.comparison_frame(h.frame)
         self.names = short_names(list(h.labels), self.devices())
         self.ok = self.frame[self.frame["status"] == "ok"] if not self.frame.empty else self.frame
         self._count = 0
@@ -195,8 +176,8 @@ class HardwarePage:
             )
         )
         rows = case_order(rows)
-        for (mode, precision, fmt, res), sub in _groups(rows):
-            sub = sub.assign(x=hf.case_axis(sub, GROUP_FIELDS))
+        for (mode, precision, fmt, res), sub in hf.speedup_groups(rows):
+            sub = sub.assign(x=hf.case_axis(sub, hf.GROUP_FIELDS))
             title = f"Speedup over {self.names[0]}: {mode} · {precision} · {fmt} · {_int(res)}px"
             s.add(self.plot(hf.speedup_bars(sub, self.names, title)))
         return s
@@ -358,28 +339,6 @@ class HardwarePage:
                 Table(["case", "run", "status"], failed, caption="Cases that did not succeed on a run: no throughput")
             )
         return s
-
-
-def _groups(rows: pd.DataFrame):
-    """The rows by (mode, precision, memory format, resolution), in the page's order."""
-    modes = {m: i for i, m in enumerate(MODE_ORDER)}
-    precisions = {p: i for i, p in enumerate(PRECISION_ORDER)}
-    keys = rows[list(GROUP_FIELDS)].drop_duplicates().to_dict("records")
-    keys.sort(
-        key=lambda k: (
-            modes.get(k["mode"], len(modes)),
-            str(k["mode"]),
-            precisions.get(k["precision"], len(precisions)),
-            str(k["precision"]),
-            k["fmt"] != "NCHW",
-            k["resolution"] if k["resolution"] == k["resolution"] else 0,
-        )
-    )
-    for k in keys:
-        mask = pd.Series(True, index=rows.index)
-        for f in GROUP_FIELDS:
-            mask &= rows[f] == k[f] if k[f] == k[f] else rows[f].isna()
-        yield tuple(k[f] for f in GROUP_FIELDS), rows[mask]
 
 
 def _keys(row: Any) -> dict[str, str]:

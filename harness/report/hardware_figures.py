@@ -1,5 +1,5 @@
 """The charts of the hardware comparison page: bars per case, one bar group per run, as pure functions of the
-comparison frame prepared by ``harness.report.hardware.comparison_frame``.
+comparison frame (``comparison_frame``: the rows of a ``HardwareComparison`` with what the charts need).
 
 The conventions are the run report's (``harness.report.figures``): text from records is HTML-escaped, values are
 plain lists, and every bar carries its model, mode and precision in ``meta.pk`` so the page filter can drop it.
@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import number
+from harness.report.data import MODE_ORDER, PRECISION_ORDER, number
 from harness.report.figures import esc, layout, numeric, values
 
 #: The reference run is grey; the others take these colours in order (then repeat).
@@ -26,6 +26,49 @@ MAX_BAR_TEXT = 48
 MAX_BAR_TEXT_HALF = 20
 #: Expected width (px) of the charts drawn side by side in pairs.
 HALF = 560
+
+
+#: The fields one speedup chart holds fixed: its title names them, its bars differ in model (and batch size).
+GROUP_FIELDS = ("mode", "precision", "fmt", "resolution")
+
+
+def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The comparison's case rows with what the page adds: ``fmt`` (NCHW or channels_last), ``ref_tput`` (the
+    reference run's img/s for the same case), ``case_batch`` (the batch size of the case's first row) and
+    ``variant`` (empty: the case label says everything)."""
+    if frame.empty:
+        return frame
+    df = frame.copy()
+    df["fmt"] = ["channels_last" if c is True or c == 1 else "NCHW" for c in df["channels_last"]]
+    ref = df[df["run_index"] == 0].set_index("case")["throughput_img_s"]
+    df["ref_tput"] = df["case"].map(ref)
+    # Under the published-matching rule a case's runs may differ in batch size; its axis label takes the first's.
+    df["case_batch"] = df["case"].map(df.drop_duplicates("case").set_index("case")["batch_size"])
+    df["variant"] = ""
+    return df
+
+
+def speedup_groups(rows: pd.DataFrame):
+    """``rows`` split by ``GROUP_FIELDS`` (one speedup chart each): (key tuple, rows) pairs in page order: mode,
+    precision, NCHW before channels_last, resolution."""
+    modes = {m: i for i, m in enumerate(MODE_ORDER)}
+    precisions = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    keys = rows[list(GROUP_FIELDS)].drop_duplicates().to_dict("records")
+    keys.sort(
+        key=lambda k: (
+            modes.get(k["mode"], len(modes)),
+            str(k["mode"]),
+            precisions.get(k["precision"], len(precisions)),
+            str(k["precision"]),
+            k["fmt"] != "NCHW",
+            k["resolution"] if k["resolution"] == k["resolution"] else 0,
+        )
+    )
+    for k in keys:
+        mask = pd.Series(True, index=rows.index)
+        for f in GROUP_FIELDS:
+            mask &= rows[f] == k[f] if k[f] == k[f] else rows[f].isna()
+        yield tuple(k[f] for f in GROUP_FIELDS), rows[mask]
 
 
 def run_colour(index: int) -> str:
