@@ -37,9 +37,8 @@ def save_hash_named(state_dict: dict, folder: Path, model: str) -> Path:
     return path
 
 
-def ranked_checkpoint(folder: Path) -> Path:
-    """A 6-class resnet18 checkpoint whose logits for colour ``c`` rank the classes c, c+1, ..., c-1."""
-    torch.manual_seed(0)
+def _ranked_model(seed: int):
+    torch.manual_seed(seed)
     model = build_model("resnet18", num_classes=K).eval()
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     inputs = torch.stack([(torch.tensor(c).view(3, 1, 1) / 255 - mean) / std for c in COLOURS])
@@ -55,10 +54,25 @@ def ranked_checkpoint(folder: Path) -> Path:
     with torch.no_grad():
         model.fc.weight.copy_(weight.float())
         model.fc.bias.zero_()
-        order = model(inputs).argsort(dim=1, descending=True)
+        logits = model(inputs)
+    return model, logits
+
+
+def ranked_checkpoint(folder: Path) -> Path:
+    """A 6-class resnet18 checkpoint whose logits for colour ``c`` rank the classes c, c+1, ..., c-1.
+
+    The fit is checked with a fresh forward: each class's logits must come out in the constructed order with gaps
+    of at least 2 (of the 10 asked for), so rounding in the preprocessing cannot flip a rank. A seed whose random
+    features do not allow that is passed over for the next.
+    """
     expected = torch.tensor([[(c + r) % K for r in range(K)] for c in range(K)])
-    assert torch.equal(order, expected), "the fixture's checkpoint does not rank classes as constructed"
-    return save_hash_named(model.state_dict(), folder, "resnet18")
+    for seed in range(5):
+        model, logits = _ranked_model(seed)
+        ordered, order = logits.sort(dim=1, descending=True)
+        gaps = ordered[:, :-1] - ordered[:, 1:]
+        if torch.equal(order, expected) and float(gaps.min()) >= 2.0:
+            return save_hash_named(model.state_dict(), folder, "resnet18")
+    raise AssertionError(f"no seed gave a checkpoint that ranks classes as constructed (last order: {order})")
 
 
 def make_class_folders(root: Path, corrupt: bool = True) -> list[tuple[str, int]]:

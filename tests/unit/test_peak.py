@@ -46,8 +46,9 @@ def test_mfu_of_a_resnet18_forward_is_a_fraction(cpu_peak):
     achieved = count_ops("resnet18", 64, "inference").flops_per_img * images / seconds / 1e12
     # mkldnn runs resnet18's convolutions at ~80% of the matmul peak on this kind of CPU, so a peak measured while
     # another process held a core would put MFU above 1: take the better of a peak before and one after the forward
-    after = measure_peak("cpu", seconds_per_dtype=0.25)
-    peak = max(peak_for_precision(cpu_peak, "fp32"), peak_for_precision(after, "fp32"))
+    peaks = [peak_for_precision(cpu_peak, "fp32")]
+    peaks += [peak_for_precision(measure_peak("cpu", seconds_per_dtype=0.5), "fp32") for _ in range(2)]
+    peak = max(peaks)
     value = mfu(achieved, peak)
     assert value is not None and 0 < value < 1, (achieved, peak)
 
