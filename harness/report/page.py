@@ -22,6 +22,7 @@ from typing import Any
 from harness.errors import StoreError
 from harness.report.data import FILTER_KEYS, ReportData, prepare
 from harness.store.loader import Run
+from harness.store.rundir import file_mode
 
 #: Significant digits kept for every float in the embedded chart data (the charts show four).
 DIGITS = 6
@@ -182,6 +183,7 @@ def write_html(page: str, out_path: str | Path) -> Path:
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(page)
+        os.chmod(tmp, file_mode())  # readable like any other file the run writes, for a web server or a colleague
         os.replace(tmp, out)
     except OSError as exc:
         raise StoreError(

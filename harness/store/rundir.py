@@ -108,6 +108,13 @@ def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, A
     return out
 
 
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask); mkstemp's own is 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
@@ -117,6 +124,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             json.dump(data, f, indent=2, default=str)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
