@@ -4,6 +4,18 @@ Users' scripts and dashboards read these names, so they change only with a ``SCH
 migration in ``harness.store.loader``. Units are in the names. Fields that do not apply are ``None`` (null in
 JSON), never missing.
 
+Units and meanings worth stating: ``samples_ms`` holds every timed step in milliseconds (CUDA event time on a GPU,
+synced wall time on a CPU; ``wall_ms`` keeps the synced wall times beside CUDA events); ``throughput_img_s`` is
+images over the total time of those steps; ``throughput_ci95`` is a bootstrap 95% interval of it;
+``warmup_reason`` says why warm-up ended (``stable``: step times stopped falling; ``max_seconds`` or
+``max_iters``: it was cut off before they did). ``macs_per_img`` is forward multiply-accumulates per image (the
+unit of torchvision's ``_ops``; ``stated_gmacs`` is ``_ops`` scaled by (resolution/224)^2 and ``ops_deviation``
+is measured over stated, minus one); ``flops_per_img`` is the FLOPs of one measured step per image (forward only
+for inference, forward + backward for training), the basis of ``achieved_tflops`` and ``mfu``. Memory is in MiB:
+``peak_allocated_mib``/``peak_reserved_mib`` from the CUDA allocator, ``rss_peak_mib`` the process's peak
+resident memory during the case. ``step_ms_mean`` is the mean step time (imported published figures have only
+this; their ``step_ms_median`` is null).
+
 Merge rules across ranks (DDP): each rank writes its own record with ``rank`` and ``world_size``. For the
 run-level view, throughput is summed over ranks (``global_throughput_img_s``, kept on every rank's record),
 step times are taken from the slowest rank, memory is kept per rank, and ``scaling_efficiency`` is global
@@ -73,11 +85,13 @@ class Record:
     # timing
     warmup_iters: int | None = None
     warmup_s: float | None = None
+    warmup_reason: str | None = None
     iters: int | None = None
     samples_ms: list[float] | None = None
     wall_ms: list[float] | None = None
     throughput_img_s: float | None = None
     step_ms_median: float | None = None
+    step_ms_mean: float | None = None
     step_ms_p10: float | None = None
     step_ms_p90: float | None = None
     step_ms_p99: float | None = None
