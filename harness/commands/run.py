@@ -28,18 +28,32 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import contextlib
     from pathlib import Path
 
     from harness.errors import HarnessError
     from harness.launch.inline import print_summary, run_dir_line, run_inline
-    from harness.launch.session import new_plan, resume_plan, select_cases
+    from harness.launch.session import new_plan, resume_plan, run_lock, select_cases
     from harness.suite import load_suite
 
+    stack = contextlib.ExitStack()
     if args.resume:
+        extra = [
+            flag
+            for flag, given in (("SUITE", args.suite), ("--filter", args.filter), ("--dry-run", args.dry_run))
+            if given
+        ]
+        if extra:
+            raise HarnessError(
+                f"--resume finishes a run with the suite and cases it began with; drop {', '.join(extra)} "
+                "(or start a new run without --resume)"
+            )
         from harness.launch.elastic import refuse_live_workers
         from harness.suite import Suite
 
         refuse_live_workers(Path(args.resume))  # a distributed run whose launcher died may still be measuring
+        if Path(args.resume).is_dir():
+            stack.enter_context(run_lock(Path(args.resume)))  # an inline run that is still measuring
         plan = resume_plan(Path(args.resume))
         settings = Suite.from_resolved(plan.manifest["suite"])  # the suite as it was when the run began
         if plan.manifest.get("launch"):  # a run its launcher started through torchrun: relaunch the same world
@@ -62,16 +76,22 @@ def run(args) -> int:
             return launch_distributed(args, suite)
         plan = new_plan(suite, Path(args.out), args.filter)
         settings = suite
-    status, records = run_inline(
-        plan,
-        settings,
-        profile_patterns=args.profile,
-        report=not args.no_report,
-        show_progress=not args.no_progress,
-    )
+    if not args.resume:
+        stack.enter_context(run_lock(plan.run_dir))
+    with stack:
+        status, records = run_inline(
+            plan,
+            settings,
+            profile_patterns=args.profile,
+            report=not args.no_report,
+            show_progress=not args.no_progress,
+        )
     print_summary(records)
     print(run_dir_line(plan.run_dir))
-    return 130 if status == "interrupted" else 0
+    if status == "interrupted":
+        return 130
+    # Failures are data, but a run that measured nothing at all should not look like a green nightly.
+    return 0 if any(r.get("status") == "ok" for r in records) or not records else 1
 
 
 def _distributed(args, suite) -> bool:

@@ -74,9 +74,13 @@ def run_inline(
         if profile_patterns
         else None,
         accuracy=getattr(suite_settings, "accuracy", None),
+        device_name=(plan.manifest.get("environment") or {}).get("device_name"),
     )
+    if ctx.device.startswith("cuda") and torch.cuda.is_available():
+        # CUDA events record on the current device's stream: make it the case's device (cuda:1 timed on cuda:0
+        # would read as near-zero step times).
+        torch.cuda.set_device(torch.device(ctx.device))
     console.print(f"[bold]{ctx.suite}[/]: {len(plan.cases)} cases on {ctx.device} -> {plan.run_dir}")
-    ctx.peak = measure_peak_once(plan)
     plan.manifest["num_threads"] = torch.get_num_threads()
     status = "complete"
     started = time.perf_counter()
@@ -103,13 +107,15 @@ def run_inline(
             progress.update(task, advance=1, last=describe(record))
 
         try:
+            progress.update(task, description="measuring the device's peak FLOP/s")
+            ctx.peak = measure_peak_once(plan)
             run_cases(plan.cases, ctx, on_start=on_start, on_done=on_done, should_stop=lambda: interrupts.requested)
             if interrupts.requested:
                 status = "interrupted"
         except KeyboardInterrupt:
             status = "interrupted"
-    records = finish_run(plan, status)
     plan.manifest["wall_s"] = round(time.perf_counter() - started, 2)
+    records = finish_run(plan, status)
     if status == "interrupted":
         console.print(f"[yellow]interrupted; finish the run with: harness run --resume {plan.run_dir}")
     if report:

@@ -7,6 +7,7 @@ looks the same however it was launched.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import uuid
 from dataclasses import dataclass
@@ -58,11 +59,38 @@ def plan_device(cases: list, local_rank: int | None = None) -> str:
     return resolve_device(cases[0].device if cases else "auto", local_rank)
 
 
+def preflight(cases: list) -> None:
+    """Refuse, before anything runs, what would make every case of a model fail: local weights that are missing
+    or fail their hash check, and ``impl: torchvision`` where torchvision cannot be imported."""
+    from harness.errors import WeightsError
+    from harness.zoo.weights import resolve_weights, verify_hash
+
+    checked: set = set()
+    for case in cases:
+        if case.weights and (case.model, case.weights) not in checked:
+            checked.add((case.model, case.weights))
+            path, expected = resolve_weights(case.model, case.weights)
+            try:
+                verify_hash(path, expected)
+            except WeightsError as exc:
+                raise WeightsError(f"case {case.id}: {exc}") from None
+        if case.impl == "torchvision" and "torchvision" not in checked:
+            checked.add("torchvision")
+            try:
+                import torchvision  # noqa: F401
+            except Exception as exc:
+                raise HarnessError(
+                    f"case {case.id} asks for impl: torchvision, which cannot be imported here ({exc}); "
+                    "install a torchvision that matches this torch, or use impl: harness"
+                ) from None
+
+
 def new_plan(suite, out_root: Path, patterns: list[str] | None, world_size: int = 1, **manifest_extra) -> RunPlan:
     """Open a new run folder for ``suite`` under ``out_root`` and write its first manifest."""
     from harness.store.fingerprint import environment_fingerprint
 
     cases = select_cases(suite.cases(), patterns)
+    preflight(cases)
     device = plan_device(cases)
     check_writable(out_root)
     run_dir = new_run_dir(out_root, suite.name, device.replace(":", ""))
@@ -121,6 +149,11 @@ def measure_peak_once(plan: RunPlan, enabled: bool = True) -> dict | None:
 def finish_run(plan: RunPlan, status: str) -> list[dict[str, Any]]:
     """Merge every rank's records, count statuses, and close the manifest with ``status``."""
     records = merge_rank_files(plan.run_dir)
+    threads = {r.get("num_threads") for r in records if r.get("status") == "ok" and r.get("num_threads")}
+    if len(threads) == 1:
+        # The fingerprint was taken by the launcher; workers may have run on a share of the cores, and a
+        # comparison must see the thread count the cases actually ran with.
+        plan.manifest.setdefault("environment", {})["num_threads"] = threads.pop()
     plan.manifest.update(
         status=status,
         finished_at=utc_now(),
@@ -130,6 +163,27 @@ def finish_run(plan: RunPlan, status: str) -> list[dict[str, Any]]:
     )
     write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)
     return records
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on the run folder while measuring, so a second ``--resume`` of a run that is still
+    going is refused instead of measuring the same cases twice."""
+    import fcntl
+
+    path = Path(run_dir) / ".lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HarnessError(
+                f"{run_dir} is being measured by another harness process; wait for it to finish (or stop it) "
+                "before resuming"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_run_report(plan: RunPlan) -> Path | None:

@@ -8,6 +8,7 @@ the cases a suite names. OOM, an exception, or the case's timeout become a recor
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -34,6 +35,7 @@ class CaseContext:
     telemetry: bool = True
     telemetry_interval_ms: int = 50
     model_cache: Any = None
+    device_name: str | None = None
     extra_profile: Any = None  # callable(case) -> bool, from `harness run --profile GLOB`
     accuracy: Any = None  # the suite's accuracy block (data, limit) or None
     ddp_group: Any = None  # a process group: all its ranks train the case together
@@ -52,16 +54,18 @@ class ModelCache:
         self.model = None
         self.initial: dict | None = None
 
-    def get(self, name: str, impl: str, weights: str | None, device: str):
+    def get(self, name: str, impl: str, weights: str | None, device: str, seed: int = 0):
         import torch
 
         from harness.zoo import build_model
 
-        key = (name, impl, weights, device)
+        key = (name, impl, weights, device, seed)
         if key != self.key:
             self.key, self.model, self.initial = None, None, None
+            gc.collect()
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
+            torch.manual_seed(seed)
             model = build_model(name, weights=weights, impl=impl)
             self.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self.model = model.to(device)
@@ -168,22 +172,38 @@ def _release(ctx: CaseContext) -> None:
 def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
     import torch
 
-    from harness.measure import collective, hooks
     from harness.measure.memory import MemoryTracker
-    from harness.measure.ops import count_ops
-    from harness.measure.precision import memory_format, precision_flags, sync_fn
-    from harness.measure.scenarios import make_scenario, synthetic_batch
-    from harness.measure.timing import summarise, time_steps, warm_up
+    from harness.measure.precision import sync_fn
 
     deadline = time.perf_counter() + case.timeout_s if case.timeout_s else None
     device, sync = ctx.device, sync_fn(ctx.device)
+    if ctx.device_name:
+        rec.device_name = ctx.device_name
     torch.manual_seed(case.seed)
+    cache = ctx.model_cache or ModelCache()
+    # The cache frees the previous model before the memory marks are reset, so its memory is not this case's.
+    model = cache.get(case.model, case.impl, case.weights, device, seed=case.seed)
     memory = MemoryTracker(device)
     memory.start()
+    try:
+        _run_phases(case, ctx, rec, batch, model, memory, deadline, sync)
+    finally:
+        if memory.running:
+            memory.stop()
+
+
+def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, deadline, sync) -> None:
+    import torch
+
+    from harness.measure import collective, hooks
+    from harness.measure.ops import count_ops
+    from harness.measure.precision import memory_format, precision_flags
+    from harness.measure.scenarios import make_scenario, synthetic_batch
+    from harness.measure.timing import summarise, time_steps, warm_up
+
+    device = ctx.device
     with precision_flags(case.precision) as flags:
         rec.tf32_matmul, rec.cudnn_benchmark = flags["tf32_matmul"], flags["cudnn_benchmark"]
-        cache = ctx.model_cache or ModelCache()
-        model = cache.get(case.model, case.impl, case.weights, device)
         model = model.to(memory_format=memory_format(case.channels_last))
         ddp = ctx.ddp_group is not None and case.mode == "train"
         # Data parallel: each rank trains on its own data (seed + rank), as it would on its shard of a dataset.
@@ -208,29 +228,37 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
             deadline=deadline,
         )
         rec.warmup_iters, rec.warmup_s = warm.iters, round(warm.seconds, 3)
+        rec.warmup_reason = getattr(warm, "reason", None)
         m = case.measure
         sampler = hooks.telemetry_sampler(ctx)
         samples: list[float] = []
         wall: list[float] = []
         if sampler:
             sampler.start()
-        agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, device) if ddp else None
-        for _ in range(max(1, m.repeats)):
-            if ddp:
-                collective.synchronised_start(ctx.ddp_group)
-            timed = time_steps(
-                scenario.step,
-                sync,
-                min_iters=agreed or m.min_iters,
-                min_seconds=0.0 if ddp else m.min_seconds,
-                max_iters=agreed or m.max_iters,
-                cuda_events=device.startswith("cuda"),
-                deadline=deadline,
-            )
-            samples.extend(timed.step_ms)
-            wall.extend(timed.wall_ms)
+        try:
+            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, device) if ddp else None
+            for _ in range(max(1, m.repeats)):
+                if ddp:
+                    collective.synchronised_start(ctx.ddp_group)
+                timed = time_steps(
+                    scenario.step,
+                    sync,
+                    min_iters=agreed or m.min_iters,
+                    min_seconds=0.0 if ddp else m.min_seconds,
+                    max_iters=agreed or m.max_iters,
+                    cuda_events=device.startswith("cuda"),
+                    deadline=deadline,
+                )
+                samples.extend(timed.step_ms)
+                wall.extend(timed.wall_ms)
+        finally:
+            # A case that fails mid-window must not leave its sampling thread running for the rest of the sweep.
+            if sampler:
+                summary = sampler.stop(images=batch * len(samples))
+                if hasattr(sampler, "close"):
+                    sampler.close()
         if sampler:
-            rec.telemetry = sampler.stop(images=batch * len(samples))
+            rec.telemetry = summary
         if ddp and collective.checksum_requested():
             collective.write_checksum(ctx.run_dir, case, ctx, model, x, len(samples))
         for key, value in memory.stop().items():
@@ -243,6 +271,7 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
             raise RuntimeError("timing produced a non-finite throughput")
         rec.throughput_img_s = round(stats.throughput_img_s, 4)
         rec.step_ms_median = round(stats.step_ms_median, 4)
+        rec.step_ms_mean = round(sum(samples) / len(samples), 4)
         rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = (
             round(stats.step_ms_p10, 4),
             round(stats.step_ms_p90, 4),

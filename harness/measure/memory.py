@@ -42,8 +42,10 @@ class MemoryTracker:
         self._peak_kib = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.running = False
 
     def start(self) -> None:
+        self.running = True
         if self.device.startswith("cuda"):
             import torch
 
@@ -60,6 +62,7 @@ class MemoryTracker:
             self._peak_kib = max(self._peak_kib, _status_kib("VmRSS") or 0)
 
     def stop(self) -> dict[str, float | None]:
+        self.running = False
         out: dict[str, float | None] = {"peak_allocated_mib": None, "peak_reserved_mib": None, "rss_peak_mib": None}
         if self._thread is not None:
             self._stop.set()

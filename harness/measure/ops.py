@@ -24,34 +24,41 @@ class OpCount:
         return (self.macs_per_img / 1e9) / self.stated_gmacs - 1.0
 
 
+def _forward_flops(model_name: str, resolution: int) -> float:
+    """FlopCounterMode's forward FLOPs per image (convolutions and the fc layer, 2 per multiply-accumulate)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from harness.zoo import build_model
+
+    with torch.device("meta"):
+        model = build_model(model_name).eval()
+        x = torch.empty(2, 3, resolution, resolution)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return float(counter.get_total_flops()) / 2
+
+
+def stem_flops(resolution: int) -> float:
+    """FLOPs per image of the 7x7 stride-2 stem convolution (3 -> 64 channels) at ``resolution``."""
+    out = (resolution + 2 * 3 - 7) // 2 + 1
+    return 2.0 * 64 * 3 * 7 * 7 * out * out
+
+
 @cache
 def count_ops(model_name: str, resolution: int = 224, mode: str = "inference") -> OpCount:
     """Count FLOPs per image of ``model_name`` at ``resolution`` (forward only, or forward+backward for train).
 
-    The model is built on the meta device: shapes propagate and FlopCounterMode sees every op, but no memory is
-    allocated and nothing is computed, so even wide_resnet101_2 counts in well under a second.
+    The forward is counted by FlopCounterMode on the meta device: shapes propagate and every op is seen, but no
+    memory is allocated and nothing is computed. A training step's FLOPs are derived from it: the backward of each
+    convolution and matmul costs two forwards (the input gradient and the weight gradient) except the stem, whose
+    input needs no gradient. FlopCounterMode's own backward count is not used, because it ignores ``groups`` in
+    the convolution backward and overcounts ResNeXt's grouped 3x3 convolutions by the group count.
     """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from harness.zoo import build_model, get_entry
+    from harness.zoo import get_entry
 
     entry = get_entry(model_name)
-    with torch.device("meta"):
-        model = build_model(model_name)
-        # Two images: training-mode BatchNorm refuses a batch of one at 1x1 spatial size (32 px inputs).
-        x = torch.empty(2, 3, resolution, resolution)
-    if mode == "train":
-        model.train()
-    else:
-        model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        if mode == "train":
-            out = model(x)
-            out.sum().backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    flops = float(counter.get_total_flops()) / 2
-    return OpCount(flops_per_img=flops, macs_per_img=flops / 2, stated_gmacs=entry.stated_gmacs(resolution))
+    forward = _forward_flops(model_name, resolution)
+    flops = 3 * forward - stem_flops(resolution) if mode == "train" else forward
+    return OpCount(flops_per_img=flops, macs_per_img=forward / 2, stated_gmacs=entry.stated_gmacs(resolution))

@@ -62,12 +62,21 @@ def read_run(path: Path) -> Run:
         raise StoreError(f"{path} does not exist or is not a folder")
     manifest = read_manifest(path)
     skipped: list[str] = []
+    # The rank files are what the workers append to; the merged file is a copy made at the end of a run, and is
+    # stale when a rank file changed after it (a resumed run that died before merging again).
+    files = sorted(path.glob("records-rank*.jsonl"), key=lambda p: int("".join(filter(str.isdigit, p.stem)) or 0))
     merged = path / MERGED
-    files = [merged] if merged.is_file() else sorted(path.glob("records-rank*.jsonl"))
+    if merged.is_file() and all(f.stat().st_mtime <= merged.stat().st_mtime for f in files):
+        files = [merged]
     raw: list[dict[str, Any]] = []
     for f in files:
         raw.extend(read_jsonl(f, skipped))
     records = [r for r in (migrate(x, skipped, str(path)) for x in raw) if r is not None]
+    recorded = {r.get("case_id") for r in records}
+    unrecorded = [cid for cid in manifest.get("case_ids") or [] if cid not in recorded]
+    if unrecorded:
+        head = ", ".join(unrecorded[:5]) + (f" and {len(unrecorded) - 5} more" if len(unrecorded) > 5 else "")
+        skipped.append(f"{path}: {len(unrecorded)} case(s) of the run have no record ({head})")
     return Run(path, manifest, records, skipped)
 
 

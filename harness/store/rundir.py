@@ -74,8 +74,12 @@ def rank_file(run_dir: Path, rank: int) -> Path:
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a JSON line and fsync it, so a crash right after loses nothing already measured."""
     line = json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            # A crash cut the last line short: end it, so this record does not glue onto it and get lost with it.
+            line = "\n" + line
         os.write(fd, line.encode())
         os.fsync(fd)
     finally:

@@ -84,3 +84,31 @@ def test_export_csv_and_parquet(tmp_path):
     assert result.returncode == 0 and "2 records" in result.stdout
     bad = run_cli("export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.csv"))
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_record_appended_after_a_torn_line_is_kept(tmp_path):
+    path = tmp_path / "records-rank0.jsonl"
+    append_record(path, {"case_id": "a"})
+    with open(path, "a") as f:
+        f.write('{"case_id": "b", "sta')  # the worker died mid-write
+    append_record(path, {"case_id": "b"})  # the restarted worker measures b again
+    with pytest.warns(UserWarning, match="corrupt line"):
+        from harness.store.rundir import read_jsonl
+
+        assert [r["case_id"] for r in read_jsonl(path)] == ["a", "b"]
+
+
+def test_rank_files_win_over_a_stale_merged_file_and_unrecorded_cases_are_noted(tmp_path):
+    run = make_run(tmp_path, [make_record(), make_record(model="resnet18")])
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["case_ids"] = [r["case_id"] for r in read_run(run).records] + ["resnet34/inference/bs32/fp32"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    import os
+    import time
+
+    append_record(run / "records-rank0.jsonl", make_record(model="resnet101"))  # a resume appended after merging
+    later = time.time() + 5
+    os.utime(run / "records-rank0.jsonl", (later, later))
+    loaded = read_run(run)
+    assert [r["model"] for r in loaded.records] == ["resnet50", "resnet18", "resnet101"]
+    assert any("1 case(s) of the run have no record (resnet34/inference/bs32/fp32)" in n for n in loaded.skipped)

@@ -76,3 +76,10 @@ def test_summary_interval_narrows_with_more_samples():
     many = summarise(list(100 + rng.normal(0, 10, size=1000)), 8)
     width = lambda s: (s.throughput_ci95[1] - s.throughput_ci95[0]) / s.throughput_img_s  # noqa: E731
     assert width(many) < width(few) / 3
+
+
+def test_warmup_budget_starts_after_the_first_step(monkeypatch):
+    # A compiled model's first step takes 20 s; a 3 s budget counted from the start would end warm-up right there.
+    step = FakeClockStep([20_000.0] + [100.0] * 200, monkeypatch)
+    result = warm_up(step, lambda: None, min_iters=5, max_iters=500, max_seconds=3.0, window=5, tolerance=0.02)
+    assert result.reason == "stable" and result.iters >= 10

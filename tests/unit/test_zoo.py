@@ -144,3 +144,13 @@ def test_unknown_model_suggests_closest():
         build_model("resnet51")
     message = str(err.value)
     assert "did you mean resnet50?" in message and "wide_resnet101_2" in message
+
+
+def test_training_flops_are_three_forwards_less_the_stem_for_every_model():
+    """A training step costs about three forwards; grouped convolutions (ResNeXt) must not be overcounted."""
+    failures = []
+    for name in ALL:
+        ratio = count_ops(name, 224, "train").flops_per_img / count_ops(name, 224).flops_per_img
+        if not 2.9 < ratio < 3.0:
+            failures.append(f"{name}: train/inference FLOPs = {ratio:.2f}")
+    assert not failures, "\n".join(failures)
