@@ -169,3 +169,26 @@ accuracy: {{data: {data}}}
     assert [r["status"] for r in records] == ["ok", "ok"]
     for r in records:
         assert r["accuracy"]["acc1"] == 100.0 and r["accuracy"]["skipped"] >= 1
+
+
+@pytest.mark.slow
+def test_peak_memory_of_a_case_is_not_the_previous_models(tmp_path):
+    suite = tmp_path / "mem.yaml"
+    suite.write_text(
+        """
+name: mem
+defaults:
+  device: cpu
+  resolution: 32
+  warmup: {min_iters: 2, max_iters: 3, max_seconds: 1}
+  measure: {min_seconds: 0.05, min_iters: 3}
+matrix:
+  model: [wide_resnet101_2, resnet18]
+  batch_size: [2]
+"""
+    )
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "out"), "--no-progress", "--no-report")
+    assert result.returncode == 0, result.stderr
+    wide, small = _records(_run_dir(result.stdout))
+    # wide_resnet101_2 holds 0.5 GB of weights plus their initial copy; resnet18 holds 45 MB.
+    assert small["rss_peak_mib"] < wide["rss_peak_mib"] - 500, (wide["rss_peak_mib"], small["rss_peak_mib"])
