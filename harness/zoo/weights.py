@@ -14,9 +14,11 @@ import re
 from pathlib import Path
 
 from harness.errors import WeightsError
-from harness.zoo.catalog import get_entry
+from harness.zoo.catalog import CATALOG, get_entry
 
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,64})\.")
+# torchvision's form only: the last ``-<hex>`` right before the extension, at least 8 digits, so names such as
+# ``resnet18-epoch-100000.pth`` are not taken for a hash prefix.
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.[^.]+$")
 
 
 def torch_home() -> Path:
@@ -78,11 +80,18 @@ def verify_hash(path: Path, expected_prefix: str | None) -> str:
     """Check the file's sha256 against ``expected_prefix``; return the full digest. Raises on a mismatch."""
     digest = sha256_file(path)
     if expected_prefix and not digest.startswith(expected_prefix):
-        raise WeightsError(
+        message = (
             f"refusing {path}: its sha256 is {digest} but its name promises a hash starting {expected_prefix}. "
             "The file is corrupt, truncated or not the published checkpoint; fetch it again"
         )
+        if path.name not in _catalog_file_names():
+            message += f" (if these digits are not a hash prefix, rename the file so -{expected_prefix} is not in it)"
+        raise WeightsError(message)
     return digest
+
+
+def _catalog_file_names() -> set[str]:
+    return {w.file_name for entry in CATALOG.values() for w in entry.weights}
 
 
 def checkpoint_num_classes(path: Path) -> int:
