@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from fractions import Fraction
 
 import pytest
 import torch
@@ -136,3 +137,29 @@ def test_a_mismatch_on_a_name_of_ones_own_suggests_renaming(tmp_path, torch_home
         build_model("resnet18", weights="V1")
     assert "f37072fd" in str(err.value) and "rename" not in str(err.value)
 
+
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such_without_torchs_internals(tmp_path):
+    csv_file = tmp_path / "some.csv"
+    csv_file.write_text("model,infer_samples_per_sec\nresnet50,1000\n")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    saved = tmp_path / "full.pth"
+    torch.save(build_model("resnet18").state_dict(), saved)
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(saved.read_bytes()[:50_000])
+    for path, detail in ((csv_file, "is truncated or is not one"), (empty, "is empty"), (truncated, "truncated")):
+        result = run_cli("check-weights", "resnet50", str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        message = result.stderr.strip()
+        assert message.count("\n") == 0 and str(path) in message, message
+        assert "is not a PyTorch checkpoint (a file written by torch.save)" in message and detail in message
+        assert "pop from empty list" not in message and "Weights only load failed" not in message
+        assert "miniz" not in message and "Unsupported operand" not in message
+
+
+def test_an_object_a_safe_load_refuses_is_named(tmp_path):
+    path = tmp_path / "pickled.pth"
+    torch.save({"conv1.weight": torch.ones(1), "extra": Fraction(1, 3)}, path)
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet18", weights=str(path))
+    assert "fractions.Fraction" in str(err.value) and "weights_only=True" in str(err.value)
