@@ -106,23 +106,42 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise HarnessError(f"{path} is not a text CSV file (it is not UTF-8)") from None
     if not text.strip():
         raise HarnessError(f"{path} is empty; expected a header line and rows from timm's benchmark.py")
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in row)]
+    try:
+        rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in row)]
+    except csv.Error as exc:
+        raise _not_a_benchmark_csv(path, text, f"it does not parse as CSV ({exc})") from None
     header = [c.strip() for c in rows[0][1]]
+    if "model" not in header:
+        raise _not_a_benchmark_csv(path, text, "its header row has no 'model' column")
     return header, rows[1:]
+
+
+def _not_a_benchmark_csv(path: Path, text: str, why: str) -> HarnessError:
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    shown = first if len(first) <= 60 else first[:57] + "..."
+    kind = " (it looks like JSON)" if first.startswith(("{", "[")) else ""
+    return HarnessError(
+        f"{path} does not look like a timm benchmark CSV: {why}{kind}; its first line is {shown!r}. Expected a CSV "
+        "whose header row has columns model, infer_samples_per_sec|train_samples_per_sec, "
+        "infer_step_time|train_step_time, infer_batch_size|train_batch_size (and optionally param_count, *_img_size, "
+        "*_gmacs, *_macts)"
+    )
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """At most ``limit`` names, then how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(map(repr, names[:limit])) + more
 
 
 def check_columns(path: Path, header: list[str]) -> tuple[str, ...]:
     """Reject unknown or repeated columns; return the modes (``infer``/``train``) whose columns are present."""
     unknown = [c for c in header if c not in KNOWN_COLUMNS]
     if unknown:
-        raise HarnessError(
-            f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; known columns: {', '.join(KNOWN_COLUMNS)}"
-        )
+        raise HarnessError(f"{path}: unknown column(s) {_some(unknown)}; known columns: {', '.join(KNOWN_COLUMNS)}")
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise HarnessError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
-    if "model" not in header:
-        raise HarnessError(f"{path}: no 'model' column; the header is {','.join(header)}")
     return tuple(m for m in ("infer", "train") if any(c.startswith(f"{m}_") for c in header))
 
 

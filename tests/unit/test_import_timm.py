@@ -189,6 +189,31 @@ def test_unknown_columns_are_an_error_naming_them_and_the_known_ones(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_that_is_not_a_benchmark_csv_is_told_in_one_line(tmp_path):
+    rec = make_record(seed=1)
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps({**rec, "seed": i}) for i in range(3)) + "\n")
+    result = run_cli("import", "timm", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and len(message) < 600, message
+    assert f"{path} does not look like a timm benchmark CSV" in message and "looks like JSON" in message
+    assert "model, infer_samples_per_sec|train_samples_per_sec" in message
+    other = write(tmp_path, SPOT_FILE, "name,img_per_s\nresnet50,1000\n")
+    result = run_cli("import", "timm", str(other), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no 'model' column" in result.stderr and "name,img_per_s" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_long_list_of_unknown_columns_is_cut_short(tmp_path):
+    extra = [f"col{i}" for i in range(25)]
+    path = write(tmp_path, SPOT_FILE, ",".join(["model", "infer_samples_per_sec", *extra]) + "\n")
+    with pytest.raises(HarnessError) as err:
+        import_file(path)
+    message = str(err.value)
+    assert "'col9' and 15 more" in message and "'col10'" not in message
+
+
 def test_a_bad_file_name_names_the_part_and_an_option_fixes_it(tmp_path):
     body = HEADER + "\nresnet50,224,4302.84,237.959,1024,25.56,4.11\n"
     path = write(tmp_path, "benchmark-infer-amp16-nchw-pt291-cu128-4090.csv", body)
