@@ -15,7 +15,8 @@ def run(args) -> int:
     from harness.zoo.weights import resolve_weights, sha256_file
 
     get_entry(args.model)
-    path, _ = resolve_weights(args.model, args.weights)
-    build_model(args.model, weights=args.weights)
-    print(f"{path}: sha256 {sha256_file(path)[:16]}..., loads strictly into {args.model} (hash checked)")
+    path, prefix = resolve_weights(args.model, args.weights)
+    build_model(args.model, weights=args.weights)  # checks the prefix, when there is one, before unpickling
+    checked = "sha256 prefix in its name verified" if prefix else "no hash in its name: integrity not verified"
+    print(f"{path}: sha256 {sha256_file(path)[:16]}..., loads strictly into {args.model} ({checked})")
     return 0

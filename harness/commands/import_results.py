@@ -76,7 +76,9 @@ def run(args) -> int:
         except HarnessError as exc:
             errors.append(str(exc))
     if errors:
-        raise HarnessError("nothing imported:\n" + "\n".join(errors))
+        raise HarnessError(
+            "nothing imported: " + errors[0] if len(errors) == 1 else "nothing imported:\n" + "\n".join(errors)
+        )
     chosen = [r for r in imports if not r.skipped and r.records]
     if not chosen:
         reasons = [f"{r.source.name}: {r.skipped or _why_empty(r)}" for r in imports]

@@ -177,6 +177,7 @@ def compare_with_published(runs: list[Any]):
                     "mfu": pair.get("mfu") if ok else None,
                     "achieved_tflops": pair.get("achieved_tflops") if ok else None,
                     "step_ms_median": pair.get("step_ms_median") if ok else None,
+                    "step_ms_mean": pair.get("step_ms_mean") if ok else None,
                     "n_samples": len(pair.get("samples_ms") or []),
                 }
             )

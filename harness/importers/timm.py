@@ -4,8 +4,9 @@ What each record holds, and what it cannot hold:
 
 - the case (model, mode, batch size, resolution, precision, memory format, compile) from the file's name and
   columns; the case id follows the harness's rule, ``model/mode/bs{N}/precision[/cl][/r{res}][/compile]``;
-- ``throughput_img_s`` = ``<mode>_samples_per_sec`` (images over the whole timed loop) and ``step_ms_median`` =
-  ``<mode>_step_time``, which is the *mean* step time in ms: the message of every record says so;
+- ``throughput_img_s`` = ``<mode>_samples_per_sec`` (images over the whole timed loop) and ``step_ms_mean`` =
+  ``<mode>_step_time``, the *mean* step time in ms; ``step_ms_median`` is null (no samples to take it from), and
+  the message of every record says so;
 - no samples: ``samples_ms``, the percentiles and ``throughput_ci95`` are null, so no statistical test can be made
   against these figures, only ratios;
 - ``macs_per_img`` = the published GMACs x 1e9 (counted by timm's profiler, not by the harness),
@@ -105,23 +106,42 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise HarnessError(f"{path} is not a text CSV file (it is not UTF-8)") from None
     if not text.strip():
         raise HarnessError(f"{path} is empty; expected a header line and rows from timm's benchmark.py")
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in row)]
+    try:
+        rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in row)]
+    except csv.Error as exc:
+        raise _not_a_benchmark_csv(path, text, f"it does not parse as CSV ({exc})") from None
     header = [c.strip() for c in rows[0][1]]
+    if "model" not in header:
+        raise _not_a_benchmark_csv(path, text, "its header row has no 'model' column")
     return header, rows[1:]
+
+
+def _not_a_benchmark_csv(path: Path, text: str, why: str) -> HarnessError:
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    shown = first if len(first) <= 60 else first[:57] + "..."
+    kind = " (it looks like JSON)" if first.startswith(("{", "[")) else ""
+    return HarnessError(
+        f"{path} does not look like a timm benchmark CSV: {why}{kind}; its first line is {shown!r}. Expected a CSV "
+        "whose header row has columns model, infer_samples_per_sec|train_samples_per_sec, "
+        "infer_step_time|train_step_time, infer_batch_size|train_batch_size (and optionally param_count, *_img_size, "
+        "*_gmacs, *_macts)"
+    )
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """At most ``limit`` names, then how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(map(repr, names[:limit])) + more
 
 
 def check_columns(path: Path, header: list[str]) -> tuple[str, ...]:
     """Reject unknown or repeated columns; return the modes (``infer``/``train``) whose columns are present."""
     unknown = [c for c in header if c not in KNOWN_COLUMNS]
     if unknown:
-        raise HarnessError(
-            f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; known columns: {', '.join(KNOWN_COLUMNS)}"
-        )
+        raise HarnessError(f"{path}: unknown column(s) {_some(unknown)}; known columns: {', '.join(KNOWN_COLUMNS)}")
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise HarnessError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
-    if "model" not in header:
-        raise HarnessError(f"{path}: no 'model' column; the header is {','.join(header)}")
     return tuple(m for m in ("infer", "train") if any(c.startswith(f"{m}_") for c in header))
 
 
@@ -236,7 +256,7 @@ def _record(row: dict[str, str], prefix: str, model: str, setup: FileSetup, run:
         device_name=setup.device_name,
         tags=["published", "timm"],
         throughput_img_s=throughput,
-        step_ms_median=step_ms,
+        step_ms_mean=step_ms,
         stated_gmacs=round(stated, 6),
     )
     if gmacs is not None:
@@ -322,7 +342,7 @@ def _manifest(run: ImportedRun, overrides: Overrides, header: list[str]) -> dict
         "notes": [
             "published figures, not measured by the harness: one mean per configuration and no samples, so "
             "samples_ms, step percentiles and throughput_ci95 are null and comparisons are ratios without a test",
-            "step_ms_median holds the published mean step time (ms per batch)",
+            "step_ms_mean holds the published mean step time (ms per batch); step_ms_median is null",
             "macs_per_img is timm's published count; stated_gmacs is the catalog's _ops scaled to the resolution",
         ],
     }

@@ -7,8 +7,9 @@ keeps the path in the launcher's store so that a restarted worker group writes i
 
 ``sweep``: the cases are sharded across the ranks by estimated cost (``harness.launch.sharding``), each rank
 measures its shard on its own device and appends to its own ``records-rank<N>.jsonl``; records say
-``world_size: 1`` (each case was measured by one rank alone) and ``rank``. ``ddp``: training cases are measured
-by sub-groups of ranks together (``harness.launch.ddp``); other cases are sharded as in a sweep.
+``world_size: 1`` (each case was measured by one rank alone) and ``rank``. ``ddp``: training cases only (suite
+validation refuses inference cases under ddp), each measured by sub-groups of ranks together
+(``harness.launch.ddp``).
 
 At the end every rank meets at a barrier bounded by the largest shard's case budgets; rank 0 then merges the
 records, and writes the manifest with the world size and each rank's counts.

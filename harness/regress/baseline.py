@@ -128,7 +128,9 @@ def select_history(
         raise HarnessError(f"--history {n}: give a number of runs of 1 or more")
     root = Path(root)
     if not root.is_dir():
-        raise StoreError(f"results root {root} does not exist; pass --root DIR where 'harness run --out DIR' wrote")
+        raise StoreError(
+            f"results root {root.resolve()} does not exist; pass --root DIR where 'harness run --out DIR' wrote"
+        )
     suite = suite_name(candidate.manifest, candidate.records)
     cand_env = candidate.manifest.get("environment") or {}
     before = candidate.manifest.get("started_at")
@@ -148,7 +150,11 @@ def select_history(
         same_suite.append((path, manifest))
     if not same_suite:
         others = f" (it holds runs of: {', '.join(sorted(other_suites))})" if other_suites else ""
-        raise StoreError(f"no earlier run of suite {suite!r} under {root}{others}; run the suite first")
+        raise StoreError(
+            f"no earlier run of suite {suite!r} under {root.resolve()}{others}; earlier runs are looked for under "
+            "--root DIR (default: results, relative to the current directory): pass the folder 'harness run --out "
+            "DIR' wrote, or run the suite first"
+        )
     matching = [(p, m) for p, m in same_suite if not differences(m.get("environment") or {}, cand_env)]
     notes: list[str] = []
     if len(matching) < len(same_suite):

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.regress.inputs import Side, as_side, case_fields
-from harness.regress.metrics import METRIC_NAMES, METRICS, Metric
+from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, number
 from harness.regress.stats import bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
 from harness.regress.steps import detect_steps
 
@@ -185,7 +185,11 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
     if not values and value is None:
         return None
     if not values or value is None:
-        return f"{metric.name}: no value in the {'candidate' if values else 'baseline'}; not compared"
+        side = "candidate" if values else "baseline"
+        missing = [cand] if values else base
+        if metric.name == "step_ms_median" and any(number(r.get("step_ms_mean")) is not None for r in missing):
+            return f"{metric.name}: the {side} has only a mean step time (published figures); not compared"
+        return f"{metric.name}: no value in the {side}; not compared"
     reference = float(statistics.median(values))
     if reference <= 0:
         return f"{metric.name}: baseline value is {reference:g}; no relative change can be taken"

@@ -31,9 +31,9 @@ MATCH_RULE = (
 class HardwareComparison:
     """Runs side by side. ``frame`` has one row per (case, run): the match fields, ``case``, ``run`` (label),
     ``run_index``, ``run_dir``, ``device_name``, ``source``, ``status``, ``throughput_img_s``, ``speedup`` (vs
-    run 0), ``img_per_j``, ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``n_samples``. ``summary`` has one row
-    per (run, mode, precision) plus ``all``/``all`` per run: ``geomean_speedup``, ``min_speedup``,
-    ``max_speedup``, ``cases``."""
+    run 0), ``img_per_j``, ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time
+    of published figures), ``n_samples``. ``summary`` has one row per (run, mode, precision) plus ``all``/``all``
+    per run: ``geomean_speedup``, ``min_speedup``, ``max_speedup``, ``cases``."""
 
     labels: list[str]
     run_dirs: list[str]
@@ -170,6 +170,7 @@ def hardware_compare(runs: Iterable[Any]) -> HardwareComparison:
                     "mfu": number(record.get("mfu")) if ok else None,
                     "achieved_tflops": number(record.get("achieved_tflops")) if ok else None,
                     "step_ms_median": number(record.get("step_ms_median")) if ok else None,
+                    "step_ms_mean": number(record.get("step_ms_mean")) if ok else None,
                     "n_samples": 0 if samples is None else int(samples.size),
                 }
             )

@@ -68,6 +68,9 @@ def throughput(b: Builder) -> Section:
     imported = (ok["source"] != "harness") | ~ok["has_samples"].astype(bool)
     if (imported & ~has_ci).any():
         s.add(Note(f"{int((imported & ~has_ci).sum())} case(s): no intervals (published figures, no samples).", "warn"))
+    mean_only = [_step_cell(r).text.endswith("(mean)") for _, r in ok.iterrows()]
+    if any(mean_only):
+        s.add(Note(f"{sum(mean_only)} case(s): the step time shown is the published mean (no median without samples)."))
     if has_ci.any():
         s.add(Note("Error bars: bootstrap 95% interval of the throughput from the timed samples."))
     for mode in b.modes:
@@ -90,7 +93,7 @@ def throughput(b: Builder) -> Section:
                     Cell(r["fmt"]),
                     num(r["tput"]),
                     Cell(ci_text or ("no samples" if not r["has_samples"] else "")),
-                    num(r.get("step_ms_median")),
+                    _step_cell(r),
                     num(r.get("step_ms_p90")),
                     num(r.get("iters")),
                 ],
@@ -117,6 +120,16 @@ def throughput(b: Builder) -> Section:
         )
     )
     return s
+
+
+def _step_cell(r: Any) -> Cell:
+    """The median step time (ms); the mean, marked as such, for a record that has only a mean (published)."""
+    cell = num(r.get("step_ms_median"))
+    if cell.sort is None:
+        mean = num(r.get("step_ms_mean"))
+        if mean.sort is not None:
+            return Cell(f"{mean.text} (mean)", mean.sort)
+    return cell
 
 
 def speedups(b: Builder) -> Section:

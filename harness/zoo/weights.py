@@ -14,9 +14,12 @@ import re
 from pathlib import Path
 
 from harness.errors import WeightsError
-from harness.zoo.catalog import get_entry
+from harness.zoo.catalog import CATALOG, get_entry
 
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,64})\.")
+# torchvision's form only: the last ``-<hex>`` right before the extension, at least 8 digits, so names such as
+# ``resnet18-epoch-100000.pth`` are not taken for a hash prefix.
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.[^.]+$")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def torch_home() -> Path:
@@ -78,11 +81,35 @@ def verify_hash(path: Path, expected_prefix: str | None) -> str:
     """Check the file's sha256 against ``expected_prefix``; return the full digest. Raises on a mismatch."""
     digest = sha256_file(path)
     if expected_prefix and not digest.startswith(expected_prefix):
-        raise WeightsError(
+        message = (
             f"refusing {path}: its sha256 is {digest} but its name promises a hash starting {expected_prefix}. "
             "The file is corrupt, truncated or not the published checkpoint; fetch it again"
         )
+        if path.name not in _catalog_file_names():
+            message += f" (if these digits are not a hash prefix, rename the file so -{expected_prefix} is not in it)"
+        raise WeightsError(message)
     return digest
+
+
+def _catalog_file_names() -> set[str]:
+    return {w.file_name for entry in CATALOG.values() for w in entry.weights}
+
+
+def _unreadable(path: Path, exc: Exception, model_name: str) -> WeightsError:
+    """The error for a file torch cannot load: what the file is not, plus torch's reason only when it helps."""
+    import pickle
+
+    unsafe = _UNSAFE_GLOBAL.search(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+    if unsafe:
+        return WeightsError(
+            f"{path} holds a Python object that a safe load (weights_only=True) refuses: {unsafe.group(1)}. "
+            f"Save the {model_name}'s state_dict() with torch.save and pass that file"
+        )
+    what = "is empty" if path.stat().st_size == 0 else "is truncated or is not one"
+    return WeightsError(
+        f"{path} is not a PyTorch checkpoint (a file written by torch.save): torch cannot read it, so it {what}. "
+        f"Pass a {model_name} state_dict saved with torch.save (a .pth file)"
+    )
 
 
 def checkpoint_num_classes(path: Path) -> int:
@@ -143,7 +170,7 @@ def load_weights(model, model_name: str, weights: str, *, check_hash: bool = Tru
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a checkpoint
-        raise WeightsError(f"cannot read {path} as a PyTorch checkpoint: {exc}".splitlines()[0]) from None
+        raise _unreadable(path, exc, model_name) from None
     if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict):

@@ -67,6 +67,17 @@ def test_hardware_speedups_of_3090_4090_5090_are_the_published_ratios():
         assert summary.geomean_speedup.item() == pytest.approx(expected, rel=1e-12)
 
 
+def test_published_step_times_are_means_not_medians():
+    hardware_compare = needs("harness.regress", "hardware_compare")
+    device = "NVIDIA GeForce RTX 4090"
+    with open(EXAMPLES / "csv" / CSV_OF[device], newline="") as f:
+        step = {r["model"]: float(r["infer_step_time"]) for r in csv.DictReader(f) if r["infer_img_size"] == "224"}
+    frame = hardware_compare([HW_RUNS[device], HW_RUNS["NVIDIA GeForce RTX 5090"]]).frame
+    rows = frame[(frame.run_index == 0) & (frame.resolution == 224)].set_index("model")
+    assert rows["step_ms_median"].isna().all()
+    assert rows["step_ms_mean"].to_dict() == step
+
+
 def test_compare_hardware_command_on_the_examples_names_the_source(tmp_path):
     needs("harness.regress", "hardware_compare")
     result = run_cli("compare", "--hardware", *map(str, HW_RUNS.values()), "--format", "markdown")

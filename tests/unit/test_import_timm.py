@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,8 @@ def test_spot_value_resnet50_on_the_4090_comes_through_exactly(imported):
     row = frame[(frame.model == "resnet50") & (frame.resolution == 224)]
     assert len(row) == 1
     row = row.iloc[0]
-    assert row.throughput_img_s == 4302.84 and row.batch_size == 1024 and row.step_ms_median == 237.959
+    assert row.throughput_img_s == 4302.84 and row.batch_size == 1024 and row.step_ms_mean == 237.959
+    assert row.step_ms_median is None or math.isnan(row.step_ms_median)  # a published mean is not a median
     assert row.case_id == "resnet50/inference/bs1024/amp_fp16"
     assert (row.precision, row.channels_last, row.compile, row["mode"]) == ("amp_fp16", False, False, "inference")
     assert row.source == "timm benchmark.py"
@@ -185,6 +187,31 @@ def test_unknown_columns_are_an_error_naming_them_and_the_known_ones(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown column(s) 'gpu_temp'" in result.stderr and "infer_samples_per_sec" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_a_benchmark_csv_is_told_in_one_line(tmp_path):
+    rec = make_record(seed=1)
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps({**rec, "seed": i}) for i in range(3)) + "\n")
+    result = run_cli("import", "timm", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and len(message) < 600, message
+    assert f"{path} does not look like a timm benchmark CSV" in message and "looks like JSON" in message
+    assert "model, infer_samples_per_sec|train_samples_per_sec" in message
+    other = write(tmp_path, SPOT_FILE, "name,img_per_s\nresnet50,1000\n")
+    result = run_cli("import", "timm", str(other), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no 'model' column" in result.stderr and "name,img_per_s" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_long_list_of_unknown_columns_is_cut_short(tmp_path):
+    extra = [f"col{i}" for i in range(25)]
+    path = write(tmp_path, SPOT_FILE, ",".join(["model", "infer_samples_per_sec", *extra]) + "\n")
+    with pytest.raises(HarnessError) as err:
+        import_file(path)
+    message = str(err.value)
+    assert "'col9' and 15 more" in message and "'col10'" not in message
 
 
 def test_a_bad_file_name_names_the_part_and_an_option_fixes_it(tmp_path):

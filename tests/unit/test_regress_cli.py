@@ -72,6 +72,15 @@ def test_runs_of_different_suites_are_refused_naming_both(tmp_path, capsys):
     assert compare_cli(capsys, base, cand, "--allow-mismatch")[0] == 0
 
 
+def test_no_earlier_run_names_the_default_root_as_an_absolute_path_and_the_option(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    candidate = night(tmp_path / "results", 2)
+    code, _, err = compare_cli(capsys, "--history", 3, candidate)
+    assert code == 2 and "Traceback" not in err
+    assert f"no earlier run of suite 'nightly' under {tmp_path.resolve() / 'results'}" in err
+    assert "--root DIR (default: results, relative to the current directory)" in err
+
+
 def test_bad_baselines_are_clear_errors(tmp_path, capsys):
     cand = night(tmp_path, 2)
     code, _, err = compare_cli(capsys, tmp_path / "nope", cand)
@@ -80,6 +89,7 @@ def test_bad_baselines_are_clear_errors(tmp_path, capsys):
     assert code == 2 and "nothing to compare against" in err
     code, _, err = compare_cli(capsys, "--history", 3, "--root", tmp_path, cand)
     assert code == 2 and "no earlier run of suite 'nightly'" in err
+    assert f"under {tmp_path.resolve()}" in err and "--root DIR" in err
     code, _, err = compare_cli(capsys, "--history", 0, "--root", tmp_path, cand)
     assert code == 2 and "--history 0" in err
     empty = make_run(tmp_path, [], suite="nightly", started_at="2026-01-01T00:00:00Z")

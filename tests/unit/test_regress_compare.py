@@ -129,6 +129,13 @@ def test_zero_and_null_values_are_noted_never_divided_by():
     assert any("no samples" in n and "resnet50" in n for n in result.notes)
 
 
+def test_a_published_mean_is_named_when_the_median_cannot_be_compared():
+    published = make_record(seed=1, samples_ms=None, step_ms_median=None, step_ms_mean=100.0)
+    case = only(compare([published], [make_record(seed=2)]), "unchanged")
+    assert "step_ms_median: the baseline has only a mean step time (published figures); not compared" in case.notes
+    assert "throughput_img_s" in [m.metric for m in case.metrics]
+
+
 def test_few_samples_use_bootstrap_intervals():
     base = [make_record(step_ms=100, noise=0.01, n=5, seed=1)]
     slow = [make_record(step_ms=120, noise=0.01, n=5, seed=2)]

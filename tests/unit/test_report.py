@@ -367,6 +367,18 @@ def test_imported_runs_say_they_have_no_intervals(tmp_path):
     assert figs.throughput_bars(data.ok, "inference").data[0].error_y.array is None
 
 
+def test_a_published_mean_step_time_is_shown_marked_as_a_mean(tmp_path):
+    published = make_record("resnet50", seed=1)
+    published.update(samples_ms=None, throughput_ci95=None, step_ms_median=None, step_ms_mean=12.5)
+    measured = make_record("resnet18", seed=2, step_ms=7.0)
+    page, _ = build_report([make_run(tmp_path, [published, measured])])
+    cells = Page(page).text
+    assert "12.5 (mean)" in cells
+    assert f"{measured['step_ms_median']:.4g}" in cells  # a measured case still shows its median, unmarked
+    assert sum("(mean)" in c for c in cells) == 1
+    assert "1 case(s): the step time shown is the published mean" in page
+
+
 def test_profile_section_lists_top_ops_and_how_to_open_the_trace(tmp_path):
     rec = make_record("resnet18")
     ops = [{"name": "aten::conv2d", "calls": 40, "self_time_ms": 12.5, "self_cuda_time_ms": None, "share": 0.61}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from fractions import Fraction
 
 import pytest
 import torch
@@ -96,3 +97,69 @@ def test_cli_check_weights(tmp_path, torch_home):
         assert result.returncode == 2, (model, weights, result.stdout, result.stderr)
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_check_weights_says_whether_a_hash_was_verified(tmp_path):
+    model = build_model("resnet18")
+    hashed = _save_hash_named(model, tmp_path, "resnet18")
+    plain = tmp_path / "my-resnet18.pth"
+    torch.save(model.state_dict(), plain)
+    with_hash = run_cli("check-weights", "resnet18", str(hashed))
+    assert with_hash.returncode == 0, with_hash.stderr
+    assert "(sha256 prefix in its name verified)" in with_hash.stdout
+    without = run_cli("check-weights", "resnet18", str(plain))
+    assert without.returncode == 0, without.stderr
+    assert "(no hash in its name: integrity not verified)" in without.stdout and "verified)" in without.stdout
+    assert "prefix in its name verified" not in without.stdout
+
+
+def test_digits_that_are_not_torchvisions_hash_form_are_not_taken_for_one(tmp_path):
+    src = build_model("resnet18").eval()
+    path = tmp_path / "resnet18-epoch-100000.pth"
+    torch.save(src.state_dict(), path)
+    dst = build_model("resnet18", weights=str(path)).eval()  # 6 digits: not a hash prefix, so nothing to refuse
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(src(x), dst(x))
+    # Only -<hex> right before the extension counts: hex digits earlier in the name are not a prefix.
+    moved = tmp_path / "resnet18-deadbeef.v2.pth"
+    path.rename(moved)
+    build_model("resnet18", weights=str(moved))
+
+
+def test_a_mismatch_on_a_name_of_ones_own_suggests_renaming(tmp_path, torch_home):
+    path = tmp_path / "resnet18-run-20240101.pth"  # a date: 8 digits in the hash position
+    torch.save(build_model("resnet18").state_dict(), path)
+    with pytest.raises(WeightsError, match="if these digits are not a hash prefix, rename the file"):
+        build_model("resnet18", weights=str(path))
+    shutil.copy(path, torch_home / "resnet18-f37072fd.pth")  # the catalog's name: the file is wrong, not the name
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet18", weights="V1")
+    assert "f37072fd" in str(err.value) and "rename" not in str(err.value)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such_without_torchs_internals(tmp_path):
+    csv_file = tmp_path / "some.csv"
+    csv_file.write_text("model,infer_samples_per_sec\nresnet50,1000\n")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    saved = tmp_path / "full.pth"
+    torch.save(build_model("resnet18").state_dict(), saved)
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(saved.read_bytes()[:50_000])
+    for path, detail in ((csv_file, "is truncated or is not one"), (empty, "is empty"), (truncated, "truncated")):
+        result = run_cli("check-weights", "resnet50", str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        message = result.stderr.strip()
+        assert message.count("\n") == 0 and str(path) in message, message
+        assert "is not a PyTorch checkpoint (a file written by torch.save)" in message and detail in message
+        assert "pop from empty list" not in message and "Weights only load failed" not in message
+        assert "miniz" not in message and "Unsupported operand" not in message
+
+
+def test_an_object_a_safe_load_refuses_is_named(tmp_path):
+    path = tmp_path / "pickled.pth"
+    torch.save({"conv1.weight": torch.ones(1), "extra": Fraction(1, 3)}, path)
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet18", weights=str(path))
+    assert "fractions.Fraction" in str(err.value) and "weights_only=True" in str(err.value)
