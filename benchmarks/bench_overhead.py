@@ -68,16 +68,25 @@ def harness_case(seconds: float) -> float:
     return record["throughput_img_s"]
 
 
+def _one(kind: str, seconds: float) -> float:
+    """One measurement in a fresh process, so neither side inherits the other's allocator or thread state."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", kind, "--seconds", str(seconds)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def overhead(rounds: int, seconds: float) -> None:
     bare, ours = [], []
     for i in range(rounds):
         # ABBA order: a drift in the machine's speed during the benchmark hits both sides alike.
-        if i % 2 == 0:
-            bare.append(bare_loop(seconds))
-            ours.append(harness_case(seconds))
-        else:
-            ours.append(harness_case(seconds))
-            bare.append(bare_loop(seconds))
+        order = ("bare", "harness") if i % 2 == 0 else ("harness", "bare")
+        for kind in order:
+            (bare if kind == "bare" else ours).append(_one(kind, seconds))
     b, h = statistics.median(bare), statistics.median(ours)
     print(f"resnet50 bs8 224 fp32 CPU, medians of {rounds} rounds: bare loop {b:.2f} img/s, harness {h:.2f} img/s")
     print(f"  per round bare {[round(v, 2) for v in bare]}, harness {[round(v, 2) for v in ours]}")
@@ -109,10 +118,14 @@ def smoke() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--skip-smoke", action="store_true")
+    parser.add_argument("--one", choices=["bare", "harness"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(bare_loop(args.seconds) if args.one == "bare" else harness_case(args.seconds))
+        return
     overhead(args.rounds, args.seconds)
     if not args.skip_smoke:
         smoke()
