@@ -151,6 +151,12 @@ class Case:
             problems.append(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if not _is_int(self.resolution) or self.resolution < MIN_RESOLUTION:
             problems.append(f"resolution must be an integer >= {MIN_RESOLUTION}, got {self.resolution!r}")
+        elif self.mode == "train" and _is_int(self.batch_size) and self.batch_size == 1 and self.resolution <= 32:
+            # Five stride-2 stages take 32 px to 1x1: training-mode BatchNorm then sees one value per channel.
+            problems.append(
+                f"training at batch_size 1 and resolution {self.resolution} leaves a 1x1 feature map, where BatchNorm "
+                "in training mode has one value per channel and fails; use batch_size >= 2 or resolution >= 33"
+            )
         for name in ("channels_last", "compile", "oom_reduce", "profile"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")

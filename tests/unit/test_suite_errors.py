@@ -252,3 +252,15 @@ def test_directory_is_not_a_suite(tmp_path):
 def test_file_name_that_cannot_name_a_results_folder(tmp_path):
     message = str(error_of(tmp_path, OK_MATRIX, name="my suite.yaml"))
     assert "cannot name the results folder; add a name: key" in message
+
+
+def test_training_at_batch_one_on_a_one_pixel_feature_map_is_refused(tmp_path):
+    from harness.errors import SuiteError
+    from harness.suite import load_suite
+
+    path = tmp_path / "bn.yaml"
+    path.write_text("name: bn\nmatrix:\n  model: [resnet18]\n  mode: [train]\n  batch_size: [1]\n  resolution: [32]\n")
+    with pytest.raises(SuiteError, match="batch_size >= 2 or resolution >= 33"):
+        load_suite(path)
+    path.write_text("name: bn\nmatrix:\n  model: [resnet18]\n  mode: [train]\n  batch_size: [1]\n  resolution: [64]\n")
+    assert len(load_suite(path).cases()) == 1
