@@ -20,16 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.conftest import CHROMIUM  # noqa: E402
+from tests.conftest import CHROMIUM_ARGS as ARGS  # noqa: E402
+
 MODELS = {
     "resnet18": 12,
     "resnet34": 22,

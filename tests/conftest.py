@@ -14,6 +14,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
+#: How the browser tests and benchmarks start Debian's Chromium: headless, and with the background traffic off (this
+#: machine's network is closed, and a browser must never fetch anything for a report).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _has_cuda() -> bool:

@@ -10,20 +10,12 @@ import pytest
 
 from harness.regress import hardware_compare
 from harness.report import write_hardware_report
-from tests.conftest import CHROMIUM, ROOT, run_cli
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, run_cli
 from tests.synthetic import FINGERPRINT, make_record, make_run
 
 pytestmark = pytest.mark.browser
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ARTIFACTS = ROOT / "test-artifacts"
 DEVICES = ("NVIDIA GeForce RTX 3090", f"NVIDIA GeForce {HOSTILE}", "NVIDIA GeForce RTX 5090")

@@ -13,20 +13,12 @@ from pathlib import Path
 import pytest
 
 from harness.report import write_report
-from tests.conftest import CHROMIUM, ROOT, run_cli
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, run_cli
 from tests.synthetic import make_record, make_run
 
 pytestmark = pytest.mark.browser
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS
 XSS = "<img src=x onerror=alert(1)>"
 ARTIFACTS = ROOT / "test-artifacts"
 SMOKE_SUITE = """\
