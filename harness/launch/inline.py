@@ -80,6 +80,10 @@ def run_inline(
         # CUDA events record on the current device's stream: make it the case's device (cuda:1 timed on cuda:0
         # would read as near-zero step times).
         torch.cuda.set_device(torch.device(ctx.device))
+    if profile_patterns or any(c.profile for c in plan.cases):
+        from harness.measure.profiler import check_trace_dir_writable
+
+        check_trace_dir_writable(plan.run_dir / "profiles")  # before anything runs, not after the first case
     console.print(f"[bold]{ctx.suite}[/]: {len(plan.cases)} cases on {ctx.device} -> {plan.run_dir}")
     plan.manifest["num_threads"] = torch.get_num_threads()
     status = "complete"

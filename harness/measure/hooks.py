@@ -67,7 +67,11 @@ def after_measure(rec, scenario, case, ctx) -> None:
     if wants_profile:
         from harness.measure.profiler import profile_case
 
-        rec.profile = profile_case(scenario.step, profile_dir(ctx.run_dir, case.id), rank=ctx.rank, device=ctx.device)
+        folder = profile_dir(ctx.run_dir, case.id)
+        rec.profile = profile_case(scenario.step, folder, rank=ctx.rank, device=ctx.device)
+        if rec.profile.get("trace_dir"):
+            # Relative to the run folder, so the record stays right when the folder is moved or copied.
+            rec.profile["trace_dir"] = str(folder.relative_to(ctx.run_dir))
     if ctx.accuracy is not None and ctx.rank == 0:
         from harness.accuracy import accuracy_for_case
 

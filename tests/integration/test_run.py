@@ -192,3 +192,18 @@ matrix:
     wide, small = _records(_run_dir(result.stdout))
     # wide_resnet101_2 holds 0.5 GB of weights plus their initial copy; resnet18 holds 45 MB.
     assert small["rss_peak_mib"] < wide["rss_peak_mib"] - 500, (wide["rss_peak_mib"], small["rss_peak_mib"])
+
+
+@pytest.mark.slow
+def test_profiled_case_writes_a_trace_and_an_operator_table(tmp_path):
+    suite = _write(tmp_path, TINY + "profile:\n  cases: [{{mode: train, precision: fp32}}]\n")
+    out = tmp_path / "out"
+    result = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--no-report", "--filter", "*/fp32/*")
+    assert result.returncode == 0, result.stderr
+    run_dir = _run_dir(result.stdout)
+    records = {r["case_id"]: r for r in _records(run_dir)}
+    profiled = records["resnet18/train/bs2/fp32/r32"]["profile"]
+    assert profiled["error"] is None and not Path(profiled["trace_dir"]).is_absolute()
+    assert list((run_dir / profiled["trace_dir"]).glob("rank0*.pt.trace.json.gz"))
+    assert profiled["top_ops"] and profiled["top_ops"][0]["self_time_ms"] > 0
+    assert records["resnet18/inference/bs2/fp32/r32"]["profile"]["trace_dir"] is None
