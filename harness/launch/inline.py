@@ -157,7 +157,7 @@ def print_summary(records: list[dict], file=None) -> None:
                 f"{r['step_ms_p90']:.2f}",
                 f"{r['ops_deviation']:+.2%}" if r.get("ops_deviation") is not None else "-",
                 f"{mem:.0f}" if mem else "-",
-                "",
+                r.get("message") or "",
             )
         else:
             colour = "yellow" if r.get("status") == "skipped" else "red"

@@ -298,4 +298,10 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
         rec.ops_deviation = round(fwd.ops_deviation, 6)
         rec.achieved_tflops = round(ops.flops_per_img * stats.throughput_img_s / 1e12, 6)
         rec.mfu = hooks.mfu(ctx.peak, case.precision, rec.achieved_tflops)
+        if rec.mfu is not None and rec.mfu > 1:
+            # The model cannot beat the matmul peak: the peak was measured low (a busy machine, a clock change).
+            rec.message = (
+                f"MFU {rec.mfu:.2f} > 1: the run's measured {case.precision} peak looks low; "
+                "treat MFU of this run with care"
+            )
         hooks.after_measure(rec, scenario, case, ctx)

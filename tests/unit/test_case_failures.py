@@ -72,3 +72,10 @@ def test_exception_becomes_error_record(ctx, monkeypatch):
 def test_timeout_becomes_timeout_record(ctx):
     rec = measure_case(_case(mode="train", timeout_s=0.2, measure={"min_seconds": 30, "min_iters": 1000}), ctx)
     assert rec["status"] == "timeout" and "timeout" in rec["message"]
+
+
+def test_mfu_above_one_is_flagged_on_the_record(ctx):
+    ctx.peak = {"matmul_tflops": {"fp32": 1e-9}}  # a peak far below what the model achieves
+    rec = measure_case(_case(batch_size=2), ctx)
+    assert rec["status"] == "ok" and rec["mfu"] > 1
+    assert "MFU" in rec["message"] and "peak looks low" in rec["message"]
