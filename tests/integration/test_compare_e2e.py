@@ -36,6 +36,9 @@ matrix:
   mode: [inference]
   batch_size: [8]
   precision: [fp32]
+# A shared 2-core VM moves by up to ~15% between two processes running the same loop (measured with
+# benchmarks/bench_overhead.py), so the suite's threshold is set above that; halving the threads moves far more.
+regression: {threshold: 0.2}
 """
 
 
