@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.store.record import Record
 from harness.store.rundir import append_record, merge_rank_files, new_manifest, status_counts, write_json_atomic
+from harness.suite import Case
 
 FINGERPRINT = {
     "host": "bench-01",
@@ -29,8 +30,10 @@ FINGERPRINT = {
 
 
 def case_id(model: str, mode: str, bs: int, precision: str, cl: bool, res: int = 224) -> str:
-    """The case id rule: model/mode/bs{N}/precision[/cl][/r{res}]."""
-    return f"{model}/{mode}/bs{bs}/{precision}" + ("/cl" if cl else "") + (f"/r{res}" if res != 224 else "")
+    """The case id the harness gives this case (``harness.suite.Case.id``, the one rule)."""
+    return Case(
+        model=model, mode=mode, batch_size=bs, resolution=res, precision=precision, channels_last=cl, compile=False
+    ).id
 
 
 def make_record(
