@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.measure.timing import WarmupResult
+from harness.measure.timing import WarmupResult, settled
 from harness.store.rundir import append_record, utc_now
 
 CHECKSUM_ENV = "HARNESS_DDP_CHECKSUM"
@@ -63,7 +63,7 @@ def agreed_warm_up(
     size = dist.get_world_size(group)
     times: list[float] = []
     sync()
-    start = time.perf_counter()
+    start = budget_start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
         step()
@@ -71,10 +71,10 @@ def agreed_warm_up(
         t1 = time.perf_counter()
         times.append((t1 - t0) * 1000.0)
         n = len(times)
-        stable = n >= max(min_iters, 2 * window) and statistics.median(times[-window:]) >= statistics.median(
-            times[-2 * window : -window]
-        ) * (1.0 - tolerance)
-        bound = n >= max_iters or t1 - start >= max_seconds
+        if n == 1:
+            budget_start = t1  # the same budget rule as warm_up: seconds counted after the first step
+        stable = settled(times, min_iters, window, tolerance)
+        bound = n >= max_iters or t1 - budget_start >= max_seconds
         late = deadline is not None and t1 > deadline
         n_stable, n_bound, n_late = _votes(group, device, stable, bound, late)
         if n_late:

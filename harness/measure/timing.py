@@ -26,6 +26,16 @@ class WarmupResult:
     step_ms: list[float] = field(default_factory=list)
 
 
+def settled(times_ms: list[float], min_iters: int, window: int, tolerance: float) -> bool:
+    """Whether step times have stopped falling: after at least ``min_iters`` and ``2 * window`` steps, the median
+    of the last ``window`` is no more than ``tolerance`` (relative) below the median of the ``window`` before."""
+    if len(times_ms) < max(min_iters, 2 * window):
+        return False
+    recent = statistics.median(times_ms[-window:])
+    before = statistics.median(times_ms[-2 * window : -window])
+    return recent >= before * (1.0 - tolerance)
+
+
 def warm_up(
     step: Callable[[], object],
     sync: Callable[[], None],
@@ -43,8 +53,9 @@ def warm_up(
     with the median of the ``window`` before it: once the newer median is no more than ``tolerance`` (relative)
     below the older one, times have stopped falling and the warm-up ends. A fixed count is not enough: allocator
     growth, cache warming and the CPU's own frequency ramp make the first model of a sweep slow for many steps.
-    ``max_iters`` and ``max_seconds`` (counted from the end of the first step) bound the phase on a device that
-    never settles.
+    ``max_iters`` and ``max_seconds`` bound the phase on a device that never settles. The seconds are counted from
+    the end of the first step, which pays for compilation, cuDNN autotuning and allocator growth, so a compiled
+    case is not cut off after one step.
     """
     times: list[float] = []
     sync()
@@ -58,16 +69,10 @@ def warm_up(
         times.append((t1 - t0) * 1000.0)
         if deadline is not None and t1 > deadline:
             raise TimeoutError("the case's timeout passed during warm-up")
-        n = len(times)
-        if n >= max(min_iters, 2 * window):
-            recent = statistics.median(times[-window:])
-            before = statistics.median(times[-2 * window : -window])
-            if recent >= before * (1.0 - tolerance):
-                reason = "stable"
-                break
-        if n == 1:
-            # The first step pays for compilation, cuDNN autotuning and allocator growth; the time budget for
-            # settling starts after it, so a compiled case is not cut off after one step.
+        if settled(times, min_iters, window, tolerance):
+            reason = "stable"
+            break
+        if len(times) == 1:
             budget_start = t1
         if t1 - budget_start >= max_seconds:
             reason = "max_seconds"
