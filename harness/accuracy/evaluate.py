@@ -78,10 +78,11 @@ def check_precision(precision: str, device: str) -> None:
     """Refuse a precision the device cannot run, with the reason (the same rules as the benchmark runner)."""
     if precision not in PRECISIONS:
         raise HarnessError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if device == "cpu" and precision == "amp_fp16":
-        raise HarnessError("amp_fp16 runs on CUDA only here; use amp_bf16 on the CPU")
-    if device == "cpu" and precision == "tf32":
-        raise HarnessError("tf32 is a CUDA tensor-core mode; on the CPU it would be fp32 under another name")
+    from harness.measure import device as devices
+
+    reason = devices.get(device).unsupported_reason(precision)
+    if reason:
+        raise HarnessError(reason)
 
 
 def identify_weights(model_name: str, weights: str):

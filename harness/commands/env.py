@@ -2,8 +2,10 @@
 
 Prints the environment fingerprint recorded in every run's manifest (versions, device, CPU, numerics flags) and,
 for each visible GPU that NVML can see, the state a performance engineer checks before trusting a benchmark:
-clocks against their maxima, power limit against its default, persistence and compute mode, ECC, the PCIe link,
-and the current clock-event (throttle) reasons. Every NVML query is tolerant: an unsupported one shows "n/a".
+clocks against their maxima, application clocks, power limit against its default, persistence and compute mode,
+ECC, MIG mode, the PCIe link, and the current clock-event (throttle) reasons. Every NVML query is tolerant: an
+unsupported one shows "n/a". A GPU that NVML cannot open is listed as skipped, with why, and the others are shown.
+On a MIG slice the settings are the parent GPU's, which every slice on it shares.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import json
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.store.fingerprint import COMPUTE_MODES
 
 HELP = "print the environment fingerprint and, with a GPU, its clocks, power limits, modes and throttle reasons"
-
-COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
 
 
 def add_arguments(parser) -> None:
@@ -56,13 +57,28 @@ def _mw_to_w(value: float | None) -> float | None:
     return None if value is None else value / 1000.0
 
 
+def _mode(mode: Any) -> str | None:
+    """An NVML (current, pending) mode pair as "on"/"off", noting a pending change; None if unreadable."""
+    if mode is None:
+        return None
+    current, pending = mode
+    return ("on" if current else "off") + (" (pending change)" if current != pending else "")
+
+
 def gpu_state(reader) -> dict[str, Any]:
-    """One GPU's settings through an ``NvmlReader``: clocks in MHz, power in W, modes as words; None if unreadable."""
+    """One GPU's settings through an ``NvmlReader``: clocks in MHz, power in W, modes as words; None if unreadable.
+
+    For a MIG slice (``reader.mig``) every setting is read from the parent GPU (``reader.gpu_handle``), the name
+    from the slice.
+    """
     from harness.measure.telemetry import decode_reasons
 
-    nv, q = reader.nvml, reader.query
-    name = q("name", nv.nvmlDeviceGetName)
-    ecc = q("ecc", nv.nvmlDeviceGetEccMode)
+    nv, gpu = reader.nvml, reader.gpu_handle
+
+    def q(name, fn, *args):
+        return reader.query(name, fn, *args, handle=gpu)
+
+    name = reader.query("name", nv.nvmlDeviceGetName)
     persistence = q("persistence", nv.nvmlDeviceGetPersistenceMode)
     compute = q("compute_mode", nv.nvmlDeviceGetComputeMode)
     reasons = q("reasons", reader.clock_event_reasons)
@@ -72,13 +88,17 @@ def gpu_state(reader) -> dict[str, Any]:
         "sm_clock_max_mhz": q("sm_clock_max", nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_SM),
         "mem_clock_mhz": q("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
         "mem_clock_max_mhz": q("mem_clock_max", nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_MEM),
+        "app_sm_clock_mhz": q("app_sm_clock", nv.nvmlDeviceGetApplicationsClock, nv.NVML_CLOCK_SM),
+        "app_mem_clock_mhz": q("app_mem_clock", nv.nvmlDeviceGetApplicationsClock, nv.NVML_CLOCK_MEM),
         "power_w": _mw_to_w(q("power", nv.nvmlDeviceGetPowerUsage)),
         "power_limit_w": _mw_to_w(q("power_limit", nv.nvmlDeviceGetPowerManagementLimit)),
         "power_default_limit_w": _mw_to_w(q("power_default", nv.nvmlDeviceGetPowerManagementDefaultLimit)),
         "temperature_c": q("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
         "persistence_mode": None if persistence is None else ("on" if persistence else "off"),
         "compute_mode": None if compute is None else COMPUTE_MODES.get(compute, str(compute)),
-        "ecc": None if ecc is None else ("on" if ecc[0] else "off") + (" (pending change)" if ecc[0] != ecc[1] else ""),
+        "ecc": _mode(q("ecc", nv.nvmlDeviceGetEccMode)),
+        "mig_mode": _mode(q("mig_mode", nv.nvmlDeviceGetMigMode)),
+        "mig_slice": bool(reader.mig),
         "pcie_gen": q("pcie_gen", nv.nvmlDeviceGetCurrPcieLinkGeneration),
         "pcie_gen_max": q("pcie_gen_max", nv.nvmlDeviceGetMaxPcieLinkGeneration),
         "pcie_width": q("pcie_width", nv.nvmlDeviceGetCurrPcieLinkWidth),
@@ -88,7 +108,8 @@ def gpu_state(reader) -> dict[str, Any]:
 
 
 def _gpus(device: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The state of the GPUs ``device`` names (all visible ones for "cuda"), or ([], why the checks are skipped)."""
+    """The state of the GPUs ``device`` names (all visible ones for "cuda"), and why checks were skipped (all of
+    them, or the GPUs NVML could not open, each with its reason), else None."""
     import torch
 
     from harness.measure.telemetry import open_nvml_reader
@@ -98,16 +119,19 @@ def _gpus(device: str) -> tuple[list[dict[str, Any]], str | None]:
     if device == "cpu":
         return [], "--device cpu: GPU checks skipped"
     indices = [torch.device(device).index] if ":" in device else list(range(torch.cuda.device_count()))
-    gpus = []
+    gpus, skipped = [], []
     for index in indices:
         reader, why = open_nvml_reader(f"cuda:{index}")
         if reader is None:
-            return gpus, f"{why}: GPU checks skipped"
+            skipped.append(f"cuda:{index} ({why})")
+            continue
         try:
             gpus.append({"device": f"cuda:{index}", **gpu_state(reader)})
         finally:
             reader.close()
-    return gpus, None
+    if not skipped:
+        return gpus, None
+    return gpus, f"GPU checks skipped for {'; '.join(skipped)}"
 
 
 def _fmt(value: Any) -> str:
@@ -131,18 +155,26 @@ def _pair(now: Any, peak: Any, unit: str = "") -> str:
     return f"{fmt(now)} (max {fmt(peak)})"
 
 
+_MIG_SLICE = "; this device is a MIG slice: the settings shown are its whole GPU's"
+
+
 def gpu_rows(gpu: dict[str, Any]) -> list[tuple[str, str]]:
     """The table rows of one GPU's state."""
     return [
         ("name", _fmt(gpu["name"])),
         ("SM clock", _pair(gpu["sm_clock_mhz"], gpu["sm_clock_max_mhz"], "MHz")),
         ("memory clock", _pair(gpu["mem_clock_mhz"], gpu["mem_clock_max_mhz"], "MHz")),
+        (
+            "application clocks",
+            f"SM {_unit(gpu['app_sm_clock_mhz'], 'MHz')}, memory {_unit(gpu['app_mem_clock_mhz'], 'MHz')}",
+        ),
         ("power now", _unit(gpu["power_w"], "W")),
         ("power limit", f"{_unit(gpu['power_limit_w'], 'W')} (default {_unit(gpu['power_default_limit_w'], 'W')})"),
         ("temperature", _unit(gpu["temperature_c"], "C")),
         ("persistence mode", _fmt(gpu["persistence_mode"])),
         ("compute mode", _fmt(gpu["compute_mode"])),
         ("ECC", _fmt(gpu["ecc"])),
+        ("MIG mode", _fmt(gpu["mig_mode"]) + (_MIG_SLICE if gpu["mig_slice"] else "")),
         (
             "PCIe link",
             f"gen {_pair(gpu['pcie_gen'], gpu['pcie_gen_max'])}, x{_pair(gpu['pcie_width'], gpu['pcie_width_max'])}",

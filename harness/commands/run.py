@@ -90,6 +90,8 @@ def run(args) -> int:
     print(run_dir_line(plan.run_dir))
     if status == "interrupted":
         return 130
+    if status == "failed":
+        return 1
     # Failures are data, but a run that measured nothing at all should not look like a green nightly.
     return 0 if any(r.get("status") == "ok" for r in records) or not records else 1
 

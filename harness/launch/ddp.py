@@ -13,7 +13,9 @@ baseline of the scaling efficiency. Every member writes its own record, with ``w
 The ranks move through the (case, k) units in lockstep, so every decision is taken together: a unit is skipped
 only when every member already has its record (a restart after a crash between two members' writes measures
 the unit again, and only the member that lacked the record writes one); a unit started twice without being
-recorded (it killed a worker twice) is recorded ``crashed`` by its members.
+recorded (it killed a worker twice) is recorded ``crashed`` by its members. A member that fails a unit (out of
+memory, an error, its deadline) makes every member record that outcome (``harness.measure.collective``), and the
+sub-group is built anew for the next unit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from typing import Any
 
 from harness.launch.worker import MAX_ATTEMPTS, crashed_record, progress_file
+from harness.measure.collective import FailureBoard
 from harness.store.rundir import append_record, rank_file, read_jsonl, utc_now
 
 
@@ -109,7 +112,11 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
             tries = max(states[r]["attempts"].get(key, 0) for r in members)
             record = None
             if rank < k:
-                sub = dataclasses.replace(ctx, rank=rank, world_size=k, ddp_group=subgroups.get(k))
+                board = None
+                if k > 1 and groups.store is not None:
+                    prefix = f"harness/ddp-failure/{groups.env.run_id}/{groups.env.restart_count}/{key}/{tries}"
+                    board = FailureBoard(groups.store, prefix, rank, list(members))
+                sub = dataclasses.replace(ctx, rank=rank, world_size=k, ddp_group=subgroups.get(k), ddp_board=board)
                 if tries >= MAX_ATTEMPTS:
                     record = crashed_record(case, sub, tries)
                 else:
@@ -121,6 +128,9 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
                         raise
             mine = {"status": record["status"], "throughput_img_s": record["throughput_img_s"]} if record else None
             summaries = groups.gather(mine)[:k]
+            if k > 1 and any(m is None or m["status"] != "ok" for m in summaries):
+                # A member failed: the group may hold a broken or aborted collective. Every rank builds a new one.
+                subgroups[k] = groups.new_group(list(range(k)))
             if k == 1 and summaries[0] and summaries[0]["status"] == "ok":
                 baselines[case.id] = summaries[0]["throughput_img_s"]
             if record is not None and rank not in have:

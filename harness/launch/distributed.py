@@ -184,9 +184,10 @@ def _peak(device: str, manifest: dict, rank: int) -> dict | None:
         from harness.measure.peak import measure_peak
     except ImportError:
         return None
-    from harness.measure.precision import unsupported_reason
+    from harness.measure import device as devices
 
-    if device.startswith("cuda") and unsupported_reason(device, "fp32"):
+    dev = devices.get(device)
+    if dev.is_cuda and (dev.unsupported_reason("fp32") or getattr(dev.api, "fake", False)):
         return None
     return measure_peak(device)
 
@@ -200,10 +201,12 @@ def run_rank(opts) -> int:
     env = RankEnv.from_environ()
     suite = _load_suite(opts)
     cases, resolved = _starting_cases(opts, suite)
-    device = resolve_device(cases[0].device if cases else "auto", env.local_rank)
+    from harness.measure.device import cuda_count
+
+    device = resolve_device(cases[0].device if cases else "auto", env.local_rank, env.local_world_size)
     if device.startswith("cuda"):
-        visible = torch.cuda.device_count()
-        if (torch.device(device).index or 0) >= visible:
+        visible = cuda_count()
+        if int(device.split(":")[1]) >= visible:
             raise LaunchError(
                 f"rank {env.rank} (local rank {env.local_rank}) needs {device} but {visible} GPU(s) are visible; "
                 f"start at most {visible} workers per node (--nproc-per-node {visible})"

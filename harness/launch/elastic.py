@@ -26,9 +26,9 @@ DEFAULT_RDZV_TIMEOUT_S = 900
 
 def visible_gpus() -> int:
     """CUDA devices this process can see (0 without CUDA)."""
-    import torch
+    from harness.measure.device import cuda_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cuda_count()
 
 
 def _wants_cuda(cases: list, gpus: int) -> bool:
@@ -53,7 +53,8 @@ def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
 
 
 def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
-    """Refuse, before launch, more GPU workers than visible GPUs (or cuda cases on a machine without one).
+    """Refuse, before launch, more GPU workers than visible GPUs (or cuda cases on a machine without one), and a
+    suite that pins one GPU (``cuda:N``) for several workers.
 
     ``device: auto`` runs on the GPUs when there are any, so it is held to the same count then.
     """
@@ -61,6 +62,12 @@ def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
     if not any(d.startswith("cuda") or d == "auto" for d in devices):
         return
     gpus = visible_gpus() if gpus is None else gpus
+    pinned = sorted(d for d in devices if d.startswith("cuda:"))
+    if pinned and nproc > 1:
+        raise LaunchError(
+            f"device: {pinned[0]} pins all {nproc} workers of this node to one GPU; use device: cuda (or auto) so "
+            f"that each worker measures on its own GPU (cuda:LOCAL_RANK), or --nproc-per-node 1 to use {pinned[0]}"
+        )
     on_gpu = sorted(d for d in devices if d.startswith("cuda") or (d == "auto" and gpus > 0))
     if on_gpu and nproc > gpus:
         raise LaunchError(

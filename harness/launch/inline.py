@@ -58,6 +58,7 @@ def run_inline(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.measure.case import CaseContext, ModelCache
+    from harness.measure.device import DeviceLostError
     from harness.measure.precision import resolve_device
 
     console = Console(stderr=True)
@@ -76,10 +77,10 @@ def run_inline(
         accuracy=getattr(suite_settings, "accuracy", None),
         device_name=(plan.manifest.get("environment") or {}).get("device_name"),
     )
-    if ctx.device.startswith("cuda") and torch.cuda.is_available():
+    if ctx.dev.is_cuda and not ctx.dev.unsupported_reason("fp32"):
         # CUDA events record on the current device's stream: make it the case's device (cuda:1 timed on cuda:0
         # would read as near-zero step times).
-        torch.cuda.set_device(torch.device(ctx.device))
+        ctx.dev.activate()
     if profile_patterns or any(c.profile for c in plan.cases):
         from harness.measure.profiler import check_trace_dir_writable
 
@@ -118,10 +119,14 @@ def run_inline(
                 status = "interrupted"
         except KeyboardInterrupt:
             status = "interrupted"
+        except DeviceLostError as exc:
+            status = "failed"
+            plan.manifest["failure"] = str(exc)
+            console.print(f"[red]stopped: {exc}")
     plan.manifest["wall_s"] = round(time.perf_counter() - started, 2)
     records = finish_run(plan, status)
-    if status == "interrupted":
-        console.print(f"[yellow]interrupted; finish the run with: harness run --resume {plan.run_dir}")
+    if status in ("interrupted", "failed"):
+        console.print(f"[yellow]run {status}; finish it in a fresh process with: harness run --resume {plan.run_dir}")
     if report:
         try:
             path = write_run_report(plan)

@@ -108,8 +108,10 @@ def apply_cpu_share(env: RankEnv) -> int:
 
 
 def backend_for(device: str) -> str:
-    """nccl for CUDA devices, gloo for the CPU."""
-    return "nccl" if device.startswith("cuda") else "gloo"
+    """nccl for CUDA devices, gloo for the CPU (and for the CUDA test double, which runs on the CPU)."""
+    from harness.measure import device as devices
+
+    return devices.get(device).dist_backend
 
 
 def case_budget_s(case) -> float:
@@ -156,9 +158,9 @@ class ProcessGroups:
             self.store = dist.HashStore()
         prefix = f"harness/pg/{env.run_id}/" + (f"attempt{env.restart_count}" if env.nodes == 1 else "multinode")
         if self.device.startswith("cuda"):
-            import torch
+            from harness.measure import device as devices
 
-            torch.cuda.set_device(self.device)
+            devices.get(self.device).activate()  # nccl binds each rank's communicator to the current device
         dist.init_process_group(
             self.backend,
             store=dist.PrefixStore(prefix, self.store),
@@ -172,10 +174,16 @@ class ProcessGroups:
         return self
 
     def new_group(self, ranks: list[int]):
-        """A process group of ``ranks`` on the run's backend. Every rank must call it, in the same order."""
+        """A process group of ``ranks`` on the run's backend. Every rank must call it, in the same order.
+
+        Its collectives time out after half the control group's timeout: a rank whose peer failed in the middle
+        of a step (on the CPU, where nothing can interrupt a waiting collective) gives up there first and
+        records the peer's failure, while the ranks waiting at the next exchange of the control group are still
+        within theirs.
+        """
         import torch.distributed as dist
 
-        return dist.new_group(ranks=ranks, backend=self.backend, timeout=self.timeout)
+        return dist.new_group(ranks=ranks, backend=self.backend, timeout=self.timeout / 2)
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank."""

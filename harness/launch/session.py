@@ -136,10 +136,13 @@ def measure_peak_once(plan: RunPlan, enabled: bool = True) -> dict | None:
         from harness.measure.peak import measure_peak
     except ImportError:
         return None
-    from harness.measure.precision import unsupported_reason
+    from harness.measure import device as devices
 
-    if plan.device.startswith("cuda") and unsupported_reason(plan.device, "fp32"):
+    dev = devices.get(plan.device)
+    if dev.is_cuda and dev.unsupported_reason("fp32"):
         return None
+    if dev.is_cuda and getattr(dev.api, "fake", False):
+        return None  # the CUDA test double has no peak of its own to measure
     peak = measure_peak(plan.device)
     plan.manifest["peak"] = peak
     write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)

@@ -73,7 +73,9 @@ def run_cases(
 
     ``on_start(case, index)`` and ``on_done(record)`` drive a progress display; ``should_stop()`` is asked after
     each case (a first Ctrl-C lets the case in hand finish). A KeyboardInterrupt during a case notes it as
-    interrupted (so a resume retries it without counting a crash) and propagates.
+    interrupted (so a resume retries it without counting a crash) and propagates. A case that leaves the device
+    unusable (a sticky CUDA error) is recorded, then ``DeviceLostError`` stops the loop: the remaining cases need a
+    fresh process.
     """
     if measure is None:
         from harness.measure.case import measure_case as measure
@@ -101,6 +103,12 @@ def run_cases(
         written.append(record)
         if on_done:
             on_done(record)
+        lost = getattr(ctx, "notes", {}).get("device_lost")
+        if lost:
+            # A sticky CUDA error fails every later kernel of this process at once: stop, with the case recorded.
+            from harness.measure.device import DeviceLostError
+
+            raise DeviceLostError(f"{case.id}: {lost}")
         if should_stop and should_stop():
             break
     return written

@@ -39,7 +39,15 @@ class CaseContext:
     extra_profile: Any = None  # callable(case) -> bool, from `harness run --profile GLOB`
     accuracy: Any = None  # the suite's accuracy block (data, limit) or None
     ddp_group: Any = None  # a process group: all its ranks train the case together
+    ddp_board: Any = None  # collective.FailureBoard of the DDP unit: how a rank's failure reaches its peers
     notes: dict = field(default_factory=dict)
+    dev: Any = None  # the device seam (harness.measure.device.Device) of ``device``; made from it when not given
+
+    def __post_init__(self) -> None:
+        if self.dev is None:
+            from harness.measure import device as devices
+
+            self.dev = devices.get(self.device)
 
 
 def _trim_heap() -> None:
@@ -65,22 +73,32 @@ class ModelCache:
         self.model = None
         self.initial: dict | None = None
 
-    def get(self, name: str, impl: str, weights: str | None, device: str, seed: int = 0):
+    def get(self, name: str, impl: str, weights: str | None, device, seed: int = 0, resolution: int = 224):
+        """The model on ``device`` (a ``Device`` or a device name) in its initial state.
+
+        A model without loaded weights has its BatchNorm statistics calibrated once, when it is built
+        (``numerics.calibrate_batchnorm`` at ``resolution``), and that state is what every case starts from: its
+        eval-mode activations stay normalised, so amp_fp16 outputs are finite and numerics compare real values.
+        """
         import torch
 
+        from harness.measure import device as devices
+        from harness.measure.numerics import calibrate_batchnorm
         from harness.zoo import build_model
 
-        key = (name, impl, weights, device, seed)
+        dev = devices.get(device) if isinstance(device, str) else device
+        key = (name, impl, weights, dev.name, seed)
         if key != self.key:
             self.key, self.model, self.initial = None, None, None
             gc.collect()
             _trim_heap()
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            dev.empty_cache()
             torch.manual_seed(seed)
-            model = build_model(name, weights=weights, impl=impl)
-            self.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.model = model.to(device)
+            model = build_model(name, weights=weights, impl=impl).to(dev.torch_device)
+            if weights is None:
+                calibrate_batchnorm(model, dev, resolution, seed=seed)
+            self.initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.model = model
             self.key = key
         else:
             self.model.load_state_dict(self.initial)
@@ -133,12 +151,10 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
     """Measure ``case`` on ``ctx.device`` and return its record as a dict (every field present)."""
     import torch
 
-    from harness.measure.precision import unsupported_reason
-
     t0 = time.perf_counter()
     rec = base_record(case, ctx)
     rec.num_threads = torch.get_num_threads()
-    reason = unsupported_reason(ctx.device, case.precision)
+    reason = ctx.dev.unsupported_reason(case.precision)
     if reason:
         rec.status, rec.message = "skipped", reason
         rec.duration_s = 0.0
@@ -152,9 +168,28 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
             rec.status, rec.message = "timeout", f"{exc} (timeout_s={case.timeout_s})"
             break
         except Exception as exc:  # a failing case is data; the sweep goes on
+            peer = _peer_failure(exc, ctx)
+            if peer is not None:
+                # Another rank of the DDP group failed: this rank records that rank's outcome, not a side effect.
+                rec.status, rec.message = peer
+                break
+            if ctx.ddp_board is not None and not getattr(exc, "agreed", False):
+                # Failed among the group's collectives: tell the peers, and leave the group (a new one is built).
+                from harness.measure.collective import abandon
+
+                ctx.ddp_board.publish(_outcome(exc, case), exc)
+                abandon(ctx.ddp_group)
+            if ctx.dev.is_sticky_error(exc):
+                rec.status = "error"
+                rec.message = (
+                    f"{_short(exc)} (a sticky CUDA error: the device is unusable in this process; the remaining "
+                    "cases run in a fresh one)"
+                )
+                ctx.notes["device_lost"] = rec.message
+                break
             if _is_oom(exc):
                 _release(ctx)
-                if case.oom_reduce and batch > 1:
+                if case.oom_reduce and batch > 1 and ctx.ddp_group is None:
                     batch //= 2
                     continue
                 rec.status = "oom"
@@ -169,69 +204,126 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
     return rec.to_dict()
 
 
+def _outcome(exc: BaseException, case) -> str:
+    """The status a failure gives its case: timeout, oom or error."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "oom" if _is_oom(exc) else "error"
+
+
+def _is_communication_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of a collective (a peer gone, a timeout) rather than this rank's own work."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("gloo", "nccl", "connection closed", "connection reset", "timed out waiting"))
+
+
+def _peer_failure(exc: BaseException, ctx: CaseContext) -> tuple[str, str] | None:
+    """(status, message) when ``exc`` on this rank is the echo of a failure on another rank of its DDP group."""
+    from harness.measure.collective import PeerFailure
+
+    if isinstance(exc, PeerFailure):
+        return exc.status, exc.message
+    if ctx.ddp_board is None:
+        return None
+    if not _is_communication_error(exc):
+        return None  # this rank's own failure
+    # A collective that broke because a peer stopped: that peer says why on the board (give it a moment to).
+    found = ctx.ddp_board.failure(exclude=ctx.rank, wait_s=5.0)
+    return None if found is None else (found["status"], f"rank {found['rank']} failed: {found['message']}")
+
+
 def _release(ctx: CaseContext) -> None:
-    import gc
-
-    import torch
-
     if ctx.model_cache is not None:
         ctx.model_cache.clear()
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    ctx.dev.empty_cache()
 
 
 def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
     import torch
 
     from harness.measure.memory import MemoryTracker
-    from harness.measure.precision import sync_fn
 
     deadline = time.perf_counter() + case.timeout_s if case.timeout_s else None
-    device, sync = ctx.device, sync_fn(ctx.device)
+    dev = ctx.dev
     if ctx.device_name:
         rec.device_name = ctx.device_name
     torch.manual_seed(case.seed)
     cache = ctx.model_cache or ModelCache()
     # The cache frees the previous model before the memory marks are reset, so its memory is not this case's.
-    model = cache.get(case.model, case.impl, case.weights, device, seed=case.seed)
-    memory = MemoryTracker(device)
-    memory.start()
+    model = cache.get(case.model, case.impl, case.weights, dev, seed=case.seed, resolution=case.resolution)
+    memory = MemoryTracker(dev)
     try:
-        _run_phases(case, ctx, rec, batch, model, memory, deadline, sync)
+        _run_phases(case, ctx, rec, batch, model, memory, deadline)
     finally:
         if memory.running:
             memory.stop()
+        if case.compile:
+            dev.reset_compile()  # the next case compiles for its own shapes, not on top of this one's graphs
 
 
-def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, deadline, sync) -> None:
+def _prepare(case, ctx: CaseContext, rec: Record, batch: int, model, memory, ddp: bool):
+    """Everything before the first timed step that a rank can fail at alone: inputs, numerics against fp32 (whose
+    full fp32 forward is not the case's memory: the marks start after it), and for DDP a first training step of
+    the bare model, where an out-of-memory shows before any collective. Returns the inputs and targets."""
+    from harness.measure import hooks
+    from harness.measure.precision import memory_format
+    from harness.measure.scenarios import make_scenario, synthetic_batch
+
+    dev = ctx.dev
+    model.to(memory_format=memory_format(case.channels_last))
+    # Data parallel: each rank trains on its own data (seed + rank), as it would on its shard of a dataset.
+    seed = case.seed + ctx.rank if ddp else case.seed
+    x, y = synthetic_batch(batch, case.resolution, dev, case.channels_last, seed=seed)
+    rec.numerics = hooks.numerics(model, x, case, dev)
+    _trim_heap()
+    memory.start()
+    if ddp:
+        hooks.fault_injection(case, ctx, "trial")
+        make_scenario("train", model, x, y, dev, case.precision).step()
+        dev.sync()
+        for p in model.parameters():
+            p.grad = None
+    return x, y
+
+
+def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, deadline) -> None:
     import torch
 
     from harness.measure import collective, hooks
     from harness.measure.ops import count_ops
-    from harness.measure.precision import memory_format, precision_flags
-    from harness.measure.scenarios import make_scenario, synthetic_batch
+    from harness.measure.scenarios import make_scenario
     from harness.measure.timing import summarise, time_steps, warm_up
 
-    device = ctx.device
-    with precision_flags(case.precision) as flags:
+    dev = ctx.dev
+    with dev.flags(case.precision) as flags:
         rec.tf32_matmul, rec.cudnn_benchmark = flags["tf32_matmul"], flags["cudnn_benchmark"]
-        model = model.to(memory_format=memory_format(case.channels_last))
         ddp = ctx.ddp_group is not None and case.mode == "train"
-        # Data parallel: each rank trains on its own data (seed + rank), as it would on its shard of a dataset.
-        seed = case.seed + ctx.rank if ddp else case.seed
-        x, y = synthetic_batch(batch, case.resolution, device, case.channels_last, seed=seed)
-        rec.numerics = hooks.numerics(model, x, case, device)
+        if ddp:
+            # A rank that fails here tells the others before any of them waits for it in a collective.
+            with collective.agreement(ctx.ddp_group, dev, ctx.ddp_board, ctx.rank):
+                x, y = _prepare(case, ctx, rec, batch, model, memory, ddp)
+        else:
+            x, y = _prepare(case, ctx, rec, batch, model, memory, ddp)
         runnable = hooks.wrap_ddp(model, ctx, case)
         if case.compile:
+            dev.reset_compile()
             runnable = torch.compile(runnable)
-        scenario = make_scenario(case.mode, runnable, x, y, device, case.precision)
+        scenario = make_scenario(case.mode, runnable, x, y, dev, case.precision)
+        step = hooks.guarded_step(scenario.step, case, ctx) if ddp else scenario.step
+        sync = collective.watched_sync(dev, ctx.ddp_board, ctx.rank, ctx.ddp_group) if ddp else dev.sync
+        # Telemetry opens its device now, not between warm-up and the timed window where the GPU would idle.
+        sampler = hooks.telemetry_sampler(ctx)
         w = case.warmup
         # DDP ranks must run equal step counts, so they agree on the warm-up's end and the timed window's length.
         warm = (collective.agreed_warm_up if ddp else warm_up)(
-            scenario.step,
+            step,
             sync,
-            *((ctx.ddp_group, device) if ddp else ()),
+            *((ctx.ddp_group, dev) if ddp else ()),
             min_iters=w.min_iters,
             max_iters=w.max_iters,
             max_seconds=w.max_seconds,
@@ -242,24 +334,24 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
         rec.warmup_iters, rec.warmup_s = warm.iters, round(warm.seconds, 3)
         rec.warmup_reason = getattr(warm, "reason", None)
         m = case.measure
-        sampler = hooks.telemetry_sampler(ctx)
         samples: list[float] = []
         wall: list[float] = []
         if sampler:
             sampler.start()
         try:
-            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, device) if ddp else None
+            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, dev) if ddp else None
             for _ in range(max(1, m.repeats)):
                 if ddp:
                     collective.synchronised_start(ctx.ddp_group)
                 timed = time_steps(
-                    scenario.step,
+                    step,
                     sync,
                     min_iters=agreed or m.min_iters,
                     min_seconds=0.0 if ddp else m.min_seconds,
                     max_iters=agreed or m.max_iters,
-                    cuda_events=device.startswith("cuda"),
+                    events=dev.step_events if dev.is_cuda else None,
                     deadline=deadline,
+                    after_step=collective.deadline_vote(ctx.ddp_group, dev, deadline) if ddp else None,
                 )
                 samples.extend(timed.step_ms)
                 wall.extend(timed.wall_ms)
@@ -277,7 +369,7 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
             setattr(rec, key, value)
         rec.iters = len(samples)
         rec.samples_ms = [round(s, 4) for s in samples]
-        rec.wall_ms = [round(s, 4) for s in wall] if device.startswith("cuda") else None
+        rec.wall_ms = [round(s, 4) for s in wall] if dev.is_cuda else None
         stats = summarise(samples, batch)
         if not all(math.isfinite(v) for v in (stats.throughput_img_s, stats.step_ms_median)):
             raise RuntimeError("timing produced a non-finite throughput")

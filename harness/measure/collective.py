@@ -6,6 +6,13 @@ decide their lengths from each rank's own clock; here the ranks vote after every
 of them are stable, or when any reaches its bound or its deadline), agree on one timed step count (the largest
 any rank asks for), and start each timed window together behind a barrier.
 
+A rank that fails must not leave its peers waiting in a collective. What a rank can fail at alone (inputs,
+numerics, a first training step of the bare model, where an out-of-memory shows) runs before any collective
+and ends in a vote (``agreement``); after it, a failing rank posts its status on a ``FailureBoard`` in the
+launcher's store, and its peers read the post when their own collective breaks (or, on a GPU, while they wait for
+the step: ``watched_sync``). Deadlines are voted on after every step. Every member then records the failed
+rank's outcome (``oom``, ``error``, ``timeout``) and the run goes on with a new group.
+
 ``HARNESS_DDP_CHECKSUM=1`` makes every rank write a digest of its parameters (and of its inputs) after the timed
 window to ``<run>/checksums-rank<N>.jsonl``: with different inputs per rank, equal parameter digests show that
 the gradients were really averaged across the group. It is a debugging and testing aid; it costs one pass over
@@ -20,6 +27,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.measure.timing import WarmupResult, settled
@@ -27,13 +35,166 @@ from harness.store.rundir import append_record, utc_now
 
 CHECKSUM_ENV = "HARNESS_DDP_CHECKSUM"
 
+#: How often a rank waiting for its GPU looks at the failure board (s).
+BOARD_POLL_S = 0.05
 
-def _votes(group, device: str, *flags: bool) -> list[int]:
-    """How many ranks of ``group`` raised each flag."""
+
+class PeerFailure(RuntimeError):
+    """Another rank of this DDP group failed the case; this rank stops too and records that rank's outcome."""
+
+    def __init__(self, rank: int, status: str, message: str) -> None:
+        super().__init__(f"rank {rank} failed: {message}")
+        self.rank = rank
+        self.status = status
+        self.message = f"rank {rank} failed: {message}"
+
+
+def failure_status(exc: BaseException) -> str:
+    """The record status a failure gives its case: timeout, oom or error."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
+        return "oom"
+    return "error"
+
+
+class FailureBoard:
+    """Where the ranks of one DDP unit post a failure, out of band, in the launcher's key-value store.
+
+    A rank that fails posts its status and message under its own key; a peer that finds a collective broken
+    (or, on CUDA, sees a post while it waits for its GPU) reads the post and records that rank's outcome, so
+    the case ends ``oom``/``error``/``timeout`` on every rank instead of hanging until the process group's
+    timeout and ending ``crashed``. Keys carry the run, the restart and the unit, so a retry starts clean.
+    """
+
+    def __init__(self, store, prefix: str, rank: int, members: list[int]) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.rank = rank
+        self.members = list(members)
+
+    def _key(self, rank: int) -> str:
+        return f"{self.prefix}/rank{rank}"
+
+    def publish(self, status: str, exc: BaseException | str) -> None:
+        import json
+
+        message = exc if isinstance(exc, str) else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if not isinstance(exc, str):
+            message = f"{type(exc).__name__}: {message}"
+        body = json.dumps({"rank": self.rank, "status": status, "message": message[:500]})
+        try:
+            self.store.set(self._key(self.rank), body)
+        except Exception:  # the store is gone too: peers fall back to the process group's timeout
+            pass
+
+    def failure(self, exclude: int | None = None, wait_s: float = 0.0) -> dict | None:
+        """The first post of a member other than ``exclude`` (waiting up to ``wait_s`` for one), or None."""
+        import json
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            for rank in self.members:
+                if rank == exclude:
+                    continue
+                try:
+                    if self.store.check([self._key(rank)]):
+                        return json.loads(self.store.get(self._key(rank)))
+                except Exception:
+                    return None
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(BOARD_POLL_S)
+
+
+def abandon(group) -> None:
+    """Abort this rank's side of ``group`` after a failure, so no operation of it stays queued on the device
+    (nccl aborts its communicator, which also ends kernels waiting for a peer). The run builds a new group for
+    the next unit."""
+    if group is None:
+        return
+    try:
+        from torch.distributed import distributed_c10d as c10d
+
+        abort = getattr(c10d, "_abort_process_group", None)
+        if abort is not None:
+            abort(group)
+    except Exception:
+        pass
+
+
+@contextmanager
+def agreement(group, device, board: FailureBoard | None, rank: int):
+    """Run a block that a rank can fail alone (it holds no collective), then agree on the outcome.
+
+    Every rank votes whether its block failed. A rank whose block raised posts why on the board first, then
+    re-raises its own exception; its peers raise ``PeerFailure`` with the failed rank's post. No rank enters the
+    case's collectives while a peer has already stopped.
+    """
+    error: BaseException | None = None
+    try:
+        yield
+    except Exception as exc:
+        error = exc
+        exc.agreed = True  # every rank learns of it at the vote: the process group stays usable
+        if board is not None:
+            board.publish(failure_status(exc), exc)
+    failed = _votes(group, device, error is not None)[0]
+    if error is not None:
+        raise error
+    if failed:
+        post = board.failure(exclude=rank, wait_s=10.0) if board is not None else None
+        if post is None:
+            post = {"rank": -1, "status": "error", "message": "another rank failed before the timed steps"}
+        exc = PeerFailure(post["rank"], post["status"], post["message"])
+        exc.agreed = True
+        raise exc
+
+
+def watched_sync(device, board: FailureBoard | None, rank: int, group):
+    """The device sync of a DDP step that does not wait forever for a failed peer.
+
+    On a GPU a step's collectives run on the device, so a rank whose peer failed mid-step waits in its sync. This
+    sync polls the step's completion and, every ``BOARD_POLL_S``, the failure board; on a peer's post it aborts
+    its side of the group (which ends the waiting kernels) and raises ``PeerFailure``. On the CPU the collectives
+    block in the step itself and fail at the group's timeout; the peer's post then names the cause.
+    """
+    from harness.measure import device as devices
+
+    dev = devices.get(device) if isinstance(device, str) else device
+    if not dev.is_cuda or board is None:
+        return dev.sync
+
+    def sync() -> None:
+        done = dev.api.event()
+        done.record()
+        next_look = time.monotonic() + BOARD_POLL_S
+        while not done.query():
+            if time.monotonic() >= next_look:
+                post = board.failure(exclude=rank)
+                if post is not None:
+                    abandon(group)
+                    raise PeerFailure(post["rank"], post["status"], post["message"])
+                next_look = time.monotonic() + BOARD_POLL_S
+            time.sleep(0.0002)
+        dev.sync()
+
+    return sync
+
+
+def _place(device):
+    from harness.measure import device as devices
+
+    return (devices.get(device) if isinstance(device, str) else device).torch_device
+
+
+def _votes(group, device, *flags: bool) -> list[int]:
+    """How many ranks of ``group`` raised each flag (``device``: a ``Device`` or a device name)."""
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=_place(device))
     dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
     return [int(v) for v in t.tolist()]
 
@@ -42,7 +203,7 @@ def agreed_warm_up(
     step: Callable[[], object],
     sync: Callable[[], None],
     group,
-    device: str,
+    device,
     *,
     min_iters: int = 5,
     max_iters: int = 200,
@@ -88,7 +249,7 @@ def agreed_warm_up(
     return WarmupResult(len(times), time.perf_counter() - start, reason, times)
 
 
-def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device: str) -> int:
+def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device) -> int:
     """The timed step count every rank runs: the most any rank needs for ``min_iters`` and ``min_seconds``.
 
     A rank's need is estimated from the median of its last ``window`` warm-up steps (ms); the count is capped
@@ -100,9 +261,21 @@ def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device: 
     recent = statistics.median(warm.step_ms[-window:]) if warm.step_ms else 1.0
     need = max(measure.min_iters, math.ceil(measure.min_seconds * 1000.0 / max(recent, 1e-6)))
     need = min(need, measure.max_iters)
-    t = torch.tensor([need], dtype=torch.int64, device=device)
+    t = torch.tensor([need], dtype=torch.int64, device=_place(device))
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return int(t.item())
+
+
+def deadline_vote(group, device, deadline: float | None):
+    """An ``after_step`` for ``time_steps``: after every timed step the ranks vote on the case's deadline, so a
+    rank past it stops together with its peers instead of leaving them in the next step's all-reduce."""
+
+    def after_step(n: int, now: float) -> None:
+        late = deadline is not None and now > deadline
+        if _votes(group, device, late)[0]:
+            raise TimeoutError("the case's timeout passed during the timed window (on at least one rank)")
+
+    return after_step
 
 
 def synchronised_start(group) -> None:

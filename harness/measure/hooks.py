@@ -14,7 +14,7 @@ from typing import Any
 from harness.store.record import NUMERICS_FIELDS
 
 
-def numerics(model, x, case, device: str) -> dict[str, Any]:
+def numerics(model, x, case, device) -> dict[str, Any]:
     """Top-1 agreement and max relative error against fp32 for AMP and TF32 cases (nulls for fp32).
 
     A NaN or Inf in the case's output raises, so the case is recorded as ``error`` with that message.
@@ -52,8 +52,57 @@ def wrap_ddp(model, ctx, case):
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    index = None if ctx.device == "cpu" else [int(ctx.device.split(":")[1]) if ":" in ctx.device else 0]
-    return DistributedDataParallel(model, device_ids=index, process_group=ctx.ddp_group)
+    return DistributedDataParallel(model, device_ids=ctx.dev.ddp_device_ids(), process_group=ctx.ddp_group)
+
+
+#: Test-only fault injection: ``HARNESS_TEST_FAIL=<case id glob>@<rank>:<phase>:<kind>`` makes that rank fail the
+#: case at ``phase`` (``trial``: before the DDP collectives; ``step<N>``: in the N-th step after them) with
+#: ``kind`` (``oom`` or ``error``). It exists so that tests can check how one rank's failure reaches the others.
+FAIL_ENV = "HARNESS_TEST_FAIL"
+
+
+def _injected(case, ctx, phase: str) -> str | None:
+    import fnmatch
+    import os
+
+    spec = os.environ.get(FAIL_ENV, "")
+    if not spec:
+        return None
+    target, _, rest = spec.partition("@")
+    rank, _, rest = rest.partition(":")
+    where, _, kind = rest.partition(":")
+    if fnmatch.fnmatchcase(case.id, target) and rank.isdigit() and int(rank) == ctx.rank and where == phase:
+        return kind or "error"
+    return None
+
+
+def fault_injection(case, ctx, phase: str) -> None:
+    """Raise the failure ``HARNESS_TEST_FAIL`` asks for at ``phase`` of this case on this rank (tests only)."""
+    kind = _injected(case, ctx, phase)
+    if kind is None:
+        return
+    import torch
+
+    if kind == "oom":
+        raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 20.00 GiB (injected at {phase})")
+    raise RuntimeError(f"injected failure at {phase}")
+
+
+def guarded_step(step, case, ctx):
+    """``step``, with the test-only fault injection of ``HARNESS_TEST_FAIL`` at ``step<N>`` when it is asked for."""
+    import os
+
+    if not os.environ.get(FAIL_ENV):
+        return step
+    count = 0
+
+    def counted():
+        nonlocal count
+        count += 1
+        fault_injection(case, ctx, f"step{count}")
+        return step()
+
+    return counted
 
 
 def profile_dir(run_dir: Path, case_id: str) -> Path:

@@ -32,11 +32,24 @@ def _reset_hwm() -> bool:
         return False
 
 
-class MemoryTracker:
-    """Start before a case, stop after it; ``stop()`` returns peak_allocated_mib, peak_reserved_mib, rss_peak_mib."""
+def reset_rss_peak() -> None:
+    """Reset the process's peak-RSS mark to its current resident memory (where the kernel allows it)."""
+    _reset_hwm()
 
-    def __init__(self, device: str, sample_interval_s: float = 0.005) -> None:
-        self.device = device
+
+def rss_peak_bytes() -> int:
+    """The process's peak resident memory in bytes since the last reset (its current RSS where unreadable)."""
+    return 1024 * (_status_kib("VmHWM") or _status_kib("VmRSS") or 0)
+
+
+class MemoryTracker:
+    """Start before a case's measured phases, stop after them; ``stop()`` returns peak_allocated_mib,
+    peak_reserved_mib (device memory, from the ``Device``; None on the CPU) and rss_peak_mib."""
+
+    def __init__(self, device, sample_interval_s: float = 0.005) -> None:
+        from harness.measure import device as devices
+
+        self.device = devices.get(device) if isinstance(device, str) else device
         self.interval = sample_interval_s
         self._use_hwm = False
         self._peak_kib = 0
@@ -46,11 +59,7 @@ class MemoryTracker:
 
     def start(self) -> None:
         self.running = True
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
+        self.device.reset_memory_peak()
         self._use_hwm = _reset_hwm() and _status_kib("VmHWM") is not None
         if not self._use_hwm:
             self._peak_kib = _status_kib("VmRSS") or 0
@@ -71,9 +80,5 @@ class MemoryTracker:
         else:
             peak = _status_kib("VmHWM") or 0
         out["rss_peak_mib"] = round(peak / 1024, 1) if peak else None
-        if self.device.startswith("cuda"):
-            import torch
-
-            out["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-            out["peak_reserved_mib"] = round(torch.cuda.max_memory_reserved(self.device) / 2**20, 1)
+        out["peak_allocated_mib"], out["peak_reserved_mib"] = self.device.memory_peak_mib()
         return out

@@ -166,8 +166,9 @@ def measure_peak(device: str, seconds_per_dtype: float = 1.0) -> dict[str, Any]:
     matrix_size: dict[str, int] = {}
     skipped: dict[str, str] = {}
     for name in names:
-        if cuda and name == "bf16" and not torch.cuda.is_bf16_supported():
-            skipped[name] = "bf16 not supported by this GPU"
+        if cuda and name in ("bf16", "tf32") and torch.cuda.get_device_capability(dev)[0] < 8:
+            # Before Ampere, bf16 runs by emulation (is_bf16_supported() counts it) and TF32 does not exist.
+            skipped[name] = f"{name} needs compute capability 8.0+ (Ampere or newer)"
             continue
         try:
             value, n = _matmul_tflops(dev, name, seconds_per_dtype, sizes)

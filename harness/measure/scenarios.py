@@ -23,10 +23,18 @@ class Scenario:
     optimizer: object | None
 
 
-def synthetic_batch(batch_size: int, resolution: int, device: str, channels_last: bool, seed: int = 0):
+def _place(device):
+    """Where tensors of ``device`` (a ``Device`` or a device name) live."""
+    from harness.measure import device as devices
+
+    return (devices.get(device) if isinstance(device, str) else device).torch_device
+
+
+def synthetic_batch(batch_size: int, resolution: int, device, channels_last: bool, seed: int = 0):
     """A seeded batch of normal images (N, 3, H, W) and uniform labels in [0, 1000), on ``device``."""
     import torch
 
+    device = _place(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 3, resolution, resolution, generator=gen)
     y = torch.randint(0, 1000, (batch_size,), generator=gen)
@@ -34,7 +42,7 @@ def synthetic_batch(batch_size: int, resolution: int, device: str, channels_last
     return x, y.to(device)
 
 
-def inference_scenario(model, x, y, device: str, precision: str) -> Scenario:
+def inference_scenario(model, x, y, device, precision: str) -> Scenario:
     """A forward pass under ``inference_mode`` and the precision's autocast."""
     import torch
 
@@ -47,14 +55,17 @@ def inference_scenario(model, x, y, device: str, precision: str) -> Scenario:
     return Scenario(step, x, y, None)
 
 
-def train_scenario(model, x, y, device: str, precision: str, lr: float = 0.01) -> Scenario:
+def train_scenario(model, x, y, device, precision: str, lr: float = 0.01) -> Scenario:
     """One training step: forward, cross-entropy, backward, SGD with momentum 0.9; GradScaler for fp16."""
     import torch
     import torch.nn.functional as F
 
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    scaler = torch.amp.GradScaler(device.split(":")[0]) if precision == "amp_fp16" else None
+    from harness.measure import device as devices
+
+    dev = devices.get(device) if isinstance(device, str) else device
+    scaler = torch.amp.GradScaler(dev.autocast_type) if precision == "amp_fp16" else None
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -72,7 +83,7 @@ def train_scenario(model, x, y, device: str, precision: str, lr: float = 0.01) -
     return Scenario(step, x, y, optimizer)
 
 
-def make_scenario(mode: str, model, x, y, device: str, precision: str) -> Scenario:
+def make_scenario(mode: str, model, x, y, device, precision: str) -> Scenario:
     """The scenario of ``mode`` (``inference`` or ``train``)."""
     if mode == "train":
         return train_scenario(model, x, y, device, precision)

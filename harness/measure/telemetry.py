@@ -4,6 +4,17 @@
 dict with the keys of ``harness.store.record.TELEMETRY_FIELDS``. Samples are taken by a daemon thread that sleeps
 between readings (NVML calls go through ctypes, which releases the GIL), so the measured loop is not slowed.
 
+NVML is opened once per process: a sampler built without a reader uses ``shared_reader(device)``, which initialises
+NVML and finds the device on first use, keeps both for the life of the process (shut down at interpreter exit),
+and is cheap afterwards, so building a sampler between warm-up and the timed window neither re-initialises NVML
+nor leaves the GPU idle long enough for its clocks to drop. ``open_nvml_reader`` opens a reader of its own, whose
+``close()`` shuts its NVML reference down (``harness env``, the fingerprint).
+
+The device is found by UUID among the GPUs NVML lists and, on a GPU in MIG mode, among its MIG slices. A GPU that
+NVML cannot read (no permission, lost) is skipped, not fatal. On a MIG slice, power, clocks, temperature,
+clock-event reasons and the energy counter are the parent GPU's (NVML has them only for the whole GPU), memory
+used is the slice's own; the reader's ``mig`` says so, so that power and energy can be labelled as whole-GPU.
+
 Energy is the difference of the device's energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ) between
 start and stop. Where the counter is not supported, or did not advance (the counter of some boards ticks coarsely),
 energy is the trapezoid integral of the sampled power over the sample times instead.
@@ -15,6 +26,7 @@ pynvml; tests pass recorded readings), so the arithmetic is tested without a GPU
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Sequence
@@ -91,21 +103,29 @@ class NvmlReader:
 
     Every query is guarded on its own: an ``NVMLError`` makes that value None for that reading, and a query that
     answers NotSupported is not asked again, so an unsupported counter costs nothing per sample.
+
+    ``parent`` is the GPU's handle when ``handle`` is a MIG slice: power, clocks, temperature, clock-event reasons
+    and energy are then read from the parent (``gpu_handle``), memory and utilisation from the slice, and ``mig``
+    is True (power and energy are the whole GPU's, shared by every slice on it).
     """
 
-    def __init__(self, handle: Any, nvml: Any, owns_init: bool = False) -> None:
+    def __init__(self, handle: Any, nvml: Any, owns_init: bool = False, parent: Any = None) -> None:
         self.handle = handle
         self.nvml = nvml
+        self.parent = parent
+        self.mig = parent is not None
+        self.gpu_handle = handle if parent is None else parent
         self._owns_init = owns_init
         self._unsupported: set[str] = set()
         self._old_reasons_api = False
 
-    def query(self, name: str, fn, *args):
-        """``fn(handle, *args)``, or None when NVML answers with an error (NotSupported is remembered)."""
+    def query(self, name: str, fn, *args, handle: Any = None):
+        """``fn(handle, *args)`` (default: this reader's device handle), or None when NVML answers with an error
+        (NotSupported is remembered under ``name``)."""
         if name in self._unsupported:
             return None
         try:
-            return fn(self.handle, *args)
+            return fn(self.handle if handle is None else handle, *args)
         except self.nvml.NVMLError_NotSupported:
             self._unsupported.add(name)
             return None
@@ -124,32 +144,38 @@ class NvmlReader:
 
     def read(self) -> Reading:
         """Sample every telemetry value once; units W, MHz, degrees C, percent, MiB."""
-        nv = self.nvml
-        power_mw = self.query("power", nv.nvmlDeviceGetPowerUsage)
+        nv, gpu = self.nvml, self.gpu_handle
+        power_mw = self.query("power", nv.nvmlDeviceGetPowerUsage, handle=gpu)
         util = self.query("utilization", nv.nvmlDeviceGetUtilizationRates)
         memory = self.query("memory", nv.nvmlDeviceGetMemoryInfo)
         return Reading(
             t_s=time.monotonic(),
             power_w=None if power_mw is None else power_mw / 1000.0,
-            sm_clock_mhz=self.query("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
-            mem_clock_mhz=self.query("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
-            temperature_c=self.query("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
+            sm_clock_mhz=self.query("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM, handle=gpu),
+            mem_clock_mhz=self.query("mem_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM, handle=gpu),
+            temperature_c=self.query("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU, handle=gpu),
             utilization_pct=None if util is None else util.gpu,
             memory_used_mib=None if memory is None else memory.used / 2**20,
-            reasons_mask=self.query("reasons", self.clock_event_reasons),
+            reasons_mask=self.query("reasons", self.clock_event_reasons, handle=gpu),
         )
 
     def energy_mj(self) -> float | None:
-        """The device's energy counter since the driver loaded, in mJ; None where unsupported."""
-        return self.query("energy", self.nvml.nvmlDeviceGetTotalEnergyConsumption)
+        """The GPU's energy counter since the driver loaded, in mJ (the whole GPU's for a MIG slice); None where
+        unsupported."""
+        return self.query("energy", self.nvml.nvmlDeviceGetTotalEnergyConsumption, handle=self.gpu_handle)
 
     def close(self) -> None:
+        """Shut NVML down if this reader initialised it (``open_nvml_reader``); a shared reader stays open."""
         if self._owns_init:
             self._owns_init = False
-            try:
-                self.nvml.nvmlShutdown()
-            except self.nvml.NVMLError:
-                pass
+            _shutdown(self.nvml)
+
+
+def _shutdown(nvml: Any) -> None:
+    try:
+        nvml.nvmlShutdown()
+    except nvml.NVMLError:
+        pass
 
 
 def _normalise_uuid(uuid: Any) -> str:
@@ -160,12 +186,13 @@ def _normalise_uuid(uuid: Any) -> str:
     return text
 
 
-def open_nvml_reader(device: str) -> tuple[NvmlReader | None, str | None]:
-    """An ``NvmlReader`` for the CUDA device ``device`` ("cuda" or "cuda:N"), or (None, why not).
+def _errors(nvml: Any, *names: str) -> tuple[type, ...]:
+    """The pynvml error classes ``NVMLError_<name>`` that ``nvml`` has (a stand-in may lack some)."""
+    return tuple(cls for cls in (getattr(nvml, f"NVMLError_{name}", None) for name in names) if cls is not None)
 
-    The NVML handle is found by UUID, because NVML numbers every GPU in the machine while CUDA numbers only the
-    visible ones (CUDA_VISIBLE_DEVICES); matching by index would read the wrong board.
-    """
+
+def _wanted_uuid(device: str) -> tuple[str | None, str | None]:
+    """(the normalised UUID torch reports for ``device``, None), or (None, why there is none)."""
     if not device.startswith("cuda"):
         return None, f"device {device!r} is not a CUDA device"
     try:
@@ -175,25 +202,170 @@ def open_nvml_reader(device: str) -> tuple[NvmlReader | None, str | None]:
             return None, "no CUDA device"
         index = torch.device(device).index
         index = torch.cuda.current_device() if index is None else index
-        want = _normalise_uuid(torch.cuda.get_device_properties(index).uuid)
+        return _normalise_uuid(torch.cuda.get_device_properties(index).uuid), None
     except Exception as exc:  # a broken CUDA set-up is reported as absent telemetry, not a failed case
         return None, f"cannot query {device}: {exc}"
+
+
+def _mig_handles(nvml: Any, handle: Any) -> tuple[list[Any], list[str]]:
+    """The MIG slice handles of GPU ``handle`` when its MIG mode is enabled (else none), and the slots that could
+    not be read. Empty slots (NotFound, InvalidArgument) are neither."""
+    try:
+        current, _pending = nvml.nvmlDeviceGetMigMode(handle)
+    except (AttributeError, nvml.NVMLError):  # not MIG-capable (NotSupported), or a pynvml without MIG
+        return [], []
+    if current != getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
+        return [], []
+    try:
+        count = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except nvml.NVMLError as exc:
+        return [], [f"MIG slices: {exc}"]
+    empty = _errors(nvml, "NotFound", "InvalidArgument")
+    handles, problems = [], []
+    for j in range(count):
+        try:
+            handles.append(nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j))
+        except empty:
+            continue
+        except nvml.NVMLError as exc:
+            problems.append(f"MIG slot {j}: {exc}")
+    return handles, problems
+
+
+def _find_handle(nvml: Any, want: str) -> tuple[Any, Any, list[str]]:
+    """(handle, parent GPU handle for a MIG slice else None, []) of the NVML device whose UUID is ``want``, or
+    (None, None, what could not be read). A GPU or slice that NVML cannot read is skipped, not fatal; only
+    ``nvmlDeviceGetCount`` failing raises."""
+    problems: list[str] = []
+    for i in range(nvml.nvmlDeviceGetCount()):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+        except nvml.NVMLError as exc:
+            problems.append(f"NVML GPU {i}: {exc}")
+            continue
+        if _normalise_uuid(uuid) == want:
+            return handle, None, []
+        slices, slice_problems = _mig_handles(nvml, handle)
+        problems += [f"NVML GPU {i} {p}" for p in slice_problems]
+        for mig in slices:
+            try:
+                if _normalise_uuid(nvml.nvmlDeviceGetUUID(mig)) == want:
+                    return mig, handle, []
+            except nvml.NVMLError as exc:
+                problems.append(f"NVML GPU {i} MIG slice: {exc}")
+    return None, None, problems
+
+
+def _lookup_by_uuid(nvml: Any, want: str) -> tuple[Any, Any, str | None]:
+    """NVML's own look-up of UUID ``want`` (as a GPU, then as a MIG slice): (handle, parent, None) when found,
+    (None, None, the error) when that device exists but cannot be read, (None, None, None) when it is not there."""
+    lookup = getattr(nvml, "nvmlDeviceGetHandleByUUID", None)
+    if lookup is None:
+        return None, None, None
+    absent = _errors(nvml, "NotFound", "InvalidArgument")
+    for prefix in ("GPU-", "MIG-"):
+        try:
+            handle = lookup(prefix + want)
+            parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle) if prefix == "MIG-" else None
+            return handle, parent, None
+        except absent:
+            continue
+        except nvml.NVMLError as exc:
+            return None, None, str(exc) or type(exc).__name__
+    return None, None, None
+
+
+def _open(nvml: Any, device: str, want: str, owns_init: bool) -> tuple[NvmlReader | None, str | None]:
+    """A reader of the NVML device with UUID ``want`` through the initialised ``nvml``, or (None, why not)."""
+    try:
+        handle, parent, problems = _find_handle(nvml, want)
+    except Exception as exc:  # nvmlDeviceGetCount failed: no device can be looked at
+        return None, f"NVML cannot list devices: {exc}"
+    if handle is None and problems:
+        # Some device could not be read: ask NVML for the wanted one by UUID, to tell whether it is among them.
+        handle, parent, error = _lookup_by_uuid(nvml, want)
+        if error is not None:
+            return None, f"NVML cannot read {device} ({want}): {error}"
+    if handle is None:
+        why = f"no NVML device has the UUID of {device} ({want})"
+        if problems:
+            why += f"; skipped as unreadable: {'; '.join(problems)}"
+        return None, why
+    return NvmlReader(handle, nvml, owns_init=owns_init, parent=parent), None
+
+
+def open_nvml_reader(device: str) -> tuple[NvmlReader | None, str | None]:
+    """An ``NvmlReader`` for the CUDA device ``device`` ("cuda" or "cuda:N") with its own NVML initialisation
+    (released by its ``close()``), or (None, why not).
+
+    The NVML handle is found by UUID, because NVML numbers every GPU in the machine while CUDA numbers only the
+    visible ones (CUDA_VISIBLE_DEVICES); matching by index would read the wrong board. GPUs in MIG mode are
+    searched slice by slice (a MIG device's UUID is its slice's); a GPU NVML cannot read is skipped.
+    """
+    want, why = _wanted_uuid(device)
+    if want is None:
+        return None, why
     try:
         import pynvml
 
         pynvml.nvmlInit()
     except Exception as exc:
         return None, f"NVML unavailable: {exc}"
-    try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            if _normalise_uuid(pynvml.nvmlDeviceGetUUID(handle)) == want:
-                return NvmlReader(handle, pynvml, owns_init=True), None
-    except pynvml.NVMLError as exc:
-        pynvml.nvmlShutdown()
-        return None, f"NVML cannot list devices: {exc}"
-    pynvml.nvmlShutdown()
-    return None, f"no NVML device has the UUID of {device} ({want})"
+    reader, why = _open(pynvml, device, want, owns_init=True)
+    if reader is None:
+        _shutdown(pynvml)
+    return reader, why
+
+
+_shared_lock = threading.Lock()
+_shared_nvml: Any = None  # the pynvml module this process initialised, once
+_shared_failure: str | None = None  # why NVML could not be initialised, remembered so it is tried once
+_shared_readers: dict[str, tuple[NvmlReader | None, str | None]] = {}  # by device UUID
+_shutdown_at_exit = False
+
+
+def shared_reader(device: str) -> tuple[NvmlReader | None, str | None]:
+    """The process-wide ``NvmlReader`` of ``device`` ("cuda" or "cuda:N"), or (None, why not).
+
+    NVML is initialised on the first call only and shut down at interpreter exit (or by ``close_shared_readers``);
+    the device is looked up once per UUID and the answer, a reader or why there is none, kept. Closing the
+    returned reader does nothing: it is shared.
+    """
+    global _shared_nvml, _shared_failure, _shutdown_at_exit
+    want, why = _wanted_uuid(device)
+    if want is None:
+        return None, why
+    with _shared_lock:
+        if want in _shared_readers:
+            return _shared_readers[want]
+        if _shared_failure is not None:
+            return None, _shared_failure
+        if _shared_nvml is None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+            except Exception as exc:
+                _shared_failure = f"NVML unavailable: {exc}"
+                return None, _shared_failure
+            _shared_nvml = pynvml
+            if not _shutdown_at_exit:
+                _shutdown_at_exit = True
+                atexit.register(close_shared_readers)
+        result = _open(_shared_nvml, device, want, owns_init=False)
+        _shared_readers[want] = result
+        return result
+
+
+def close_shared_readers() -> None:
+    """Forget the shared readers and shut NVML down if ``shared_reader`` initialised it (run at exit)."""
+    global _shared_nvml, _shared_failure
+    with _shared_lock:
+        nvml, _shared_nvml, _shared_failure = _shared_nvml, None, None
+        _shared_readers.clear()
+    if nvml is not None:
+        _shutdown(nvml)
 
 
 def _nulls() -> dict[str, Any]:
@@ -261,17 +433,20 @@ def summarise(
 class TelemetrySampler:
     """Samples a device's telemetry every ``interval_ms`` between ``start()`` and ``stop(images)``.
 
-    ``device`` is "cpu", "cuda" or "cuda:N". ``reader`` replaces the NVML reader (tests, benchmarks). Without a
-    reader (CPU, no NVML, no matching GPU) ``stop`` returns every field None; ``unavailable`` says why. The
-    sampler can be started again after ``stop``; ``close()`` releases NVML.
+    ``device`` is "cpu", "cuda" or "cuda:N". Without ``reader`` the sampler reads the process-wide
+    ``shared_reader(device)``, so building one costs no NVML initialisation after the first; ``reader`` replaces it
+    (tests, benchmarks) and is then the sampler's own, closed by ``close()``. Without any reader (CPU, no NVML, no
+    matching GPU) ``stop`` returns every field None; ``unavailable`` says why. The sampler can be started again
+    after ``stop``; ``close()`` stops sampling (and closes a reader given to it; the shared one stays open).
     """
 
     def __init__(self, device: str, interval_ms: int = 50, reader: Reader | None = None) -> None:
         self.device = device
         self.interval_s = max(interval_ms, 1) / 1000.0
         self.unavailable: str | None = None
+        self._owns_reader = reader is not None
         if reader is None:
-            reader, self.unavailable = open_nvml_reader(device)
+            reader, self.unavailable = shared_reader(device)
         self.reader = reader
         self.readings: list[Reading] = []
         self.error: str | None = None
@@ -282,6 +457,11 @@ class TelemetrySampler:
     @property
     def available(self) -> bool:
         return self.reader is not None
+
+    @property
+    def mig(self) -> bool:
+        """True when the device is a MIG slice: power and energy are then the whole GPU's, not the slice's."""
+        return bool(getattr(self.reader, "mig", False))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -318,12 +498,12 @@ class TelemetrySampler:
         return summarise(self.readings, self._energy_start, energy_end, images)
 
     def close(self) -> None:
-        """Stop any sampling and release NVML."""
+        """Stop any sampling, and close the reader if it was given to this sampler (the shared one stays open)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
-        if self.reader is not None:
+        if self.reader is not None and self._owns_reader:
             self.reader.close()
 
     def __enter__(self) -> TelemetrySampler:

@@ -96,41 +96,43 @@ def time_steps(
     min_iters: int = 20,
     min_seconds: float = 2.0,
     max_iters: int = 10_000,
-    cuda_events: bool = False,
+    events: Callable[[], tuple] | None = None,
     deadline: float | None = None,
+    after_step: Callable[[int, float], None] | None = None,
 ) -> TimedSamples:
     """Time steps until both ``min_iters`` steps and ``min_seconds`` have passed (at most ``max_iters``).
 
-    On CPU each sample is the synced wall time of one step (``perf_counter``). With ``cuda_events`` each step is
-    also bracketed by CUDA events, and the event times become ``step_ms`` (the GPU's own clock), with the synced
-    wall times kept beside them in ``wall_ms``.
+    On CPU each sample is the synced wall time of one step (``perf_counter``). With ``events`` (a factory of a
+    (begin, end) pair of device timers, ``Device.step_events`` on CUDA) each step is also bracketed by them, and
+    their times become ``step_ms`` (the GPU's own clock), with the synced wall times kept beside them in
+    ``wall_ms``. ``after_step(n, t)`` is called after each step, outside its timing, with the step count and the
+    clock; DDP ranks use it to agree on stopping (it may raise).
     """
     wall: list[float] = []
-    events = []
-    if cuda_events:
-        import torch
-
+    pairs = []
     sync()
     start = time.perf_counter()
     while True:
-        if cuda_events:
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if events is not None:
+            begin, end = events()
             begin.record()
         t0 = time.perf_counter()
         step()
-        if cuda_events:
+        if events is not None:
             end.record()
-            events.append((begin, end))
+            pairs.append((begin, end))
         sync()
         t1 = time.perf_counter()
         wall.append((t1 - t0) * 1000.0)
         n = len(wall)
-        if deadline is not None and t1 > deadline:
+        if after_step is not None:
+            after_step(n, t1)
+        elif deadline is not None and t1 > deadline:
             raise TimeoutError("the case's timeout passed during the timed window")
         if n >= max_iters or (n >= min_iters and t1 - start >= min_seconds):
             break
     total = time.perf_counter() - start
-    step_ms = [b.elapsed_time(e) for b, e in events] if cuda_events else list(wall)
+    step_ms = [b.elapsed_time(e) for b, e in pairs] if events is not None else list(wall)
     return TimedSamples(step_ms, wall, total)
 
 

@@ -82,5 +82,5 @@ def test_missing_tag_weights_say_where(data, torch_home):
 
 
 def test_precision_the_cpu_cannot_run(ckpt, data):
-    result = _eval_cli("resnet18", "--weights", str(ckpt), "--data", str(data), "--precision", "amp_fp16")
-    _assert_clean_error(result, "amp_fp16 runs on CUDA only", "amp_bf16")
+    result = _eval_cli("resnet18", "--weights", str(ckpt), "--data", str(data), "--precision", "tf32")
+    _assert_clean_error(result, "tf32 is a CUDA tensor-core mode", "fp32")

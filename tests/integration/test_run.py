@@ -25,7 +25,7 @@ matrix:
   model: [resnet18]
   mode: [inference, train]
   batch_size: [2]
-  precision: [fp32, amp_bf16, amp_fp16]
+  precision: [fp32, amp_bf16, tf32]
 """
 
 
@@ -65,7 +65,7 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     assert ok["numerics"] == {"top1_agreement": None, "max_rel_err": None}
     bf16 = records["resnet18/inference/bs2/amp_bf16/r32"]
     assert bf16["status"] == "ok" and 0 <= bf16["numerics"]["top1_agreement"] <= 1
-    skipped = records["resnet18/inference/bs2/amp_fp16/r32"]
+    skipped = records["resnet18/inference/bs2/tf32/r32"]
     assert skipped["status"] == "skipped" and "CUDA" in skipped["message"]
     # the summary table names every case
     for case_id in records:

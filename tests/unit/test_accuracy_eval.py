@@ -262,8 +262,8 @@ def test_accuracy_for_case(ckpt, data):
     record = accuracy_for_case(case, root, 10)
     assert record["acc1"] == 100.0 and record["images"] + record["skipped"] == 10 and record["limit"] == 10
     assert record["acc1_ci95"][1] == 100.0 and record["stated_acc1"] is None
-    case.precision = "amp_fp16"  # CUDA only: returned as data, not raised
-    assert "amp_fp16 runs on CUDA only" in accuracy_for_case(case, root, 10)["error"]
+    case.precision = "tf32"  # CUDA only: returned as data, not raised
+    assert "tf32 is a CUDA tensor-core mode" in accuracy_for_case(case, root, 10)["error"]
     assert "does not exist" in accuracy_for_case(case, root / "nowhere", 10)["error"]
 
 

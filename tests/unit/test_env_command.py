@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.commands.env import gpu_rows, gpu_state
+from harness.commands.env import _gpus, gpu_rows, gpu_state
 from harness.measure.telemetry import NvmlReader
 from harness.store.fingerprint import cpu_model
 from tests.conftest import run_cli
+from tests.unit.test_telemetry import FakeGpu, FakeNvml, fake_cuda
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -56,7 +57,7 @@ def _nvml(**unsupported):
     def fails(*args):
         raise pynvml.NVMLError_NotSupported()
 
-    clocks = {pynvml.NVML_CLOCK_SM: (1095, 1410), pynvml.NVML_CLOCK_MEM: (1215, 1215)}
+    clocks = {pynvml.NVML_CLOCK_SM: (1095, 1410, 1275), pynvml.NVML_CLOCK_MEM: (1215, 1215, 1215)}
     module = SimpleNamespace(
         NVMLError=pynvml.NVMLError,
         NVMLError_NotSupported=pynvml.NVMLError_NotSupported,
@@ -67,6 +68,8 @@ def _nvml(**unsupported):
         nvmlDeviceGetName=lambda h: "NVIDIA A100-SXM4-40GB",
         nvmlDeviceGetClockInfo=lambda h, kind: clocks[kind][0],
         nvmlDeviceGetMaxClockInfo=lambda h, kind: clocks[kind][1],
+        nvmlDeviceGetApplicationsClock=lambda h, kind: clocks[kind][2],
+        nvmlDeviceGetMigMode=lambda h: [0, 0],
         nvmlDeviceGetPowerUsage=lambda h: 61_000,
         nvmlDeviceGetPowerManagementLimit=lambda h: 300_000,
         nvmlDeviceGetPowerManagementDefaultLimit=lambda h: 400_000,
@@ -106,6 +109,42 @@ def test_unsupported_queries_show_na_and_the_rest_still_read():
     assert rows["ECC"] == "n/a" and rows["name"] == "n/a"
     assert rows["power limit"] == "300 W (default n/a)"
     assert rows["compute mode"] == "exclusive_process"
+
+
+def test_env_shows_application_clocks_and_mig_mode():
+    rows = dict(gpu_rows(gpu_state(NvmlReader(object(), _nvml()))))
+    assert rows["application clocks"] == "SM 1275 MHz, memory 1215 MHz"
+    assert rows["MIG mode"] == "off"
+    rows = dict(gpu_rows(gpu_state(NvmlReader(object(), _nvml(nvmlDeviceGetApplicationsClock=True)))))
+    assert rows["application clocks"] == "SM n/a, memory n/a"
+
+
+def test_env_on_a_mig_slice_shows_its_gpu_settings_and_says_so():
+    parent = FakeGpu("GPU-aaaa", slices=[FakeGpu.mig_slice("MIG-bbbb", used_gib=1)], nvmlDeviceGetPowerUsage=90_000)
+    gpu = gpu_state(NvmlReader(parent.slices[0], FakeNvml([parent]), parent=parent))
+    assert gpu["name"] == "NVIDIA H100 80GB HBM3 MIG 1g.10gb"  # the slice's
+    assert (gpu["power_w"], gpu["power_limit_w"], gpu["app_sm_clock_mhz"]) == (90.0, 700.0, 1755)  # the GPU's
+    assert gpu["mig_mode"] == "on" and gpu["mig_slice"] is True
+    assert dict(gpu_rows(gpu))["MIG mode"] == "on; this device is a MIG slice: the settings shown are its whole GPU's"
+
+
+def test_env_goes_on_past_a_gpu_nvml_cannot_open(monkeypatch, capsys):
+    nvml = FakeNvml(
+        [
+            FakeGpu("GPU-0000"),
+            FakeGpu("GPU-1111", unreadable=pynvml.NVMLError_NoPermission()),
+            FakeGpu("GPU-2222", nvmlDeviceGetPowerUsage=123_000),
+        ]
+    )
+    fake_cuda(monkeypatch, nvml, ["GPU-0000", "GPU-1111", "GPU-2222"])
+    gpus, skipped = _gpus("cuda")
+    assert [g["device"] for g in gpus] == ["cuda:0", "cuda:2"]
+    assert gpus[1]["power_w"] == 123.0
+    assert skipped == "GPU checks skipped for cuda:1 (NVML cannot read cuda:1 (1111): Insufficient Permissions)"
+    assert main(["env", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU cuda:0" in out and "GPU cuda:2" in out and "GPU cuda:1" not in out
+    assert out.rstrip().endswith(skipped)
 
 
 @pytest.mark.gpu

@@ -1,19 +1,27 @@
-"""Telemetry: the arithmetic over recorded readings, the NVML reader against a scripted pynvml, and absence."""
+"""Telemetry: the arithmetic over recorded readings, the NVML reader against a scripted pynvml, and absence.
+
+``FakeNvml`` and ``fake_cuda`` stand in for a whole machine (torch's CUDA devices and NVML's GPUs, MIG slices and
+unreadable boards); the env command and fingerprint tests use them too.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 from types import SimpleNamespace
 
 import pynvml
 import pytest
+import torch
 
+from harness.measure import telemetry
 from harness.measure.telemetry import (
     NvmlReader,
     Reading,
     TelemetrySampler,
     decode_reasons,
     integrate_power_j,
+    open_nvml_reader,
     summarise,
 )
 from harness.store.record import TELEMETRY_FIELDS
@@ -209,6 +217,231 @@ def test_any_nvml_error_nulls_the_field_and_old_drivers_use_the_throttle_api():
     r = NvmlReader(object(), nvml).read()
     assert r.power_w is None
     assert decode_reasons(r.reasons_mask) == ["hw_slowdown"]
+
+
+class FakeGpu:
+    """One NVML device (a GPU or a MIG slice) of a ``FakeNvml`` machine; it is its own handle.
+
+    ``values`` replace single answers by pynvml function name: a value, a callable of the query's arguments, or
+    an exception to raise. ``unreadable`` makes every call about this device raise it, its handle included.
+    ``slices`` (MIG mode on) are its MIG slots: a ``FakeGpu`` per slice, None for an empty slot.
+    """
+
+    def __init__(self, uuid, *, slices=None, unreadable=None, **values):
+        self.uuid, self.unreadable, self.parent = uuid, unreadable, None
+        self.slices = slices
+        for piece in slices or ():
+            if piece is not None:
+                piece.parent = self
+        mig = [1, 1] if slices is not None else [0, 0]
+        sm, mem = pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM
+        self.values = {
+            "nvmlDeviceGetUUID": uuid,
+            "nvmlDeviceGetName": "NVIDIA H100 80GB HBM3",
+            "nvmlDeviceGetPowerUsage": 250_000,
+            "nvmlDeviceGetUtilizationRates": SimpleNamespace(gpu=97, memory=40),
+            "nvmlDeviceGetMemoryInfo": SimpleNamespace(used=2 * 2**30, total=80 * 2**30, free=78 * 2**30),
+            "nvmlDeviceGetClockInfo": lambda kind: {sm: 1410, mem: 1215}[kind],
+            "nvmlDeviceGetMaxClockInfo": lambda kind: {sm: 1980, mem: 2619}[kind],
+            "nvmlDeviceGetApplicationsClock": lambda kind: {sm: 1755, mem: 2619}[kind],
+            "nvmlDeviceGetTemperature": lambda sensor: 71,
+            "nvmlDeviceGetCurrentClocksEventReasons": pynvml.nvmlClocksEventReasonSwPowerCap,
+            "nvmlDeviceGetTotalEnergyConsumption": 123_456,
+            "nvmlDeviceGetPowerManagementLimit": 700_000,
+            "nvmlDeviceGetEnforcedPowerLimit": 700_000,
+            "nvmlDeviceGetPowerManagementDefaultLimit": 700_000,
+            "nvmlDeviceGetEccMode": [1, 1],
+            "nvmlDeviceGetPersistenceMode": 1,
+            "nvmlDeviceGetComputeMode": 0,
+            "nvmlDeviceGetMigMode": mig,
+            "nvmlDeviceGetMaxMigDeviceCount": len(slices or ()),
+            "nvmlDeviceGetCurrPcieLinkGeneration": 5,
+            "nvmlDeviceGetMaxPcieLinkGeneration": 5,
+            "nvmlDeviceGetCurrPcieLinkWidth": 16,
+            "nvmlDeviceGetMaxPcieLinkWidth": 16,
+        }
+        self.values.update(values)
+
+    @classmethod
+    def mig_slice(cls, uuid, used_gib):
+        """A MIG slice as NVML answers for one: its own memory, no power, clocks, temperature or modes."""
+        whole_gpu_only = {
+            name: pynvml.NVMLError_NotSupported()
+            for name in (
+                "nvmlDeviceGetPowerUsage",
+                "nvmlDeviceGetClockInfo",
+                "nvmlDeviceGetTemperature",
+                "nvmlDeviceGetCurrentClocksEventReasons",
+                "nvmlDeviceGetTotalEnergyConsumption",
+                "nvmlDeviceGetUtilizationRates",
+                "nvmlDeviceGetPowerManagementLimit",
+                "nvmlDeviceGetEnforcedPowerLimit",
+                "nvmlDeviceGetApplicationsClock",
+                "nvmlDeviceGetMigMode",
+            )
+        }
+        memory = SimpleNamespace(used=used_gib * 2**30, total=10 * 2**30, free=(10 - used_gib) * 2**30)
+        name = "NVIDIA H100 80GB HBM3 MIG 1g.10gb"
+        return cls(uuid, nvmlDeviceGetName=name, nvmlDeviceGetMemoryInfo=memory, **whole_gpu_only)
+
+    def answer(self, name, *args):
+        if self.unreadable is not None:
+            raise self.unreadable
+        value = self.values.get(name, pynvml.NVMLError_NotSupported())
+        if isinstance(value, BaseException):
+            raise value
+        return value(*args) if callable(value) else value
+
+
+class FakeNvml:
+    """A pynvml stand-in for a machine of ``FakeGpu``s that counts ``nvmlInit`` and ``nvmlShutdown``."""
+
+    def __init__(self, gpus, driver="550.54.15"):
+        self.gpus, self.driver = list(gpus), driver
+        self.inits = self.shutdowns = 0
+
+    def __getattr__(self, name):
+        if name.startswith("nvmlDevice"):  # every per-device query: answered by the handle
+            return lambda handle, *args: handle.answer(name, *args)
+        return getattr(pynvml, name)  # constants and error classes: pynvml's own
+
+    def nvmlInit(self):
+        self.inits += 1
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+    def nvmlSystemGetDriverVersion(self):
+        return self.driver
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        gpu = self.gpus[index]
+        if gpu.unreadable is not None:
+            raise gpu.unreadable
+        return gpu
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        for gpu in self.gpus:
+            for device in [gpu, *(s for s in gpu.slices or () if s is not None)]:
+                if device.uuid.lower() == uuid.lower():
+                    if device.unreadable is not None:
+                        raise device.unreadable
+                    return device
+        raise pynvml.NVMLError_NotFound()
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index):
+        handle.answer("nvmlDeviceGetMigMode")
+        piece = (handle.slices or [])[index]
+        if piece is None:
+            raise pynvml.NVMLError_NotFound()
+        return piece
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle):
+        if handle.parent is None:
+            raise pynvml.NVMLError_InvalidArgument()
+        return handle.parent
+
+
+def fake_cuda(monkeypatch, nvml, uuids):
+    """Make torch see one CUDA device per entry of ``uuids`` (as torch prints a UUID) and ``nvml`` be pynvml."""
+    props = [
+        SimpleNamespace(uuid=u, name="NVIDIA H100 80GB HBM3", major=9, minor=0, total_memory=80 * 2**30) for u in uuids
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(props))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props[i])
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+
+
+@pytest.fixture
+def fresh_shared_nvml():
+    """No shared NVML reader before or after the test (another test, or a real GPU, may have opened one)."""
+    telemetry.close_shared_readers()
+    yield
+    telemetry.close_shared_readers()
+
+
+def test_an_unreadable_gpu_is_skipped_and_the_search_goes_on(monkeypatch):
+    nvml = FakeNvml(
+        [
+            FakeGpu("GPU-0000", unreadable=pynvml.NVMLError_NoPermission()),
+            FakeGpu("GPU-1111", nvmlDeviceGetUUID=pynvml.NVMLError_GpuIsLost()),
+            FakeGpu("GPU-2222", nvmlDeviceGetPowerUsage=310_000),
+        ]
+    )
+    fake_cuda(monkeypatch, nvml, ["GPU-2222"])
+    reader, why = open_nvml_reader("cuda:0")
+    assert reader is not None, why
+    assert reader.handle is nvml.gpus[2] and not reader.mig
+    assert reader.read().power_w == 310.0
+    reader.close()
+    assert (nvml.inits, nvml.shutdowns) == (1, 1)
+
+
+def test_an_unreadable_wanted_gpu_is_named_and_a_missing_one_lists_the_unreadable(monkeypatch):
+    nvml = FakeNvml([FakeGpu("GPU-0000"), FakeGpu("GPU-1111", unreadable=pynvml.NVMLError_NoPermission())])
+    fake_cuda(monkeypatch, nvml, ["GPU-1111", "GPU-9999"])
+    reader, why = open_nvml_reader("cuda:0")
+    assert reader is None
+    assert why == "NVML cannot read cuda:0 (1111): Insufficient Permissions"
+    reader, why = open_nvml_reader("cuda:1")
+    assert reader is None
+    assert why == (
+        "no NVML device has the UUID of cuda:1 (9999); skipped as unreadable: NVML GPU 1: Insufficient Permissions"
+    )
+    assert nvml.inits == nvml.shutdowns == 2
+
+
+@pytest.mark.parametrize("torch_uuid", ["GPU-bbbb-0002", "MIG-bbbb-0002"])
+def test_a_mig_slice_is_found_and_reads_power_from_its_gpu_and_memory_from_itself(monkeypatch, torch_uuid):
+    parent = FakeGpu(
+        "GPU-aaaa",
+        slices=[None, FakeGpu.mig_slice("MIG-bbbb-0001", used_gib=1), FakeGpu.mig_slice("MIG-bbbb-0002", used_gib=3)],
+        nvmlDeviceGetPowerUsage=400_000,
+        nvmlDeviceGetTotalEnergyConsumption=9_000,
+        nvmlDeviceGetMemoryInfo=SimpleNamespace(used=30 * 2**30, total=80 * 2**30, free=50 * 2**30),
+    )
+    nvml = FakeNvml([FakeGpu("GPU-ffff"), parent])
+    fake_cuda(monkeypatch, nvml, [torch_uuid])
+    reader, why = open_nvml_reader("cuda:0")
+    assert reader is not None, why
+    assert reader.mig and reader.handle is parent.slices[2] and reader.gpu_handle is parent
+    r = reader.read()
+    assert (r.power_w, r.sm_clock_mhz, r.temperature_c) == (400.0, 1410, 71)  # the GPU's
+    assert r.memory_used_mib == 3 * 1024  # the slice's own, not the GPU's 30 GiB
+    assert decode_reasons(r.reasons_mask) == ["sw_power_cap"]
+    assert reader.energy_mj() == 9_000
+    sampler = TelemetrySampler("cuda:0", interval_ms=60_000, reader=reader)
+    assert sampler.mig
+    sampler.close()
+
+
+def test_samplers_share_one_nvml_initialisation(monkeypatch, fresh_shared_nvml):
+    nvml = FakeNvml([FakeGpu("GPU-0000"), FakeGpu("GPU-1111")])
+    fake_cuda(monkeypatch, nvml, ["GPU-1111"])
+    for _ in range(3):
+        sampler = TelemetrySampler("cuda:0", interval_ms=60_000)
+        assert sampler.available, sampler.unavailable
+        sampler.start()
+        out = sampler.stop(images=100)
+        sampler.close()
+        assert out["power_avg_w"] == 250.0 and out["sm_clock_mhz"] == 1410
+    assert (nvml.inits, nvml.shutdowns) == (1, 0)
+    telemetry.close_shared_readers()  # what runs at interpreter exit
+    assert nvml.shutdowns == 1
+
+
+def test_a_sampler_given_a_reader_still_closes_it(monkeypatch, fresh_shared_nvml):
+    nvml = FakeNvml([FakeGpu("GPU-0000")])
+    fake_cuda(monkeypatch, nvml, ["GPU-0000"])
+    reader, _ = open_nvml_reader("cuda:0")
+    TelemetrySampler("cuda:0", reader=reader).close()
+    assert (nvml.inits, nvml.shutdowns) == (1, 1)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda:7"])
