@@ -55,7 +55,12 @@ def trend_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     env_cols = [f"env.{k}" for k in COMPARABLE_FIELDS]
     keyed = frame.assign(
         _suite=column(frame, "suite").fillna("?").astype(str),
-        _env=["|".join(str(v) for v in vals) for vals in zip(*(column(frame, c) for c in env_cols), strict=True)],
+        # A field unknown to an older manifest (missing) and one without a value (None) read the same, as in
+        # compare's rule: a run recorded before a field existed stays on its environment's line.
+        _env=[
+            "|".join("" if pd.isna(v) else str(v) for v in vals)
+            for vals in zip(*(column(frame, c) for c in env_cols), strict=True)
+        ],
     )
     out = []
     for (suite, _), rows in keyed.groupby(["_suite", "_env"], sort=False):

@@ -100,3 +100,16 @@ def test_a_mig_slice_records_its_gpu_settings(monkeypatch):
     fake_cuda(monkeypatch, FakeNvml([parent]), ["MIG-bbbb"])
     fp = environment_fingerprint("cuda:0")
     assert (fp["gpu_mig"], fp["gpu_mig_slice"], fp["gpu_power_limit_w"]) == ("on", True, 500.0)
+
+
+def test_runs_from_before_and_after_the_gpu_settings_share_one_trend_line():
+    import pandas as pd
+
+    from harness.report.trends import trend_groups
+    from harness.store.fingerprint import COMPARABLE_FIELDS, GPU_COMPARABLE_FIELDS
+
+    base = {f"env.{k}": "same" for k in COMPARABLE_FIELDS if k not in GPU_COMPARABLE_FIELDS}
+    old = {**base, "suite": "nightly", "run_dir": "old"}  # written before the GPU settings were recorded
+    new = {**base, **{f"env.{k}": None for k in GPU_COMPARABLE_FIELDS}, "suite": "nightly", "run_dir": "new"}
+    groups = trend_groups(pd.DataFrame([old, new]))
+    assert len(groups) == 1 and set(groups[0][1]["run_dir"]) == {"old", "new"}
