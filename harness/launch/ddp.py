@@ -87,18 +87,19 @@ def combine(record: dict[str, Any], members: list[dict | None], baseline: float 
     return record
 
 
-def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
+def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_ddp: bool = False) -> int:
     """Measure every (training case, world size) unit with its sub-group; returns the records this rank wrote.
 
     Every rank must call this with the same ``cases`` and ``sizes``: the sub-groups are created here in the
     same order on every rank, and each unit ends with an exchange of statuses that every rank joins (ranks
-    outside the unit's sub-group wait there).
+    outside the unit's sub-group wait there). ``one_rank_ddp`` trains the 1-rank unit in DDP too.
     """
     if measure is None:
         from harness.measure.case import measure_case as measure
 
     rank = groups.rank
-    subgroups = {k: groups.new_group(list(range(k))) for k in sizes if k > 1}
+    # k = 1 trains the bare model (the scaling baseline) unless the suite asks for DDP over a one-rank group.
+    subgroups = {k: groups.new_group(list(range(k))) for k in sizes if k > 1 or one_rank_ddp}
     states = groups.gather(_local_state(ctx.run_dir, rank))
     baselines: dict[str, float] = groups.broadcast(_baselines(ctx.run_dir) if rank == 0 else None)
     written = 0
@@ -126,10 +127,25 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None) -> int:
                     except KeyboardInterrupt:
                         _event(sub, case.id, k, "interrupted")
                         raise
-            mine = {"status": record["status"], "throughput_img_s": record["throughput_img_s"]} if record else None
+            mine = None
+            if record:
+                mine = {
+                    "status": record["status"],
+                    "throughput_img_s": record["throughput_img_s"],
+                    "left_group": bool(ctx.notes.pop("ddp_abandoned", False)),
+                    "device_lost": ctx.notes.get("device_lost"),
+                }
             summaries = groups.gather(mine)[:k]
-            if k > 1 and any(m is None or m["status"] != "ok" for m in summaries):
-                # A member failed: the group may hold a broken or aborted collective. Every rank builds a new one.
+            lost = [(r, m["device_lost"]) for r, m in enumerate(summaries) if m and m.get("device_lost")]
+            if lost:
+                # A member's GPU is unusable in its process: every rank stops, so the group restarts in fresh ones.
+                if record is not None and rank not in have:
+                    append_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                from harness.measure.device import DeviceLostError
+
+                raise DeviceLostError(f"{key}: rank {lost[0][0]}: {lost[0][1]}")
+            if k in subgroups and any(m and m.get("left_group") for m in summaries):
+                # A member left the group after a failure among its collectives: every rank builds a new one.
                 subgroups[k] = groups.new_group(list(range(k)))
             if k == 1 and summaries[0] and summaries[0]["status"] == "ok":
                 baselines[case.id] = summaries[0]["throughput_img_s"]

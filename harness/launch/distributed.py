@@ -308,7 +308,8 @@ def _measure_share(opts, env: RankEnv, groups: ProcessGroups, suite, run_dir: Pa
     with RunProgress(run_dir, work.total, title, enabled=groups.rank == 0 and not opts.no_progress):
         try:
             if work.ddp_cases:
-                run_ddp(groups, work.ddp_cases, work.sizes, ctx, measure=measure)
+                one_rank_ddp = bool(getattr(suite_launch, "one_rank_ddp", False))
+                run_ddp(groups, work.ddp_cases, work.sizes, ctx, measure=measure, one_rank_ddp=one_rank_ddp)
             run_cases(work.shards[groups.rank], ctx, measure=measure)
             _wait_for_all(groups, budget, plan, work)
         except KeyboardInterrupt:

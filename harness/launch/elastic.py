@@ -42,6 +42,8 @@ def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
     text = str(value).strip().lower()
     if text == "auto":
         gpus = visible_gpus() if gpus is None else gpus
+        if any(str(c.device).startswith("cuda:") for c in cases):
+            return 1  # a suite pinned to one GPU (cuda:N) runs one worker on it
         return gpus if gpus > 0 and _wants_cuda(cases, gpus) else 1
     try:
         n = int(text)

@@ -172,13 +172,13 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
             if peer is not None:
                 # Another rank of the DDP group failed: this rank records that rank's outcome, not a side effect.
                 rec.status, rec.message = peer
+                _note_abandoned(ctx)
                 break
             if ctx.ddp_board is not None and not getattr(exc, "agreed", False):
                 # Failed among the group's collectives: tell the peers, and leave the group (a new one is built).
-                from harness.measure.collective import abandon
-
                 ctx.ddp_board.publish(_outcome(exc, case), exc)
-                abandon(ctx.ddp_group)
+                ctx.ddp_board.abandon(ctx.ddp_group)
+            _note_abandoned(ctx)
             if ctx.dev.is_sticky_error(exc):
                 rec.status = "error"
                 rec.message = (
@@ -209,6 +209,20 @@ def _outcome(exc: BaseException, case) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "oom" if _is_oom(exc) else "error"
+
+
+def _note_abandoned(ctx: CaseContext) -> None:
+    """Tell the DDP loop that this rank left its group (it builds a new one), and stop the worker when a GPU group
+    could not be aborted (a kernel may still wait for the failed peer)."""
+    board = ctx.ddp_board
+    if board is None or board.abandoned is None:
+        return
+    ctx.notes["ddp_abandoned"] = True
+    if board.abandoned is False and ctx.dev.is_cuda:
+        ctx.notes["device_lost"] = (
+            "this torch cannot abort a process group (torch 2.5+ can), so after a peer's failure a collective may "
+            "still wait on the GPU; the remaining cases run in a fresh process"
+        )
 
 
 def _is_communication_error(exc: BaseException) -> bool:
@@ -320,6 +334,7 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
         sampler = hooks.telemetry_sampler(ctx)
         w = case.warmup
         # DDP ranks must run equal step counts, so they agree on the warm-up's end and the timed window's length.
+        watch = {"board": ctx.ddp_board} if ddp else {}
         warm = (collective.agreed_warm_up if ddp else warm_up)(
             step,
             sync,
@@ -330,6 +345,7 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
             window=w.window,
             tolerance=w.tolerance,
             deadline=deadline,
+            **watch,
         )
         rec.warmup_iters, rec.warmup_s = warm.iters, round(warm.seconds, 3)
         rec.warmup_reason = getattr(warm, "reason", None)
@@ -339,10 +355,10 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
         if sampler:
             sampler.start()
         try:
-            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, dev) if ddp else None
+            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, dev, **watch) if ddp else None
             for _ in range(max(1, m.repeats)):
                 if ddp:
-                    collective.synchronised_start(ctx.ddp_group)
+                    collective.synchronised_start(ctx.ddp_group, dev, **watch)
                 timed = time_steps(
                     step,
                     sync,
@@ -351,7 +367,7 @@ def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, 
                     max_iters=agreed or m.max_iters,
                     events=dev.step_events if dev.is_cuda else None,
                     deadline=deadline,
-                    after_step=collective.deadline_vote(ctx.ddp_group, dev, deadline) if ddp else None,
+                    after_step=collective.deadline_vote(ctx.ddp_group, dev, deadline, **watch) if ddp else None,
                 )
                 samples.extend(timed.step_ms)
                 wall.extend(timed.wall_ms)

@@ -73,6 +73,7 @@ class FailureBoard:
         self.prefix = prefix
         self.rank = rank
         self.members = list(members)
+        self.abandoned: bool | None = None  # None: still a member; True: left, its work aborted; False: not aborted
 
     def _key(self, rank: int) -> str:
         return f"{self.prefix}/rank{rank}"
@@ -107,21 +108,46 @@ class FailureBoard:
                 return None
             time.sleep(BOARD_POLL_S)
 
+    def abandon(self, group) -> None:
+        """Leave ``group`` after a failure (see ``abandon``), noting whether its operations could be aborted."""
+        self.abandoned = abandon(group)
 
-def abandon(group) -> None:
+    def stop_for_peer(self, group) -> None:
+        """Raise ``PeerFailure`` (after leaving ``group``) when another member has posted a failure."""
+        post = self.failure(exclude=self.rank)
+        if post is not None:
+            self.abandon(group)
+            raise PeerFailure(post["rank"], post["status"], post["message"])
+
+    def wait(self, work, group) -> None:
+        """Wait for an asynchronous collective of ``group``, looking at the board every ``BOARD_POLL_S``: a peer
+        that failed will never contribute, so on its post this rank leaves the group and raises ``PeerFailure``."""
+        next_look = time.monotonic() + BOARD_POLL_S
+        while not work.is_completed():
+            if time.monotonic() >= next_look:
+                self.stop_for_peer(group)
+                next_look = time.monotonic() + BOARD_POLL_S
+            time.sleep(0.0005)
+        work.wait()
+
+
+def abandon(group) -> bool:
     """Abort this rank's side of ``group`` after a failure, so no operation of it stays queued on the device
-    (nccl aborts its communicator, which also ends kernels waiting for a peer). The run builds a new group for
-    the next unit."""
+    (nccl aborts its communicator, which also ends kernels waiting for a peer); the run builds a new group for
+    the next unit. Returns False when this torch cannot abort a group (before 2.5): on a GPU the worker must then
+    stop, since a kernel may still wait for the failed peer."""
     if group is None:
-        return
+        return True
     try:
         from torch.distributed import distributed_c10d as c10d
 
         abort = getattr(c10d, "_abort_process_group", None)
-        if abort is not None:
-            abort(group)
+        if abort is None:
+            return False
+        abort(group)
+        return True
     except Exception:
-        pass
+        return False
 
 
 @contextmanager
@@ -172,10 +198,7 @@ def watched_sync(device, board: FailureBoard | None, rank: int, group):
         next_look = time.monotonic() + BOARD_POLL_S
         while not done.query():
             if time.monotonic() >= next_look:
-                post = board.failure(exclude=rank)
-                if post is not None:
-                    abandon(group)
-                    raise PeerFailure(post["rank"], post["status"], post["message"])
+                board.stop_for_peer(group)
                 next_look = time.monotonic() + BOARD_POLL_S
             time.sleep(0.0002)
         dev.sync()
@@ -189,13 +212,24 @@ def _place(device):
     return (devices.get(device) if isinstance(device, str) else device).torch_device
 
 
-def _votes(group, device, *flags: bool) -> list[int]:
+def _all_reduce(t, op, group, board: FailureBoard | None):
+    """All-reduce ``t`` in place; with a ``board``, watched: a peer's posted failure ends the wait."""
+    import torch.distributed as dist
+
+    if board is None:
+        dist.all_reduce(t, op=op, group=group)
+    else:
+        board.wait(dist.all_reduce(t, op=op, group=group, async_op=True), group)
+    return t
+
+
+def _votes(group, device, *flags: bool, board: FailureBoard | None = None) -> list[int]:
     """How many ranks of ``group`` raised each flag (``device``: a ``Device`` or a device name)."""
     import torch
     import torch.distributed as dist
 
     t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=_place(device))
-    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+    _all_reduce(t, dist.ReduceOp.SUM, group, board)
     return [int(v) for v in t.tolist()]
 
 
@@ -211,6 +245,7 @@ def agreed_warm_up(
     window: int = 5,
     tolerance: float = 0.02,
     deadline: float | None = None,
+    board: FailureBoard | None = None,
 ) -> WarmupResult:
     """Warm up until every rank's step time has stopped falling; all ranks run the same number of steps.
 
@@ -237,7 +272,7 @@ def agreed_warm_up(
         stable = settled(times, min_iters, window, tolerance)
         bound = n >= max_iters or t1 - budget_start >= max_seconds
         late = deadline is not None and t1 > deadline
-        n_stable, n_bound, n_late = _votes(group, device, stable, bound, late)
+        n_stable, n_bound, n_late = _votes(group, device, stable, bound, late, board=board)
         if n_late:
             raise TimeoutError("the case's timeout passed during warm-up (on at least one rank)")
         if n_stable == size:
@@ -249,7 +284,7 @@ def agreed_warm_up(
     return WarmupResult(len(times), time.perf_counter() - start, reason, times)
 
 
-def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device) -> int:
+def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device, board=None) -> int:
     """The timed step count every rank runs: the most any rank needs for ``min_iters`` and ``min_seconds``.
 
     A rank's need is estimated from the median of its last ``window`` warm-up steps (ms); the count is capped
@@ -262,27 +297,29 @@ def agreed_timed_iters(warm: WarmupResult, measure, window: int, group, device) 
     need = max(measure.min_iters, math.ceil(measure.min_seconds * 1000.0 / max(recent, 1e-6)))
     need = min(need, measure.max_iters)
     t = torch.tensor([need], dtype=torch.int64, device=_place(device))
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    _all_reduce(t, dist.ReduceOp.MAX, group, board)
     return int(t.item())
 
 
-def deadline_vote(group, device, deadline: float | None):
+def deadline_vote(group, device, deadline: float | None, board: FailureBoard | None = None):
     """An ``after_step`` for ``time_steps``: after every timed step the ranks vote on the case's deadline, so a
     rank past it stops together with its peers instead of leaving them in the next step's all-reduce."""
 
     def after_step(n: int, now: float) -> None:
         late = deadline is not None and now > deadline
-        if _votes(group, device, late)[0]:
+        if _votes(group, device, late, board=board)[0]:
             raise TimeoutError("the case's timeout passed during the timed window (on at least one rank)")
 
     return after_step
 
 
-def synchronised_start(group) -> None:
-    """Wait for every rank of ``group``, so the timed windows of all ranks begin together."""
+def synchronised_start(group, device="cpu", board: FailureBoard | None = None) -> None:
+    """Wait for every rank of ``group``, so the timed windows of all ranks begin together (a watched all-reduce:
+    the same meeting as a barrier, which a peer's posted failure can end)."""
+    import torch
     import torch.distributed as dist
 
-    dist.barrier(group=group)
+    _all_reduce(torch.zeros(1, device=_place(device)), dist.ReduceOp.SUM, group, board)
 
 
 def _digest(tensors) -> str:

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from harness.report.data import column, precision_colour
 from harness.report.figures import esc, layout, numeric
-from harness.store.fingerprint import COMPARABLE_FIELDS
+from harness.store.fingerprint import COMPARABLE_FIELDS, GPU_COMPARABLE_FIELDS
 
 DEFAULT_THRESHOLD = 0.05
 #: Above this many cases, a trends chart draws one trace per model, mode and precision instead of one per case.
@@ -52,23 +52,33 @@ def trend_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(title, rows) for each suite and environment with records from at least two runs, oldest group first."""
     if frame.empty:
         return []
-    env_cols = [f"env.{k}" for k in COMPARABLE_FIELDS]
-    keyed = frame.assign(
-        _suite=column(frame, "suite").fillna("?").astype(str),
-        # A field unknown to an older manifest (missing) and one without a value (None) read the same, as in
-        # compare's rule: a run recorded before a field existed stays on its environment's line.
-        _env=[
+    # GPU settings are compared as compare does: a run whose manifest predates them (no value) stays on the line
+    # of its environment when that line has one setting; runs with different settings get lines of their own.
+    base = [f"env.{k}" for k in COMPARABLE_FIELDS if k not in GPU_COMPARABLE_FIELDS]
+    gpu = [f"env.{k}" for k in GPU_COMPARABLE_FIELDS]
+
+    def joined(cols):
+        return [
             "|".join("" if pd.isna(v) else str(v) for v in vals)
-            for vals in zip(*(column(frame, c) for c in env_cols), strict=True)
-        ],
-    )
+            for vals in zip(*(column(frame, c) for c in cols), strict=True)
+        ]
+
+    keyed = frame.assign(_suite=column(frame, "suite").fillna("?").astype(str), _base=joined(base), _gpu=joined(gpu))
+    known = keyed[keyed["_gpu"].str.strip("|") != ""]
+    settings = known.groupby(["_suite", "_base"])["_gpu"].nunique()
+    only = known.groupby(["_suite", "_base"])["_gpu"].first()
+    fill = [
+        only[(s, b)] if g.strip("|") == "" and settings.get((s, b), 0) == 1 else g
+        for s, b, g in zip(keyed["_suite"], keyed["_base"], keyed["_gpu"], strict=True)
+    ]
+    keyed = keyed.assign(_env=[f"{b}#{g}" for b, g in zip(keyed["_base"], fill, strict=True)])
     out = []
     for (suite, _), rows in keyed.groupby(["_suite", "_env"], sort=False):
         if rows["run_dir"].nunique() < 2:
             continue
         device = column(rows, "env.device_name").dropna()
         where = f" on {device.iloc[0]}" if len(device) else ""
-        out.append((f"Throughput across runs: {suite}{where}", rows.drop(columns=["_suite", "_env"])))
+        out.append((f"Throughput across runs: {suite}{where}", rows.drop(columns=["_suite", "_base", "_gpu", "_env"])))
     return out
 
 

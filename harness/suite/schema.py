@@ -201,6 +201,13 @@ class LaunchSpec(_Model):
     world_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, min_length=1, description="ddp only: run every case at each of these world sizes (scaling curve)."
     )
+    one_rank_ddp: bool = Field(
+        False,
+        description=(
+            "ddp only: train the 1-rank unit in DistributedDataParallel over a one-rank group instead of the bare "
+            "model, so one device exercises the whole DDP path (its scaling baseline then includes DDP's cost)."
+        ),
+    )
     nnodes: Annotated[int, Field(ge=1)] = Field(1, description="Number of nodes (torchrun --nnodes).")
     max_restarts: Annotated[int, Field(ge=0)] = Field(
         3, description="Restarts of a crashed worker group; restarted workers resume where they stopped."
@@ -216,6 +223,15 @@ class LaunchSpec(_Model):
                 )
             if len(set(value)) != len(value):
                 raise PydanticCustomError("duplicates", "a world size is listed twice")
+        return value
+
+    @field_validator("one_rank_ddp")
+    @classmethod
+    def _one_rank_ddp(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and info.data.get("strategy", "sweep") != "ddp":
+            raise PydanticCustomError(
+                "ddp_only", "one_rank_ddp applies to strategy ddp only; set strategy: ddp or remove one_rank_ddp"
+            )
         return value
 
 

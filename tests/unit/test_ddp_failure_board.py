@@ -72,3 +72,28 @@ def test_the_gpu_sync_of_a_ddp_step_stops_when_a_peer_posts(monkeypatch):
 def test_outside_ddp_the_sync_is_the_devices_own():
     dev = devices.CpuDevice()
     assert collective.watched_sync(dev, None, 0, None) == dev.sync
+
+
+def test_a_vote_that_a_failed_peer_will_never_join_ends_on_its_post():
+    """Two gloo ranks in one process: rank 1 fails after the step's collectives and posts; rank 0, already in the
+    next vote, stops there with rank 1's outcome instead of waiting out the group's timeout."""
+
+    import datetime
+    import threading
+
+    store = dist.HashStore()
+    groups: dict[int, object] = {}
+
+    def join(rank: int) -> None:  # gloo groups connect their ranks when they are made
+        groups[rank] = dist.ProcessGroupGloo(store, rank, 2, datetime.timedelta(seconds=600))
+
+    threads = [threading.Thread(target=join, args=(r,), daemon=True) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    board = _board(store, 0)
+    _board(store, 1).publish("oom", "OutOfMemoryError: CUDA out of memory in optimizer.step")  # and never votes
+    with pytest.raises(collective.PeerFailure, match="rank 1 failed: OutOfMemoryError") as info:
+        collective._votes(groups[0], "cpu", True, board=board)
+    assert info.value.status == "oom" and board.abandoned is not None

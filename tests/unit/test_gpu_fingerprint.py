@@ -113,3 +113,35 @@ def test_runs_from_before_and_after_the_gpu_settings_share_one_trend_line():
     new = {**base, **{f"env.{k}": None for k in GPU_COMPARABLE_FIELDS}, "suite": "nightly", "run_dir": "new"}
     groups = trend_groups(pd.DataFrame([old, new]))
     assert len(groups) == 1 and set(groups[0][1]["run_dir"]) == {"old", "new"}
+
+
+def test_a_gpu_run_from_before_the_settings_joins_the_line_of_its_one_setting():
+    import pandas as pd
+
+    from harness.report.trends import trend_groups
+    from harness.store.fingerprint import COMPARABLE_FIELDS, GPU_COMPARABLE_FIELDS
+
+    base = {f"env.{k}": "H100" for k in COMPARABLE_FIELDS if k not in GPU_COMPARABLE_FIELDS}
+
+    def run(name, watts=None):
+        gpu = (
+            {}
+            if watts is None
+            else {f"env.{k}": None for k in GPU_COMPARABLE_FIELDS} | {"env.gpu_power_limit_w": watts}
+        )
+        return {**base, **gpu, "suite": "nightly", "run_dir": name}
+
+    lines = trend_groups(pd.DataFrame([run("old"), run("a", 700.0), run("b", 700.0)]))
+    assert [set(rows["run_dir"]) for _, rows in lines] == [{"old", "a", "b"}]
+    # a power-capped run is another environment; the old run then cannot be placed and stays apart
+    lines = trend_groups(pd.DataFrame([run("old"), run("a", 700.0), run("b", 700.0), run("c", 300.0), run("d", 300.0)]))
+    assert sorted(sorted(set(rows["run_dir"])) for _, rows in lines) == [["a", "b"], ["c", "d"]]
+
+
+def test_nproc_auto_gives_one_worker_to_a_suite_pinned_to_one_gpu():
+    from types import SimpleNamespace
+
+    from harness.launch.elastic import resolve_nproc
+
+    assert resolve_nproc("auto", [SimpleNamespace(device="cuda:1")], gpus=4) == 1
+    assert resolve_nproc("auto", [SimpleNamespace(device="cuda")], gpus=4) == 4
