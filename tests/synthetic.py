@@ -115,3 +115,19 @@ def make_run(
     manifest.update(started_at=started_at, finished_at=started_at, status="complete", counts=status_counts(records))
     write_json_atomic(run_dir / "manifest.json", manifest)
     return run_dir
+
+
+def tiny_case(**overrides) -> Case:
+    """A resnet18 case at 32 px with phases of a few steps, for tests that measure a real case quickly."""
+    spec = {
+        "model": "resnet18",
+        "mode": "inference",
+        "batch_size": 2,
+        "resolution": 32,
+        "precision": "fp32",
+        "device": "cpu",
+        "warmup": {"min_iters": 1, "max_iters": 2, "max_seconds": 1},
+        "measure": {"min_seconds": 0.01, "min_iters": 2},
+    }
+    spec.update(overrides)
+    return Case.from_dict(spec)

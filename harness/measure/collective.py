@@ -127,7 +127,7 @@ class FailureBoard:
             if time.monotonic() >= next_look:
                 self.stop_for_peer(group)
                 next_look = time.monotonic() + BOARD_POLL_S
-            time.sleep(0.0005)
+            time.sleep(0.0002)
         work.wait()
 
 
@@ -192,16 +192,19 @@ def watched_sync(device, board: FailureBoard | None, rank: int, group):
     if not dev.is_cuda or board is None:
         return dev.sync
 
+    class StepDone:  # the step's queued work, as an asynchronous collective's handle
+        def __init__(self) -> None:
+            self.event = dev.api.event()
+            self.event.record()
+
+        def is_completed(self) -> bool:
+            return bool(self.event.query())
+
+        def wait(self) -> None:
+            dev.sync()
+
     def sync() -> None:
-        done = dev.api.event()
-        done.record()
-        next_look = time.monotonic() + BOARD_POLL_S
-        while not done.query():
-            if time.monotonic() >= next_look:
-                board.stop_for_peer(group)
-                next_look = time.monotonic() + BOARD_POLL_S
-            time.sleep(0.0002)
-        dev.sync()
+        board.wait(StepDone(), group)
 
     return sync
 

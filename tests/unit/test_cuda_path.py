@@ -17,7 +17,7 @@ import torch
 from harness.errors import HarnessError, LaunchError
 from harness.measure import device as devices
 from harness.measure.case import CaseContext, ModelCache, measure_case
-from harness.suite import Case
+from tests.synthetic import tiny_case
 
 SUITE = """
 name: cuda-walk
@@ -72,19 +72,7 @@ def _run(tmp_path: Path, suite):
     return plan, status, {r["case_id"]: r for r in records}
 
 
-def _case(**overrides) -> Case:
-    spec = {
-        "model": "resnet18",
-        "mode": "inference",
-        "batch_size": 2,
-        "resolution": 32,
-        "precision": "fp32",
-        "device": "cpu",
-        "warmup": {"min_iters": 1, "max_iters": 2, "max_seconds": 1},
-        "measure": {"min_seconds": 0.01, "min_iters": 2},
-    }
-    spec.update(overrides)
-    return Case.from_dict(spec)
+_case = tiny_case
 
 
 # --- defect 1: a bare "cuda" became torch.device("cuda"), which set_device refuses -------------------------------

@@ -15,22 +15,9 @@ import pytest
 import torch
 
 from harness.measure.case import CaseContext, ModelCache, measure_case
-from harness.suite import Case
+from tests.synthetic import tiny_case
 
-
-def _case(**overrides) -> Case:
-    spec = {
-        "model": "resnet18",
-        "mode": "inference",
-        "batch_size": 2,
-        "resolution": 32,
-        "precision": "fp32",
-        "device": "cpu",
-        "warmup": {"min_iters": 1, "max_iters": 2, "max_seconds": 1},
-        "measure": {"min_seconds": 0.01, "min_iters": 2},
-    }
-    spec.update(overrides)
-    return Case.from_dict(spec)
+_case = tiny_case
 
 
 class _HostEvent:
