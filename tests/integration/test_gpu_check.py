@@ -213,7 +213,7 @@ def test_gpu_check_cpu_mode_end_to_end(tmp_path):
     env = {**os.environ, "OUT": str(out), "GPU_CHECK_DIR": str(tmp_path / "work")}
     env.pop("WHEELS", None)
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        ["bash", str(SCRIPT), "--cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for name in CHECKS:
