@@ -54,3 +54,9 @@ class StoreError(HarnessError):
 
 class LaunchError(HarnessError):
     """A launch that cannot start: bad world size, unreachable rendezvous, missing devices."""
+
+
+class RunStopped(LaunchError):
+    """This process cannot go on measuring (its device is lost, or its records file cannot be written): the case
+    in hand is recorded, and the remaining cases need a fresh process (``harness run --resume``, or the elastic
+    agent's restart)."""

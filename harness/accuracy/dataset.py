@@ -18,6 +18,8 @@ from harness.errors import HarnessError
 
 #: Extensions read as images, compared case-insensitively (torchvision's ImageFolder list).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+#: Non-image files and empty class folders named in the evaluation's notes (the rest are counted).
+IGNORED_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,33 @@ class Samples:
     classes: list[str]  # the class folders' names in index order (empty for a labels file)
     missing: list[str]  # listed in the labels file but not on disk
     source: str  # "class folders" or the labels file's path
+    ignored: int = 0  # files under the data folder that are not images by their extension (not read)
+    ignored_examples: tuple[str, ...] = ()  # the first few of them, as paths relative to the data folder
+    empty_classes: tuple[str, ...] = ()  # class folders without an image file (they still take a class index)
+
+    def notes(self) -> list[str]:
+        """One line for each thing found on disk that the evaluation leaves out: non-image files, empty classes."""
+        lines = []
+        if self.ignored:
+            more = (
+                f" and {self.ignored - len(self.ignored_examples)} more"
+                if self.ignored > len(self.ignored_examples)
+                else ""
+            )
+            lines.append(
+                f"ignored {self.ignored} non-image file{'s' if self.ignored != 1 else ''} under the data folder "
+                f"({', '.join(self.ignored_examples)}{more}); images are read by extension: {', '.join(IMG_EXTENSIONS)}"
+            )
+        if self.empty_classes:
+            n = len(self.empty_classes)
+            shown = ", ".join(self.empty_classes[:IGNORED_LISTED])
+            more = f" and {n - IGNORED_LISTED} more" if n > IGNORED_LISTED else ""
+            lines.append(
+                f"{n} empty class folder{'s' if n != 1 else ''} ({shown}{more}): counted as "
+                f"{'classes' if n != 1 else 'a class'}, so the sorted names keep their indices, "
+                "but with no image to evaluate"
+            )
+        return lines
 
 
 @dataclass(frozen=True)
@@ -72,15 +101,34 @@ def find_class_folders(data_dir: str | os.PathLike) -> Samples:
             "validation folder needs --labels FILE with one 'relative/path.jpg class_index' line per image"
         )
     items: list[tuple[str, int]] = []
+    # Files at the top level are not in any class: left out like the non-image files inside class folders.
+    ignored = sorted(e.name for e in entries if not e.is_dir())
+    empty: list[str] = []
     for index, name in enumerate(classes):
+        before = len(items)
         for dirpath, _, files in sorted(os.walk(root / name, followlinks=True)):
-            items.extend((os.path.join(dirpath, f), index) for f in sorted(files) if _is_image(f))
+            for f in sorted(files):
+                if _is_image(f):
+                    items.append((os.path.join(dirpath, f), index))
+                else:
+                    ignored.append(os.path.relpath(os.path.join(dirpath, f), root))
+        if len(items) == before:
+            empty.append(name)
     if not items:
         raise HarnessError(
             f"data folder {str(root)!r} has {len(classes)} class folders but no image files in them "
             f"(read: {', '.join(IMG_EXTENSIONS)})"
         )
-    return Samples(items, len(classes), classes, [], "class folders")
+    return Samples(
+        items,
+        len(classes),
+        classes,
+        [],
+        "class folders",
+        ignored=len(ignored),
+        ignored_examples=tuple(ignored[:IGNORED_LISTED]),
+        empty_classes=tuple(empty),
+    )
 
 
 def read_labels_file(data_dir: str | os.PathLike, labels_file: str | os.PathLike) -> Samples:

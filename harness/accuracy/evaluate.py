@@ -12,6 +12,7 @@ import math
 import os
 import re
 import time
+import warnings
 from statistics import NormalDist
 
 from harness.accuracy.dataset import ImageDataset, collate, find_samples
@@ -190,7 +191,9 @@ def evaluate(
     preprocessing recipe is that of the matching catalog entry (for an unknown checkpoint, the model's best
     entry, and no stated accuracy). ``limit`` evaluates a random subset of that many images drawn with
     ``seed``. Returns a dict with the accuracies, their 95% Wilson intervals, the stated values and the
-    differences in percentage points, the images evaluated and the files skipped (with reasons), and
+    differences in percentage points, the images evaluated and the files skipped (with reasons), what was found
+    but left out (``ignored_files``, a count of non-image files with a few ``ignored_examples``, and
+    ``empty_classes``, class folders without images; also as warnings and as lines in ``notes``), and
     ``duration_s``, the wall-clock seconds of the evaluation pass. Bad input raises a HarnessError.
     """
     from harness.zoo import build_model, get_entry
@@ -216,6 +219,10 @@ def evaluate(
     _check_labels(samples, num_classes, model_name, str(data_dir))
     chosen = _subset(samples.items, limit, seed)
     model = build_model(model_name, weights=weights, num_classes=num_classes)
+    # Said once the input is known to be usable (bad input stays one line) and before the pass, which may be long;
+    # the CLI prints these as warnings.
+    for note in samples.notes():
+        warnings.warn(f"{data_dir}: {note}", stacklevel=2)
     measured = _run(model, chosen, samples, recipe, dev, precision, channels_last, batch_size, workers, progress)
     result = {
         "model": model_name,
@@ -227,6 +234,10 @@ def evaluate(
         "labels_file": str(labels_file) if labels_file else None,
         "num_classes": num_classes,
         "total_images": len(samples.items),
+        "ignored_files": samples.ignored,
+        "ignored_examples": list(samples.ignored_examples),
+        "empty_classes": list(samples.empty_classes),
+        "notes": samples.notes(),
         "limit": limit,
         "seed": seed,
         "subset": len(chosen) < len(samples.items),

@@ -2,7 +2,9 @@
 
 ``harness compare BASELINE... CANDIDATE`` and ``harness compare --history N --root DIR CANDIDATE`` print a table
 (or ``--format json|markdown``), write ``regressions.json`` and ``summary.md`` to ``--out`` (default: the
-candidate's run folder) and exit 1 under ``--fail-on regression`` when a case regressed or newly failed.
+candidate's run folder) and exit 1 under ``--fail-on regression`` when a case regressed or newly failed. Input the
+loader skipped (lines, or runs under ``--root`` whose manifest cannot be read) is listed in the notes and on stderr,
+and makes the exit code ``harness.store.skips.EXIT_SKIPPED`` when no other code applies.
 ``harness compare --hardware RUN_A RUN_B ...`` puts runs from different machines side by side.
 """
 
@@ -94,9 +96,16 @@ def _hardware(args) -> int:
     from harness.errors import HarnessError
     from harness.regress import hardware_compare
     from harness.regress.render_hardware import hardware_json, hardware_markdown, print_hardware
-    from harness.store import read_runs
+    from harness.store.loader import read_store
+    from harness.store.skips import exit_code, print_skips
 
-    runs = [run for path in args.runs for run in read_runs([path])]
+    runs, skips = [], []
+    for path in args.runs:
+        store = read_store([path])
+        if not store.runs:
+            raise HarnessError(f"{path} cannot be read: " + "; ".join(str(s) for s in store.skips))
+        runs += store.runs
+        skips += store.all_skips
     # Measured runs held against imported (published) ones match cases without batch size: harness.importers.match.
     from harness.importers.match import compare_with_published, mixes_sources
 
@@ -120,7 +129,8 @@ def _hardware(args) -> int:
             ) from None
         write_hardware_report(result, args.html)
         print(f"wrote {args.html}", file=sys.stderr)
-    return 0
+    print_skips("compare", skips)
+    return exit_code(skips)
 
 
 def run(args) -> int:
@@ -148,15 +158,17 @@ def _compare(args) -> int:
         suite_baseline_path,
     )
     from harness.regress.render import markdown, print_table, to_json
+    from harness.store.skips import exit_code, print_skips
 
     if args.hardware:
         return _hardware(args)
     if args.html:
         raise HarnessError("--html goes with --hardware; for a run's report use 'harness report RUN -o FILE'")
     *baseline_paths, candidate_path = args.runs
+    skips = []  # run folders the loader skipped; those skipped inside a run are in its Run.skips
     if candidate_path == "latest":
-        candidate_path = latest_run(args.root)
-    candidate = read_candidate(candidate_path)
+        candidate_path = latest_run(args.root, skips)
+    candidate = read_candidate(candidate_path, skips)
     settings = regression_settings(candidate.manifest)
     threshold = args.threshold if args.threshold is not None else settings.get("threshold", 0.05)
     if baseline_paths and args.history is not None:
@@ -172,9 +184,10 @@ def _compare(args) -> int:
             "(the candidate's suite sets no regression.baseline)"
         )
     if history is not None:
-        baselines, notes = select_history(candidate, args.root, history, args.allow_mismatch)
+        baselines, notes = select_history(candidate, args.root, history, args.allow_mismatch, skips)
     else:
-        baselines, notes = read_baselines(baseline_paths, candidate)
+        baselines, notes = read_baselines(baseline_paths, candidate, skips)
+    notes[:0] = [str(s) for s in skips]
     notes += check_compatible(baselines, candidate, args.allow_mismatch)
     thresholds = Thresholds(relative=threshold, p=args.p, per_metric=_metric_thresholds(args.metric_threshold))
     comparison = compare(baselines, candidate, thresholds)
@@ -189,4 +202,6 @@ def _compare(args) -> int:
     else:
         print_table(comparison, _console())
     print("wrote " + ", ".join(written), file=sys.stderr)
-    return 1 if args.fail_on == "regression" and comparison.failed else 0
+    skips += [s for run in (*baselines, candidate) for s in run.skips]
+    print_skips("compare", skips)
+    return exit_code(skips, 1 if args.fail_on == "regression" and comparison.failed else 0)

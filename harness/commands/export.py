@@ -12,10 +12,22 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from harness.store import load
-    from harness.store.export import export
+    import warnings
 
-    frame = load(args.runs)
+    from harness.errors import StoreError
+    from harness.store.export import export
+    from harness.store.loader import read_store, runs_to_frame
+    from harness.store.skips import exit_code, print_skips
+
+    with warnings.catch_warnings():
+        # What the loader skips is printed once, below, the way every command prints it.
+        warnings.simplefilter("ignore", UserWarning)
+        store = read_store(args.runs)
+    if not store.runs:
+        raise StoreError("nothing to export: " + "; ".join(str(s) for s in store.skips))
+    frame = runs_to_frame(store.runs)
     path = export(frame, args.out, args.format)
     print(f"wrote {len(frame)} records to {path}")
-    return 0
+    skips = store.all_skips
+    print_skips("export", skips)
+    return exit_code(skips)

@@ -20,17 +20,17 @@ def run(args) -> int:
     from harness.report.data import prepare
     from harness.report.page import read_inputs, render, write_html
     from harness.store.rundir import MANIFEST
+    from harness.store.skips import exit_code, print_skips
 
-    runs, notes = read_inputs(args.runs)
+    runs, skips = read_inputs(args.runs)
     if args.out:
         out = Path(args.out)
     elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
         out = Path(args.runs[0]) / "report.html"
     else:
         out = Path("report.html")
-    data = prepare(runs, notes)
+    data = prepare(runs, skips)
     write_html(render(data), out)
     print(f"wrote {out} ({len(runs)} run(s), {len(data.frame)} record(s), {out.stat().st_size / 2**20:.1f} MiB)")
-    for note in data.skipped:
-        print(f"skipped: {note}")
-    return 0
+    print_skips("report", data.skips)
+    return exit_code(data.skips)

@@ -25,6 +25,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--rdzv-timeout", type=int, default=None, metavar="S", help="seconds to wait for all nodes (default 900)"
     )
+    from harness.commands.validate import add_max_cases
+
+    add_max_cases(parser)
 
 
 def run(args) -> int:
@@ -63,7 +66,7 @@ def run(args) -> int:
     else:
         if not args.suite:
             raise HarnessError("name a suite file (harness run suites/smoke.yaml), or --resume RUN_DIR")
-        suite = load_suite(Path(args.suite))
+        suite = load_suite(Path(args.suite), max_cases=args.max_cases)
         if args.dry_run:
             cases = select_cases(suite.cases(), args.filter)
             for case in cases:

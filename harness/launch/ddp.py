@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.launch.worker import MAX_ATTEMPTS, crashed_record, progress_file
 from harness.measure.collective import FailureBoard
-from harness.store.rundir import append_record, rank_file, read_jsonl, utc_now
+from harness.store.rundir import append_record, rank_file, read_jsonl, save_record, utc_now
 
 
 def world_sizes_for(requested: list[int] | None, world_size: int) -> tuple[list[int], list[int]]:
@@ -140,7 +140,7 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
             if lost:
                 # A member's GPU is unusable in its process: every rank stops, so the group restarts in fresh ones.
                 if record is not None and rank not in have:
-                    append_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                    save_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
                 from harness.measure.device import DeviceLostError
 
                 raise DeviceLostError(f"{key}: rank {lost[0][0]}: {lost[0][1]}")
@@ -150,7 +150,7 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
             if k == 1 and summaries[0] and summaries[0]["status"] == "ok":
                 baselines[case.id] = summaries[0]["throughput_img_s"]
             if record is not None and rank not in have:
-                append_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                save_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
                 written += 1
     return written
 

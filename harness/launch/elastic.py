@@ -102,15 +102,24 @@ def live_workers(manifest: dict) -> list[int]:
 
 
 def refuse_live_workers(run_dir: Path) -> None:
-    """Refuse to resume a run whose workers still measure it (their launcher died, they did not)."""
+    """Refuse to resume a run whose workers still measure it (their launcher died, they did not).
+
+    The folder itself is checked first (it exists, is a run folder, can be written), since this is the first look
+    ``harness run --resume`` takes at it: a path that is a file, no run or read-only is refused in one line.
+    """
     from harness.errors import StoreError
+    from harness.launch.session import check_resume_folder
     from harness.store.rundir import read_manifest
 
+    check_resume_folder(Path(run_dir))
     try:
         manifest = read_manifest(Path(run_dir))
-    except StoreError:
-        return  # not a run folder: resuming it fails with its own message
-    pids = live_workers(manifest)
+    except (StoreError, OSError):
+        return  # unreadable: resuming it fails with its own message
+    try:
+        pids = live_workers(manifest)
+    except (AttributeError, TypeError):  # a manifest without a readable ranks table: resuming reports the rest
+        return
     if pids:
         raise LaunchError(
             f"{run_dir} is still being measured by its workers (pids {', '.join(map(str, pids))} on this host; "

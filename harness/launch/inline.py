@@ -57,8 +57,8 @@ def run_inline(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from harness.errors import RunStopped
     from harness.measure.case import CaseContext, ModelCache
-    from harness.measure.device import DeviceLostError
     from harness.measure.precision import resolve_device
 
     console = Console(stderr=True)
@@ -119,7 +119,7 @@ def run_inline(
                 status = "interrupted"
         except KeyboardInterrupt:
             status = "interrupted"
-        except DeviceLostError as exc:
+        except RunStopped as exc:
             status = "failed"
             plan.manifest["failure"] = str(exc)
             console.print(f"[red]stopped: {exc}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,20 +111,132 @@ def new_plan(suite, out_root: Path, patterns: list[str] | None, world_size: int 
     return RunPlan(cases, run_dir, manifest, device)
 
 
+def _run_folders_in(folder: Path, limit: int = 200) -> list[Path]:
+    """Run folders (holding a manifest) up to two levels below ``folder``, newest name last; a bounded look."""
+    found: list[Path] = []
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir())[:limit]
+        for child in children:
+            if (child / MANIFEST).is_file():
+                found.append(child)
+                continue
+            found.extend(sorted(g for g in child.iterdir() if g.is_dir() and (g / MANIFEST).is_file())[:limit])
+    except OSError:
+        pass
+    return sorted(found, key=lambda p: p.name)
+
+
+def check_resume_folder(run_dir: Path) -> Path:
+    """Refuse, before anything in it is touched, a ``--resume`` path that is no run folder or cannot be written.
+
+    The messages say what was given, what it is instead, and which path to pass: a run folder's ``manifest.json``
+    (or any file in it) points at the folder; a results folder names the newest run folder below it. A folder
+    that cannot be written is refused as such, since resuming rewrites its manifest and appends its records.
+    """
+    run_dir = Path(run_dir)
+    try:
+        return _check_resume_folder(run_dir)
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise StoreError(
+            f"--resume {run_dir} cannot be read ({exc.strerror or exc}); make it readable (chmod -R u+rwX {run_dir}) "
+            "or copy it to a place you can read and write"
+        ) from None
+
+
+def _check_resume_folder(run_dir: Path) -> Path:
+    given = str(run_dir)
+    if not run_dir.exists():
+        raise StoreError(
+            f"--resume {given}: no such file or folder; pass the run folder that `harness run` printed as "
+            "'run folder: PATH' (results/<suite>/<run>)"
+        )
+    if not run_dir.is_dir():
+        parent = run_dir.parent
+        if (parent / MANIFEST).is_file():
+            raise StoreError(
+                f"--resume {given} is a file, not a run folder; pass the folder that holds it: --resume {parent}"
+            )
+        raise StoreError(
+            f"--resume {given} is a file, not a run folder; pass the run folder that holds {MANIFEST} "
+            "(results/<suite>/<run>)"
+        )
+    if not (run_dir / MANIFEST).is_file():
+        runs = _run_folders_in(run_dir)
+        if runs:
+            hint = (
+                f"it holds {len(runs)} run folder{'s' if len(runs) != 1 else ''}; the newest by name: "
+                f"--resume {runs[-1]}"
+            )
+        else:
+            hint = "pass the run folder that `harness run` printed as 'run folder: PATH'"
+        raise StoreError(f"--resume {given} is not a run folder: it has no {MANIFEST}; {hint}")
+    problem = _not_writable(run_dir)
+    if problem:
+        raise StoreError(
+            f"--resume {given}: the run folder is not writable ({problem}), and resuming rewrites its manifest and "
+            f"adds records there; make it writable (chmod -R u+w {given}) or copy it to a writable place and "
+            "resume the copy"
+        )
+    return run_dir
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a new file (None when it can). Asks the OS first, then tries a temporary file
+    that is removed at once, since permission bits do not tell the whole story (root, ACLs, read-only mounts)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied" if not _read_only_mount(folder) else "read-only file system"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def resume_plan(run_dir: Path) -> RunPlan:
     """Reopen ``run_dir`` to finish it: the same cases, the same manifest, status back to ``running``."""
     from harness.suite import Case
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise StoreError(f"--resume {run_dir}: no such folder")
-    manifest = read_manifest(run_dir)
-    if "cases" not in manifest:
+    run_dir = check_resume_folder(Path(run_dir))
+    try:
+        manifest = read_manifest(run_dir)
+    except OSError as exc:
+        raise StoreError(
+            f"--resume {run_dir}: its {MANIFEST} cannot be read ({exc.strerror or exc}); make it readable"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise StoreError(
+            f"--resume {run_dir}: its {MANIFEST} holds a {type(manifest).__name__}, not a run's manifest; "
+            "the run cannot be resumed (start a new one)"
+        )
+    if not isinstance(manifest.get("cases"), list):
         raise StoreError(f"--resume {run_dir}: its manifest lists no cases, so it cannot be resumed")
-    cases = [Case.from_dict(c) for c in manifest["cases"]]
+    cases = []
+    for number, data in enumerate(manifest["cases"], 1):
+        try:
+            cases.append(Case.from_dict(data))
+        except HarnessError as exc:
+            raise StoreError(
+                f"--resume {run_dir}: case {number} of its {MANIFEST} cannot be read ({exc}); "
+                "the run cannot be resumed (start a new one)"
+            ) from None
     manifest["status"] = "running"
-    manifest.setdefault("resumed_at", []).append(utc_now())
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    resumed = manifest.get("resumed_at")
+    manifest["resumed_at"] = [*(resumed if isinstance(resumed, list) else []), utc_now()]
+    try:
+        write_json_atomic(run_dir / MANIFEST, manifest)
+    except OSError as exc:
+        raise StoreError(
+            f"--resume {run_dir}: its {MANIFEST} cannot be rewritten ({exc.strerror or exc}); nothing was measured. "
+            "Make the run folder writable, or copy it to a writable place and resume the copy"
+        ) from None
     return RunPlan(cases, run_dir, manifest, plan_device(cases), resumed=True)
 
 
@@ -175,7 +289,14 @@ def run_lock(run_dir: Path):
     import fcntl
 
     path = Path(run_dir) / ".lock"
-    with open(path, "a+") as f:
+    try:
+        f = open(path, "a+")  # closed by the with below
+    except OSError as exc:
+        raise StoreError(
+            f"{path} cannot be opened to lock the run ({exc.strerror or exc}); make the run folder and its .lock "
+            f"writable (chmod u+w {run_dir} {path}) or copy the run folder to a writable place"
+        ) from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

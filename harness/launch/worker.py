@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.store.record import Record
-from harness.store.rundir import append_record, rank_file, read_jsonl, utc_now
+from harness.store.rundir import RecordNotSavedError, append_record, rank_file, read_jsonl, save_record, utc_now
 
 #: A case started this many times without a record is taken to kill its worker and is not tried again.
 MAX_ATTEMPTS = 2
@@ -98,7 +98,14 @@ def run_cases(
             except KeyboardInterrupt:
                 _event(ctx.run_dir, ctx.rank, case.id, "interrupted")
                 raise
-        append_record(out_path, record)
+        try:
+            save_record(out_path, record)
+        except RecordNotSavedError as exc:
+            # The record is safe (rescued beside the records file, in the temp dir, or on stderr) but this rank
+            # cannot record any more: stop, so the run is closed as failed, saying why.
+            from harness.errors import RunStopped
+
+            raise RunStopped(str(exc)) from None
         done.add(case.id)
         written.append(record)
         if on_done:

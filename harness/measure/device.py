@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunStopped
 
 #: Test-only: ``HARNESS_FAKE_CUDA=N`` gives this process N fake CUDA devices backed by the CPU.
 FAKE_CUDA_ENV = "HARNESS_FAKE_CUDA"
@@ -45,7 +45,7 @@ STICKY_CUDA_ERRORS = (
 )
 
 
-class DeviceLostError(HarnessError):
+class DeviceLostError(RunStopped):
     """The device is unusable for the rest of this process (a sticky CUDA error): stop measuring here.
 
     Raised by the worker loop after the failed case's record is written; a fresh process (``harness run

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, StoreError
-from harness.store import Run, find_runs, read_run, read_runs
+from harness.store import Run
 from harness.store.fingerprint import differences
-from harness.store.rundir import read_manifest
+from harness.store.loader import read_run, read_store, scan
+from harness.store.skips import Skip
 
 
 def suite_name(manifest: dict[str, Any], records: list[dict[str, Any]] | None = None) -> str | None:
@@ -60,34 +61,54 @@ def suite_baseline_path(setting: str, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_candidate(path: str | Path) -> Run:
-    """The candidate run folder; a StoreError when ``path`` is not exactly one run."""
-    runs = read_runs([path])
-    if len(runs) != 1:
-        raise StoreError(f"{path} holds {len(runs)} runs; name one run folder as the candidate")
-    return runs[0]
+def read_candidate(path: str | Path, skips: list[Skip] | None = None) -> Run:
+    """The candidate run folder; a StoreError when ``path`` is not exactly one readable run. What the loader
+    skipped beside it is added to ``skips`` (the skips inside the run are in its ``Run.skips``)."""
+    store = read_store([path])
+    if len(store.runs) != 1:
+        if not store.runs and store.skips:
+            raise StoreError(f"the candidate {path} cannot be read: " + "; ".join(str(s) for s in store.skips))
+        raise StoreError(f"{path} holds {len(store.runs)} runs; name one run folder as the candidate")
+    if skips is not None:
+        skips.extend(store.skips)
+    return store.runs[0]
 
 
-def latest_run(root: str | Path) -> Path:
-    """The newest run folder (by ``started_at``) under ``root``, for ``harness compare latest``."""
-    runs = find_runs(Path(root)) if Path(root).exists() else []
+def latest_run(root: str | Path, skips: list[Skip] | None = None) -> Path:
+    """The newest readable run folder (by ``started_at``) under ``root``, for ``harness compare latest``; the run
+    folders passed over because they cannot be read are added to ``skips``."""
+    found: list[Skip] = []
+    runs = scan(Path(root), found) if Path(root).exists() else []
     if not runs:
-        raise StoreError(f"no run folders under {root}; pass --root DIR where 'harness run --out DIR' wrote them")
-    return runs[-1]
+        unread = f" ({'; '.join(str(s) for s in found)})" if found else ""
+        raise StoreError(
+            f"no readable run folders under {root}{unread}; pass --root DIR where 'harness run --out DIR' wrote them"
+        )
+    if skips is not None:
+        skips.extend(found)
+    return runs[-1][0]
 
 
 def _same(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def read_baselines(paths: list[str | Path], candidate: Run) -> tuple[list[Run], list[str]]:
-    """The runs named by ``paths`` (oldest first), leaving out the candidate itself if it is among them."""
-    runs = read_runs(paths)
+def read_baselines(
+    paths: list[str | Path], candidate: Run, skips: list[Skip] | None = None
+) -> tuple[list[Run], list[str]]:
+    """The runs named by ``paths`` (oldest first), leaving out the candidate itself if it is among them. Run folders
+    that cannot be read are skipped (added to ``skips``) when others are left."""
+    store = read_store(paths)
+    runs = store.runs
     kept = [r for r in runs if not _same(r.path, candidate.path)]
     notes = [f"{candidate.path} is the candidate and was left out of the baseline"] if len(kept) < len(runs) else []
+    if not kept and store.skips:
+        raise StoreError("no baseline run could be read: " + "; ".join(str(s) for s in store.skips))
     if not kept:
         raise StoreError("the baseline is the candidate itself; name an earlier run folder, or use --history N")
-    kept.sort(key=lambda r: (r.manifest.get("started_at") or "", str(r.path)))
+    if skips is not None:
+        skips.extend(store.skips)
+    kept.sort(key=lambda r: (str(r.manifest.get("started_at") or ""), str(r.path)))
     return kept, notes
 
 
@@ -117,12 +138,13 @@ def check_compatible(baselines: list[Run], candidate: Run, allow_mismatch: bool 
 
 
 def select_history(
-    candidate: Run, root: str | Path, n: int, allow_mismatch: bool = False
+    candidate: Run, root: str | Path, n: int, allow_mismatch: bool = False, skips: list[Skip] | None = None
 ) -> tuple[list[Run], list[str]]:
     """The last ``n`` runs under ``root`` (oldest first) of the candidate's suite and environment, started before it.
 
     Runs of the suite in another environment are passed over (and counted in the notes); when none is left, the
-    HarnessError names the newest such run and what differs, so the user sees why nothing matched.
+    HarnessError names the newest such run and what differs, so the user sees why nothing matched. Run folders
+    under ``root`` that cannot be read (a broken or newer manifest, records without one) are added to ``skips``.
     """
     if n < 1:
         raise HarnessError(f"--history {n}: give a number of runs of 1 or more")
@@ -136,10 +158,9 @@ def select_history(
     before = candidate.manifest.get("started_at")
     same_suite: list[tuple[Path, dict[str, Any]]] = []
     other_suites: set[str] = set()
-    for path in find_runs(root):
+    for path, manifest in scan(root, skips):
         if _same(path, candidate.path):
             continue
-        manifest = read_manifest(path)
         name = suite_name(manifest)
         if name != suite:
             other_suites.add(str(name))

@@ -96,6 +96,7 @@ def index_records(records: list[dict[str, Any]], label: str, notes: list[str]) -
 def _from_run(run: Any, notes: list[str]) -> RunSide:
     label = str(run.path)
     notes.extend(f"{label}: {note}" if label not in note else note for note in run.skipped)
+    notes.extend(getattr(run, "notes", []))
     return RunSide(label, index_records(run.records, label, notes), run.manifest.get("started_at"), run.manifest)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.store.loader import Run, runs_to_frame
+from harness.store.skips import Skip
 
 #: The keys of the page-wide filter, in the order of the select boxes.
 FILTER_KEYS = ("model", "mode", "precision")
@@ -142,12 +143,14 @@ def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ReportData:
-    """Everything one page is built from: the runs, all their records, the snapshot, and what was skipped."""
+    """Everything one page is built from: the runs, all their records, the snapshot, and what was skipped
+    (``skipped``: one line each, shown on the page; ``skips``: the loader's skips, printed by the command)."""
 
     runs: list[Run]
     frame: pd.DataFrame
     snapshot: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -166,20 +169,17 @@ class ReportData:
         }
 
 
-def prepare(runs: list[Run], skipped: list[str] | None = None) -> ReportData:
-    """Build the report's data from runs read by ``harness.store.read_runs`` (plus notes on skipped inputs)."""
-    notes = list(skipped or [])
-    for run in runs:
-        notes.extend(run.skipped)
+def prepare(runs: list[Run], skipped: list[Skip | str] | None = None) -> ReportData:
+    """Build the report's data from runs read by ``harness.store`` (plus what was skipped on the way there:
+    ``read_inputs``'s skips). Which records are valid is the loader's rule alone; every record it gave is shown."""
+    given = list(skipped or [])
+    skips = [s for s in given if isinstance(s, Skip)] + [s for run in runs for s in run.skips]
+    notes = [str(s) for s in given] + [str(s) for run in runs for s in run.skips]
+    notes += [n for run in runs for n in run.notes]
     frame = derive(runs_to_frame(runs))
     if not frame.empty:
         frame = frame.drop(columns=[c for c in ("samples_ms", "wall_ms") if c in frame.columns])
-        # Records must say what they measured; one without a model or case id cannot be placed on any chart.
-        unusable = frame["model"].isna() | frame["case_id"].isna()
-        for run_dir, count in frame[unusable].groupby("run_dir").size().items():
-            notes.append(f"{run_dir}: {count} record(s) without a model or case id skipped")
-        frame = frame[~unusable]
-    return ReportData(runs, frame, snapshot(frame), notes)
+    return ReportData(runs, frame, snapshot(frame), notes, skips)
 
 
 def run_label(path: Path | str) -> str:

@@ -23,18 +23,21 @@ from harness.errors import StoreError
 from harness.report.data import FILTER_KEYS, ReportData, prepare
 from harness.store.loader import Run
 from harness.store.rundir import file_mode
+from harness.store.skips import Skip
 
 #: Significant digits kept for every float in the embedded chart data (the charts show four).
 DIGITS = 6
 
 
-def read_inputs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
-    """Read every run under ``paths``. A missing path is an error; a folder that holds no run is noted and
-    skipped when other runs were read, and an error when nothing at all could be read."""
-    from harness.store import read_runs
+def read_inputs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Skip]]:
+    """Read every run under ``paths`` through ``harness.store.read_store``. A missing path is an error; a folder
+    that holds no run, a run whose manifest cannot be read and a folder of records without a manifest are skipped
+    (and returned, with the reason) when other runs were read, and an error when nothing at all could be read.
+    The skips inside each run are in its ``Run.skips``."""
+    from harness.store.loader import read_store
 
     runs: list[Run] = []
-    notes: list[str] = []
+    skips: list[Skip] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
@@ -45,22 +48,23 @@ def read_inputs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
             )
         try:
             with warnings.catch_warnings():
-                # What the loader skips is listed on the page (Run.skipped), not printed as Python warnings.
+                # What the loader skips is listed on the page and by the command, not printed as Python warnings.
                 warnings.simplefilter("ignore")
-                found = read_runs([path])
+                store = read_store([path])
         except StoreError as exc:
-            notes.append(f"{path}: not read: {exc}")
+            skips.append(Skip(str(path), "not a run", f"not read: {exc}"))
             continue
-        for run in found:
+        skips.extend(store.skips)
+        for run in store.runs:
             key = run.path.resolve()
             if key not in seen:
                 seen.add(key)
                 runs.append(run)
     if not runs:
-        detail = "; ".join(notes) if notes else "no paths given"
+        detail = "; ".join(str(s) for s in skips) if skips else "no paths given"
         raise StoreError(f"nothing to report: {detail}")
     runs.sort(key=lambda r: (str(r.manifest.get("started_at") or ""), str(r.path)))
-    return runs, notes
+    return runs, skips
 
 
 def compact(value: Any) -> Any:
@@ -170,8 +174,8 @@ def render(data: ReportData) -> str:
 
 def build_report(paths: Iterable[str | Path]) -> tuple[str, ReportData]:
     """Read the runs under ``paths`` and return (the HTML page, the data it was built from)."""
-    runs, notes = read_inputs(paths)
-    data = prepare(runs, notes)
+    runs, skips = read_inputs(paths)
+    data = prepare(runs, skips)
     return render(data), data
 
 

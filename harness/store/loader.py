@@ -3,21 +3,45 @@
 ``load(paths)`` accepts run folders, ``records*.jsonl`` files, or folders that hold runs at any depth. Each row is
 one record with every field of ``harness.store.record.Record`` (nested groups flattened as ``telemetry.power_avg_w``,
 ``numerics.top1_agreement``, ``profile.trace_dir``, ...), plus run-level columns: ``run_dir``,
-``run_started_at`` and ``env.<field>`` from the manifest's environment fingerprint. Records of an older schema
-version are migrated; records of a newer one are skipped with a warning. Nothing here imports torch.
+``run_started_at`` and ``env.<field>`` from the manifest's environment fingerprint. Nothing here imports torch.
+
+This is the one reader of records: ``report``, ``compare`` and ``export`` all read through ``read_store`` (or
+``read_run``/``read_runs``, built on it), and every line goes through ``accept``, the one place the validity rule
+of ``harness.store.record.problems`` is applied. What is left out is a ``harness.store.skips.Skip``, kept with
+the run (``Run.skips``) or, for a whole run, with the result of ``read_store``, and warned about:
+
+- a line that is not JSON (corrupt, or a last line cut short by a crash), or JSON but not an object;
+- a record of a newer schema version ("upgrade harness"), or one that breaks the rule (an invalid record);
+  records of an older version are migrated;
+- a run whose ``manifest.json`` cannot be read (not JSON, not an object, a field of the wrong type) or is of a
+  newer schema version: the other runs of a results folder are still read;
+- a folder that holds ``records*.jsonl`` files but no manifest (pass such a file directly to read it);
+- a records file that cannot be read.
+
+A run folder's records are its rank files ``records-rank<N>.jsonl`` with any ``records-rank<N>.rescued.jsonl``
+(records saved there when the rank file could not be written), or the merged ``records.jsonl`` when it is newer
+than all of those.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreError
-from harness.store.record import SCHEMA_VERSION, normalise
-from harness.store.rundir import MANIFEST, MERGED, read_jsonl, read_manifest
+from harness.store.record import SCHEMA_VERSION, normalise, problems
+from harness.store.rundir import (
+    MANIFEST,
+    MERGED,
+    ManifestError,
+    not_a_record,
+    rank_file_order,
+    read_manifest,
+    read_values,
+)
+from harness.store.skips import Skip, note
 
 #: version -> function turning a record of that version into one of version + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -30,83 +54,201 @@ GROUPS = ("telemetry", "numerics", "profile")
 
 @dataclass
 class Run:
-    """One run folder: its manifest, its records (normalised to the current schema) and what was skipped."""
+    """One run folder: its manifest, its valid records (normalised to the current schema), what was skipped
+    (``skips``) and notes that are not about skipped input (``notes``: cases of the run without a record)."""
 
     path: Path
     manifest: dict[str, Any]
     records: list[dict[str, Any]]
-    skipped: list[str] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        """What was skipped, one line each (``str`` of each ``Skip``)."""
+        return [str(s) for s in self.skips]
 
 
-def migrate(record: dict[str, Any], skipped: list[str] | None = None, where: str = "") -> dict[str, Any] | None:
-    """Bring ``record`` to the current schema version; None (and a note) when it is from a newer version."""
+@dataclass
+class Store:
+    """What ``read_store`` read: the runs (oldest first within each path) and the runs or folders it skipped.
+
+    ``all_skips`` adds the skips inside each run: everything a command reports as skipped."""
+
+    runs: list[Run]
+    skips: list[Skip] = field(default_factory=list)
+
+    @property
+    def all_skips(self) -> list[Skip]:
+        return [*self.skips, *(s for run in self.runs for s in run.skips)]
+
+
+def migrate(record: dict[str, Any]) -> dict[str, Any]:
+    """Bring a record of an older (or the current) schema version to the current one (not normalised)."""
     version = record.get("schema_version", 0)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        note = (
-            f"{where}: record of schema version {version!r} is newer than {SCHEMA_VERSION}; upgrade harness to read it"
-        )
-        warnings.warn(note, stacklevel=3)
-        if skipped is not None:
-            skipped.append(note)
-        return None
     while version < SCHEMA_VERSION:
         record = MIGRATIONS[version](record)
         version = record["schema_version"]
-    return normalise(record)
+    return record
 
 
-def read_run(path: Path) -> Run:
-    """Read one run folder: the merged ``records.jsonl`` if present, else every ``records-rank*.jsonl``."""
-    path = Path(path)
-    if not path.is_dir():
-        raise StoreError(f"{path} does not exist or is not a folder")
-    manifest = read_manifest(path)
-    skipped: list[str] = []
+def accept(value: Any, where: str, skips: list[Skip] | None = None) -> dict[str, Any] | None:
+    """The one rule, applied: ``value`` (one JSON line) as a normalised record of the current schema, or None with
+    the reason noted in ``skips`` (and warned) when it is not a record, of a newer schema, or invalid."""
+    if not isinstance(value, dict):
+        note(skips, not_a_record(where, value))
+        return None
+    version = value.get("schema_version", 0)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        message = (
+            f"record of schema version {version} is newer than {SCHEMA_VERSION}, skipped; upgrade harness to read it"
+        )
+        note(skips, Skip(where, "newer schema", message))
+        return None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        wrong = [f"schema_version is {version!r}, not a schema version (0, 1, ...)"]
+    else:
+        value = migrate(value)
+        wrong = problems(value)
+    if wrong:
+        shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        note(skips, Skip(where, "invalid record", f"invalid record skipped: {shown}; correct or remove the line"))
+        return None
+    return normalise(value)
+
+
+def read_records(path: Path, skips: list[Skip] | None = None) -> list[dict[str, Any]]:
+    """The valid records of one records file (see ``accept``); what is left out is noted in ``skips``. A file
+    that cannot be read is noted too, as one skip."""
+    try:
+        values = read_values(path, skips)
+    except StoreError as exc:
+        note(skips, Skip(str(path), "unreadable file", f"records file not read: {exc}"))
+        return []
+    out = []
+    for number, value in values:
+        record = accept(value, f"{path}:{number}", skips)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def records_files(path: Path) -> list[Path]:
+    """The records files of a run folder: every ``records-rank*.jsonl`` (rescued files after their rank's), or
+    the merged ``records.jsonl`` when it is newer than all of them."""
     # The rank files are what the workers append to; the merged file is a copy made at the end of a run, and is
     # stale when a rank file changed after it (a resumed run that died before merging again).
-    files = sorted(path.glob("records-rank*.jsonl"), key=lambda p: int("".join(filter(str.isdigit, p.stem)) or 0))
+    files = sorted(path.glob("records-rank*.jsonl"), key=rank_file_order)
     merged = path / MERGED
-    if merged.is_file() and all(f.stat().st_mtime <= merged.stat().st_mtime for f in files):
-        files = [merged]
-    raw: list[dict[str, Any]] = []
-    for f in files:
-        raw.extend(read_jsonl(f, skipped))
-    records = [r for r in (migrate(x, skipped, str(path)) for x in raw) if r is not None]
+    try:
+        if merged.is_file() and all(f.stat().st_mtime <= merged.stat().st_mtime for f in files):
+            return [merged]
+    except OSError:
+        pass
+    return files
+
+
+def _run(path: Path, manifest: dict[str, Any]) -> Run:
+    skips: list[Skip] = []
+    records = [r for f in records_files(path) for r in read_records(f, skips)]
+    notes = []
     recorded = {r.get("case_id") for r in records}
     unrecorded = [cid for cid in manifest.get("case_ids") or [] if cid not in recorded]
     if unrecorded:
         head = ", ".join(unrecorded[:5]) + (f" and {len(unrecorded) - 5} more" if len(unrecorded) > 5 else "")
-        skipped.append(f"{path}: {len(unrecorded)} case(s) of the run have no record ({head})")
-    return Run(path, manifest, records, skipped)
+        notes.append(f"{path}: {len(unrecorded)} case(s) of the run have no record ({head})")
+    return Run(path, manifest, records, skips, notes)
+
+
+def read_run(path: Path) -> Run:
+    """Read one run folder (see ``records_files``); a StoreError when it is not a folder or its manifest cannot be
+    read."""
+    path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"{path} does not exist or is not a folder")
+    return _run(path, read_manifest(path))
+
+
+def _manifest_skip(path: Path, exc: ManifestError) -> Skip:
+    return Skip(str(path), exc.kind, f"run skipped: {exc}")
+
+
+def scan(root: Path, skips: list[Skip] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every run folder at or below ``root`` with its manifest, oldest first by start time. A folder whose
+    manifest cannot be read, and one that holds records files but no manifest, is noted in ``skips``."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        candidates = [root]
+    else:
+        candidates = sorted({p.parent for p in root.rglob(MANIFEST) if p.is_file()})
+    runs: list[tuple[Path, dict[str, Any]]] = []
+    for path in candidates:
+        try:
+            runs.append((path, read_manifest(path)))
+        except ManifestError as exc:
+            note(skips, _manifest_skip(path, exc))
+    if root not in candidates:
+        held = sorted({p.parent for p in root.rglob("records*.jsonl") if p.is_file()})
+        for folder in held:
+            if folder in candidates or any(c in folder.parents for c in candidates):
+                continue
+            files = sorted(p.name for p in folder.glob("records*.jsonl"))
+            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            message = (
+                f"records skipped: the folder holds {shown} but no {MANIFEST}, so it is not a run folder; restore its "
+                f"{MANIFEST}, or pass the records file itself ({folder / files[0]}) to read it"
+            )
+            note(skips, Skip(str(folder), "no manifest", message))
+    return sorted(runs, key=lambda pm: (str(pm[1].get("started_at") or ""), str(pm[0])))
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every run folder (a folder with a manifest) at or below ``root``, oldest first by start time."""
-    root = Path(root)
-    if (root / MANIFEST).is_file():
-        return [root]
-    runs = [p.parent for p in root.rglob(MANIFEST)]
-    return sorted(runs, key=lambda p: (read_manifest(p).get("started_at") or "", str(p)))
+    """Every readable run folder (a folder with a manifest) at or below ``root``, oldest first by start time;
+    the others are left out with a warning (``scan`` says which)."""
+    return [path for path, _ in scan(root)]
 
 
-def read_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Read every run named by ``paths`` (run folders, records files, or trees of runs)."""
+def _read_file(path: Path, skips: list[Skip]) -> Run:
+    """A records file given directly: its records, with the manifest beside it when there is a readable one."""
+    manifest: dict[str, Any] = {}
+    if (path.parent / MANIFEST).is_file():
+        try:
+            manifest = read_manifest(path.parent)
+        except ManifestError as exc:
+            note(skips, Skip(str(path.parent), exc.kind, f"manifest not used, records read without it: {exc}"))
+    run_skips: list[Skip] = []
+    return Run(path.parent, manifest, read_records(path, run_skips), run_skips)
+
+
+def read_store(paths: Iterable[str | Path]) -> Store:
+    """Read every run named by ``paths`` (run folders, records files, or trees of runs), skipping what cannot be
+    read (see the module docstring). A path that does not exist, and one that holds neither a run nor anything
+    skipped, is a StoreError."""
     runs: list[Run] = []
+    skips: list[Skip] = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
+        if p.is_file() and p.name == MANIFEST:
+            p = p.parent  # the manifest names its run folder
         if p.is_file():
-            skipped: list[str] = []
-            records = [r for r in (migrate(x, skipped, str(p)) for x in read_jsonl(p, skipped)) if r is not None]
-            manifest = read_manifest(p.parent) if (p.parent / MANIFEST).is_file() else {}
-            runs.append(Run(p.parent, manifest, records, skipped))
+            runs.append(_read_file(p, skips))
             continue
-        found = find_runs(p)
-        if not found:
+        before = len(skips)
+        found = scan(p, skips)
+        if not found and len(skips) == before:
             raise StoreError(f"{p} holds no run folders (no {MANIFEST} at or below it)")
-        runs.extend(read_run(r) for r in found)
-    return runs
+        runs.extend(_run(path, manifest) for path, manifest in found)
+    return Store(runs, skips)
+
+
+def read_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """The runs of ``read_store(paths)``; what it skipped is warned about. A StoreError when every run was skipped."""
+    store = read_store(paths)
+    if not store.runs and store.skips:
+        raise StoreError("no run could be read: " + "; ".join(str(s) for s in store.skips))
+    return store.runs
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +283,8 @@ def runs_to_frame(runs: list[Run]):
 
 
 def load(paths: str | Path | Iterable[str | Path]):
-    """Load records from run folders, records files or results trees into a pandas DataFrame (see module doc)."""
+    """Load records from run folders, records files or results trees into a pandas DataFrame (see module doc).
+    What is skipped is warned about; ``read_store`` returns it."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     return runs_to_frame(read_runs(paths))

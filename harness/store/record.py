@@ -16,6 +16,15 @@ for inference, forward + backward for training), the basis of ``achieved_tflops`
 resident memory during the case. ``step_ms_mean`` is the mean step time (imported published figures have only
 this; their ``step_ms_median`` is null).
 
+What is a valid record (``problems`` says what is wrong with one; the loader applies it to every line it reads, so
+``report``, ``compare`` and ``export`` agree on what they skip): a JSON object whose ``case_id`` and ``model`` are
+non-empty strings and whose ``status`` is one of ``STATUSES``; every other field of ``Record`` that it has is of
+the type the field is declared with here (``int``: an integer, not a boolean; ``float``: a finite number;
+``str``, ``bool``; ``list[float]``: a list of finite numbers; ``list[str]``; ``dict``), or null where the
+declaration allows ``None`` (the nested groups ``telemetry``, ``numerics`` and ``profile`` may be null: read as all
+null); ``rank`` is 0 or more and ``world_size`` 1 or more. Fields it lacks are read as null; fields ``Record`` does
+not have are kept as they are.
+
 Merge rules across ranks (DDP): each rank writes its own record with ``rank`` and ``world_size``. For the
 run-level view, throughput is summed over ranks (``global_throughput_img_s``, kept on every rank's record),
 step times are taken from the slowest rank, memory is kept per rank, and ``scaling_efficiency`` is global
@@ -24,6 +33,7 @@ throughput over ``world_size`` times the 1-rank throughput of the same case in t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -139,4 +149,97 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     for key in _GROUPS:
         group = raw.get(key)
         out[key] = {**_TEMPLATE[key], **group} if isinstance(group, dict) else dict(_TEMPLATE[key])
+    return out
+
+
+#: The fields a valid record must have a value in (see the module docstring), beyond the declared types.
+REQUIRED = ("case_id", "model", "status")
+
+
+def kind_of(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages ("a number", "an array", "null", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: Declared base type -> (test of a value, what the type is called in a message).
+_CHECKS = {
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a finite number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "list[float]": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of finite numbers"),
+    "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _field_rules() -> dict[str, tuple[Any, str, bool]]:
+    """name -> (test, type in words, null allowed), read from ``Record``'s declarations."""
+    rules = {}
+    for f in fields(Record):
+        parts = [p.strip() for p in str(f.type).split("|")]
+        nullable = "None" in parts or f.name in _GROUPS
+        base = [p for p in parts if p != "None"]
+        if len(base) != 1 or base[0] not in _CHECKS:
+            raise TypeError(f"Record.{f.name}: no validity rule for the declared type {f.type!r}")
+        test, words = _CHECKS[base[0]]
+        rules[f.name] = (test, words, nullable)
+    return rules
+
+
+_RULES = _field_rules()
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def problems(record: Any) -> list[str]:
+    """What makes ``record`` (one line of a records file, migrated to this schema) not a valid record; empty when
+    it is valid. The rule is stated in the module docstring."""
+    if not isinstance(record, dict):
+        return [f"it is {kind_of(record)}, not an object"]
+    out: list[str] = []
+    for name in REQUIRED:
+        value = record.get(name)
+        if value is None or value == "":
+            out.append(f"{name} is missing" if name not in record else f"{name} is {_shown(value)}")
+    status = record.get("status")
+    if isinstance(status, str) and status and status not in STATUSES:
+        out.append(f"status {_shown(status)} is not one of {', '.join(STATUSES)}")
+    for name, (test, words, nullable) in _RULES.items():
+        if name not in record:
+            continue
+        value = record[name]
+        if value is None:
+            if not nullable and name not in REQUIRED:
+                out.append(f"{name} is null, not {words}")
+            continue
+        if not test(value):
+            out.append(f"{name} is {_shown(value)} ({kind_of(value)}), not {words}")
+    for name, least in (("rank", 0), ("world_size", 1)):
+        value = record.get(name)
+        if _is_int(value) and value < least:
+            out.append(f"{name} is {value}, not {least} or more")
     return out

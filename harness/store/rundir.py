@@ -1,24 +1,29 @@
 """The run folder: ``results/<suite>/<UTC timestamp>-<host>-<device>/`` with a manifest and JSONL records.
 
 Records are appended one JSON line per case and fsynced, so nothing measured is lost when a case, a worker or
-the whole run dies; a truncated last line (a write cut by a crash) is skipped with a warning on reading. The
-manifest is rewritten atomically (write to a temporary file, fsync, rename) whenever the run's state changes.
+the whole run dies; a truncated last line (a write cut by a crash) is skipped with a warning on reading. A record
+that cannot be appended to its records file is not lost either: ``save_record`` writes it to
+``records-rank<N>.rescued.jsonl`` beside that file (or, when that fails too, to the temp dir), says where, and
+raises ``RecordNotSavedError`` so the run stops; the loader reads rescued files with the rank files. The manifest
+is rewritten atomically (write to a temporary file, fsync, rename) whenever the run's state changes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
+import sys
 import tempfile
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreError
-from harness.store.record import SCHEMA_VERSION
+from harness.store.record import SCHEMA_VERSION, kind_of
+from harness.store.skips import Skip, note
 
 MANIFEST = "manifest.json"
 MERGED = "records.jsonl"
@@ -71,9 +76,42 @@ def rank_file(run_dir: Path, rank: int) -> Path:
     return Path(run_dir) / f"records-rank{rank}.jsonl"
 
 
+def rank_file_order(path: Path) -> tuple[int, int, str]:
+    """Sort key of ``records-rank<N>[.rescued].jsonl`` files: by rank, each rank's rescued file after its own."""
+    name = Path(path).name
+    match = re.match(r"records-rank(\d+)", name)
+    return (int(match.group(1)) if match else 0, ".rescued." in name, name)
+
+
+def rescued_file(path: Path) -> Path:
+    """Where a record goes when ``path`` (``records-rank<N>.jsonl``) cannot be written: beside it, and still
+    matched by ``records-rank*.jsonl``, so the loader reads it with the rank files."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rescued.jsonl")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has no such numbers; a record uses null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _line(record: dict[str, Any]) -> str:
+    try:
+        text = json.dumps(record, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # a NaN or infinity: null is how a record says "no value"
+        text = json.dumps(_finite(record), separators=(",", ":"), allow_nan=False, default=str)
+    return text + "\n"
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a JSON line and fsync it, so a crash right after loses nothing already measured."""
-    line = json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n"
+    line = _line(record)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -86,29 +124,107 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
-    """Records of one JSONL file. Unparseable lines are skipped with a warning (and noted in ``skipped``)."""
-    out: list[dict[str, Any]] = []
+class RecordNotSavedError(StoreError):
+    """A measured record could not be appended to its records file; it was saved elsewhere (``saved_to``, or
+    printed on stderr when nowhere could take it) and the run must stop: the message says how to put it back."""
+
+    def __init__(self, message: str, target: Path, saved_to: Path | None) -> None:
+        super().__init__(message)
+        self.target = target
+        self.saved_to = saved_to
+
+
+def save_record(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` to ``path``; when that fails, save it to ``rescued_file(path)``, else to the temp dir,
+    else print it on stderr, say where on stderr, and raise ``RecordNotSavedError``. Never loses the record."""
+    path = Path(path)
     try:
-        text = Path(path).read_text()
+        append_record(path, record)
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    run_dir = path.parent
+    places = [rescued_file(path), Path(tempfile.gettempdir()) / f"harness-{run_dir.name}-{rescued_file(path).name}"]
+    saved_to = None
+    for place in places:
+        try:
+            append_record(place, record)
+        except OSError:
+            continue
+        saved_to = place
+        break
+    case = record.get("case_id") if isinstance(record, dict) else None
+    what = f"the record of case {case}" if case else "a record"
+    if saved_to is None:
+        print(f"harness: {what}, which could be written nowhere, follows:\n{_line(record)}", end="", file=sys.stderr)
+        where, fix = "stderr (above)", f"add that line to {path}"
+    else:
+        where = str(saved_to)
+        fix = f"append it and remove it (cat {saved_to} >> {path} && rm {saved_to})"
+    message = (
+        f"cannot append to {path} ({reason}); {what} was saved to {where} instead and the run stopped. "
+        f"Make {path} writable (chmod u+w {path}), {fix}, then finish the run: harness run --resume {run_dir}"
+    )
+    # Said here as well as by whoever catches the error: where the record is must reach the user in any case.
+    print(f"harness: {what} was saved to {where}: {path} cannot be written ({reason})", file=sys.stderr)
+    raise RecordNotSavedError(message, path, saved_to)
+
+
+def read_values(path: Path, skips: list[Skip] | None = None) -> list[tuple[int, Any]]:
+    """Every JSON value of a JSONL file with its line number. Lines that are not JSON (a corrupt line, or a last
+    line cut short by a crash) are left out with a warning and noted in ``skips``. A missing file has no values;
+    one that cannot be read is a StoreError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
-        return out
-    lines = text.split("\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+        return []
+    except OSError as exc:
+        raise StoreError(
+            f"{path} cannot be read ({exc.strerror or exc}); make it readable (chmod u+r {path})"
+        ) from None
+    lines = data.split(b"\n")
+    out: list[tuple[int, Any]] = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            last = number >= len(lines) - 1
-            what = "truncated last line" if last else "corrupt line"
-            note = f"{path}:{number}: {what} skipped"
-            warnings.warn(note, stacklevel=2)
-            if skipped is not None:
-                skipped.append(note)
+            value = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep or a number too long
+            if number >= len(lines) - 1 and isinstance(exc, json.JSONDecodeError):
+                kind, message = "truncated line", "truncated last line skipped (a write cut short by a crash)"
+            else:
+                kind = "corrupt line"
+                message = f"corrupt line skipped: {_why_not_json(exc)}; records are JSON objects, one per line"
+            note(skips, Skip(f"{path}:{number}", kind, message))
             continue
+        out.append((number, value))
+    return out
+
+
+def _why_not_json(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"not readable JSON ({str(exc)[:80]})"
+
+
+def not_a_record(where: str, value: Any) -> Skip:
+    """The skip of a JSONL line that is JSON but no object (``[1, 2, 3]``, ``null``, ``5``)."""
+    return Skip(where, "not a record", f"line skipped: it is {kind_of(value)}, not a record (records are JSON objects)")
+
+
+def read_jsonl(path: Path, skipped: list[Skip] | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of one JSONL file. Other lines are skipped with a warning (and noted in ``skipped``)."""
+    out: list[dict[str, Any]] = []
+    for number, value in read_values(path, skipped):
         if isinstance(value, dict):
             out.append(value)
+        else:
+            note(skipped, not_a_record(f"{path}:{number}", value))
     return out
 
 
@@ -135,15 +251,68 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+#: Manifest fields the readers rely on -> (test, what it must be). Absent or null is always allowed.
+_MANIFEST_FIELDS = {
+    "environment": (lambda v: isinstance(v, dict), "an object"),
+    "suite": (lambda v: isinstance(v, (dict, str)), "an object or a string"),
+    "started_at": (lambda v: isinstance(v, str), "a string"),
+    "case_ids": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "cases": (lambda v: isinstance(v, list), "a list"),
+}
+
+
+def manifest_problem(manifest: Any) -> tuple[str, str] | None:
+    """(kind, what is wrong) when ``manifest`` cannot be read as a run's manifest; None when it can. A manifest
+    of a newer schema version is refused like a record of one: this harness cannot know what it means."""
+    if not isinstance(manifest, dict):
+        return "unreadable manifest", f"it is {kind_of(manifest)}, not an object"
+    version = manifest.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        return "unreadable manifest", f"its schema_version {version!r} is not a schema version (0, 1, ...)"
+    if version > SCHEMA_VERSION:
+        return (
+            "newer schema",
+            f"it is of schema version {version}, newer than {SCHEMA_VERSION}; upgrade harness to read it",
+        )
+    for name, (test, words) in _MANIFEST_FIELDS.items():
+        value = manifest.get(name)
+        if value is not None and not test(value):
+            return "unreadable manifest", f"its {name} is {kind_of(value)}; it must be {words}"
+    return None
+
+
+class ManifestError(StoreError):
+    """A run folder whose manifest is missing, not JSON, or not a manifest this harness can read."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest; a StoreError when the folder is not a run."""
+    """The run's manifest; a ``ManifestError`` (a StoreError) when the folder is not a run or its manifest cannot
+    be read: missing, unreadable, not JSON, not an object, of a newer schema version, or a field of a wrong type."""
     path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise StoreError(f"{run_dir} is not a run folder: it has no {MANIFEST}") from None
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise ManifestError(f"{run_dir} is not a run folder: it has no {MANIFEST}", "no manifest") from None
+    except OSError as exc:
+        raise ManifestError(
+            f"{path} cannot be read ({exc.strerror or exc}); make it readable (chmod u+r {path})",
+            "unreadable manifest",
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(
+            f"{path} is {_why_not_json(exc)}; restore it from a backup, or read the run's records without it by "
+            "passing its records .jsonl file",
+            "unreadable manifest",
+        ) from None
+    problem = manifest_problem(manifest)
+    if problem:
+        kind, what = problem
+        raise ManifestError(f"{path} cannot be read as a run's manifest: {what}", kind)
+    return manifest
 
 
 def new_manifest(run_id: str, suite: dict[str, Any], fingerprint: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -166,7 +335,7 @@ def merge_rank_files(run_dir: Path) -> list[dict[str, Any]]:
     """Merge every ``records-rank*.jsonl`` into ``records.jsonl`` (rank order, then file order); return records."""
     run_dir = Path(run_dir)
     records: list[dict[str, Any]] = []
-    for path in sorted(run_dir.glob("records-rank*.jsonl"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0)):
+    for path in sorted(run_dir.glob("records-rank*.jsonl"), key=rank_file_order):
         records.extend(read_jsonl(path))
     tmp = run_dir / f".{MERGED}.tmp"
     with open(tmp, "w") as f:

@@ -17,9 +17,9 @@ from harness.errors import SuiteError
 from harness.suite.case import AXES, Case, Measure, Warmup
 
 if TYPE_CHECKING:
-    from harness.suite.suite import Accuracy, Profile, Suite, load_suite, parse_suite
+    from harness.suite.suite import Accuracy, Profile, Suite, SuiteWarning, load_suite, parse_suite
 
-_LAZY = {"Accuracy", "Profile", "Suite", "load_suite", "parse_suite"}
+_LAZY = {"Accuracy", "Profile", "Suite", "SuiteWarning", "load_suite", "parse_suite"}
 
 __all__ = [
     "AXES",
@@ -29,6 +29,7 @@ __all__ = [
     "Profile",
     "Suite",
     "SuiteError",
+    "SuiteWarning",
     "Warmup",
     "load_suite",
     "parse_suite",

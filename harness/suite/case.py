@@ -16,12 +16,15 @@ settings are not part of the id: the same case measured on two machines, or with
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harness.errors import SuiteError
 from harness.store.record import MODES, PRECISIONS
+from harness.suite.bounds import MAX_BATCH_SIZE, MAX_REPEATS, MAX_RESOLUTION, MAX_SECONDS, MAX_SEED, MAX_STEPS
+from harness.suite.brief import brief
 from harness.zoo.catalog import MIN_RESOLUTION, MODEL_NAMES, get_entry
 
 IMPLS = ("harness", "torchvision")
@@ -40,12 +43,22 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool): .inf and .nan are no duration, and JSON cannot hold them."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # math.isfinite(10**400) would overflow
+
+
+def _part(value: Any, width: int = 40) -> str:
+    """A value as one part of a case label: text as it is when short, anything else bounded by ``brief``."""
+    return value if isinstance(value, str) and len(value) <= width else brief(value, width)
 
 
 def _fail(where: str, problems: list[str]) -> None:
     if problems:
-        raise SuiteError(f"{where}: " + "; ".join(problems))
+        error = SuiteError(f"{where}: " + "; ".join(problems))
+        error.problems = problems  # for expansion, which reports a problem shared by many cases once
+        raise error
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,11 @@ class Warmup:
     def __post_init__(self) -> None:
         problems = []
         for name in ("min_iters", "max_iters", "window"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                problems.append(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        for name in ("max_seconds", "tolerance"):
-            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
-                problems.append(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= MAX_STEPS:
+                problems.append(f"{name} must be an integer from 0 to {MAX_STEPS}, got {brief(getattr(self, name))}")
+        for name, most in (("max_seconds", MAX_SECONDS), ("tolerance", 1)):
+            if not _is_number(getattr(self, name)) or not 0 <= getattr(self, name) <= most:
+                problems.append(f"{name} must be a finite number from 0 to {most}, got {brief(getattr(self, name))}")
         if not problems:
             if self.window < 2:
                 problems.append(f"window must be at least 2 step times to see a trend, got {self.window}")
@@ -87,11 +100,13 @@ class Measure:
 
     def __post_init__(self) -> None:
         problems = []
-        if not _is_number(self.min_seconds) or self.min_seconds < 0:
-            problems.append(f"min_seconds must be a number >= 0, got {self.min_seconds!r}")
-        for name in ("min_iters", "max_iters", "repeats"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not _is_number(self.min_seconds) or not 0 <= self.min_seconds <= MAX_SECONDS:
+            problems.append(
+                f"min_seconds must be a finite number from 0 to {MAX_SECONDS}, got {brief(self.min_seconds)}"
+            )
+        for name, most in (("min_iters", MAX_STEPS), ("max_iters", MAX_STEPS), ("repeats", MAX_REPEATS)):
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= most:
+                problems.append(f"{name} must be an integer from 1 to {most}, got {brief(getattr(self, name))}")
         if not problems and self.max_iters < self.min_iters:
             problems.append(f"max_iters ({self.max_iters}) is below min_iters ({self.min_iters})")
         _fail("measure", problems)
@@ -104,7 +119,7 @@ def check_weights(model: str, weights: str | None) -> str | None:
         return None
     tags = [w.tag.removeprefix("IMAGENET1K_") for w in get_entry(model).weights]
     if weights.removeprefix("IMAGENET1K_") not in tags:
-        return f"{model} has no weights {weights!r}; it has: {', '.join(tags)} (or give a checkpoint path)"
+        return f"{model} has no weights {brief(weights)}; it has: {', '.join(tags)} (or give a checkpoint path)"
     return None
 
 
@@ -139,18 +154,20 @@ class Case:
 
         def choice(name: str, choices: tuple[str, ...]) -> None:
             if getattr(self, name) not in choices:
-                problems.append(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}")
+                problems.append(f"{name} {brief(getattr(self, name))} is not one of {', '.join(choices)}")
 
         choice("model", MODEL_NAMES)
         choice("mode", MODES)
         choice("precision", PRECISIONS)
         choice("impl", IMPLS)
         if not isinstance(self.device, str) or not DEVICE_RE.fullmatch(self.device):
-            problems.append(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            problems.append(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not _is_int(self.resolution) or self.resolution < MIN_RESOLUTION:
-            problems.append(f"resolution must be an integer >= {MIN_RESOLUTION}, got {self.resolution!r}")
+            problems.append(f"device {brief(self.device)} is not one of {', '.join(DEVICES)}")
+        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            problems.append(f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE}, got {brief(self.batch_size)}")
+        if not _is_int(self.resolution) or not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
+            problems.append(
+                f"resolution must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {brief(self.resolution)}"
+            )
         elif self.mode == "train" and _is_int(self.batch_size) and self.batch_size == 1 and self.resolution <= 32:
             # Five stride-2 stages take 32 px to 1x1: training-mode BatchNorm then sees one value per channel.
             problems.append(
@@ -159,20 +176,22 @@ class Case:
             )
         for name in ("channels_last", "compile", "oom_reduce", "profile"):
             if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.timeout_s is not None and (not _is_number(self.timeout_s) or self.timeout_s <= 0):
-            problems.append(f"timeout_s must be a number > 0 or null, got {self.timeout_s!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+                problems.append(f"{name} must be true or false, got {brief(getattr(self, name))}")
+        if self.timeout_s is not None and (not _is_number(self.timeout_s) or not 0 < self.timeout_s <= MAX_SECONDS):
+            problems.append(
+                f"timeout_s must be a finite number > 0 and <= {MAX_SECONDS}, or null, got {brief(self.timeout_s)}"
+            )
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be an integer from 0 to {MAX_SEED}, got {brief(self.seed)}")
         if self.weights is not None and not isinstance(self.weights, str):
-            problems.append(f"weights must be a tag (V1, V2) or a path, got {self.weights!r}")
+            problems.append(f"weights must be a tag (V1, V2) or a path, got {brief(self.weights)}")
         elif problem := check_weights(self.model, self.weights):
             problems.append(problem)
-        if not all(isinstance(t, str) for t in self.tags):
-            problems.append(f"tags must be strings, got {list(self.tags)!r}")
+        if not isinstance(self.tags, tuple) or not all(isinstance(t, str) for t in self.tags):
+            problems.append(f"tags must be strings, got {brief(self.tags)}")
         if not isinstance(self.warmup, Warmup) or not isinstance(self.measure, Measure):
             problems.append("warmup and measure must be Warmup and Measure instances")
-        _fail(f"case {self.model}/{self.mode}/bs{self.batch_size}", problems)
+        _fail(f"case {_part(self.model)}/{_part(self.mode)}/bs{_part(self.batch_size)}", problems)
 
     @property
     def id(self) -> str:
@@ -203,9 +222,10 @@ class Case:
         if not isinstance(data, dict):
             raise SuiteError(f"a case must be a mapping, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"id"})
+        unknown = sorted(_part(k) for k in set(data) - known - {"id"})
         if unknown:
-            raise SuiteError(f"unknown case keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise SuiteError(f"unknown case keys {shown}; valid keys: {', '.join(sorted(known))}")
         missing = [k for k in ("model", "batch_size") if k not in data]
         if missing:
             raise SuiteError(f"a case needs {' and '.join(missing)}")
@@ -213,13 +233,27 @@ class Case:
         for key, kind in (("warmup", Warmup), ("measure", Measure)):
             if isinstance(values.get(key), dict):
                 sub_known = {f.name for f in fields(kind)}
-                bad = sorted(set(values[key]) - sub_known)
+                bad = sorted(_part(k) for k in set(values[key]) - sub_known)[:10]
                 if bad:
                     raise SuiteError(f"unknown {key} keys {', '.join(bad)}; valid keys: {', '.join(sorted(sub_known))}")
                 values[key] = kind(**values[key])
         if isinstance(values.get("tags"), list):
             values["tags"] = tuple(values["tags"])
         return cls(**values)
+
+
+def case_label(values: dict[str, Any]) -> str:
+    """The id a case with ``values`` would have (the rule in the module docstring), for values that may not make
+    a valid case: every part is bounded, so a message can name the case whatever was written."""
+    parts = [_part(values.get("model")), _part(values.get("mode")), f"bs{_part(values.get('batch_size'))}"]
+    parts.append(_part(values.get("precision")))
+    if values.get("channels_last") is True:
+        parts.append("cl")
+    if values.get("resolution", DEFAULT_RESOLUTION) != DEFAULT_RESOLUTION:
+        parts.append(f"r{_part(values.get('resolution'))}")
+    if values.get("compile") is True:
+        parts.append("compile")
+    return "/".join(parts)
 
 
 def matches(case: Case, matcher: dict[str, list[Any]]) -> bool:

@@ -13,6 +13,11 @@ Rules, in order:
    (so an include entry can retune one matrix case).
 6. A case is profiled when it matches an entry of ``profile.cases``.
 
+The number of cases is counted from the axis lengths before any case is built: when the matrix's combinations
+(before ``exclude``) plus the ``include`` entries pass ``max_cases`` (``MAX_CASES``, 100,000, unless
+``--max-cases`` says otherwise), the suite is refused without building them. A problem that many matrix cases
+share (batch 1 at 32 px in train mode, whatever the precision) is reported once, with how many cases have it.
+
 Problems found here (a missing model or batch size, weights a model does not have, inference cases under
 ``strategy: ddp``) are returned with their key path, so the loader can report the line they come from.
 """
@@ -20,12 +25,14 @@ Problems found here (a missing model or batch size, weights a model does not hav
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.errors import SuiteError
-from harness.suite.case import AXES, WEIGHTS_TAG_RE, Case, Measure, Warmup, check_weights, matches
+from harness.suite.bounds import MAX_CASES
+from harness.suite.case import AXES, WEIGHTS_TAG_RE, Case, Measure, Warmup, case_label, check_weights, matches
 
 #: Case fields that are settings rather than axes (``defaults`` and ``include`` may set them).
 _MERGED = ("warmup", "measure")
@@ -88,9 +95,32 @@ def _weights_loc(origin: tuple, entry: Any, defaults_given: set) -> tuple:
     return ("defaults", "weights") if "weights" in defaults_given else origin
 
 
-def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
+def case_count_problem(axes: dict[str, list], includes: int, max_cases: int) -> tuple[tuple, str] | None:
+    """The problem with a suite whose matrix combinations (the product of the axis lengths, before exclude) plus
+    ``includes`` entries pass ``max_cases``, or None. Counts only: nothing is built."""
+    combinations = math.prod(len(values) for values in axes.values()) if axes else 0
+    total = combinations + includes
+    if total <= max_cases:
+        return None
+    if combinations:
+        sizes = " x ".join(f"{len(values)} {name}" for name, values in axes.items())
+        counted = f"the matrix crosses {combinations:,} combinations ({sizes})"
+        counted += f" and include adds {includes:,} entries" if includes else ""
+        loc: tuple = ("matrix",)
+    else:
+        counted, loc = f"include lists {includes:,} entries", ("include",)
+    return loc, (
+        f"{counted}: {total:,} cases, more than the cap of {max_cases:,}; shrink an axis or split the suite, or "
+        f"lift the cap with --max-cases {total} on harness validate and harness run"
+        if total < 10 * max_cases
+        else f"{counted}: {total:,} cases, more than the cap of {max_cases:,}; shrink an axis or split the suite"
+    )
+
+
+def expand(spec: Any, base_dir: Path | None = None, max_cases: int | None = None) -> Expansion:
     """Expand a validated ``SuiteSpec`` into cases (rules in the module docstring). Relative weights paths are
-    taken from ``base_dir``. Never raises for a user's mistake: problems come back in ``Expansion.issues``."""
+    taken from ``base_dir``; more than ``max_cases`` cases (default ``MAX_CASES``) are refused before any is
+    built. Never raises for a user's mistake: problems come back in ``Expansion.issues``."""
     out = Expansion()
     builtin = {f.name: f.default for f in fields(Case) if f.name not in ("model", "batch_size", *_MERGED)}
     builtin.update(warmup=Warmup(), measure=Measure(), tags=tuple(spec.tags))
@@ -105,6 +135,10 @@ def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
         for name in ("model", "batch_size"):
             if name not in axes and name not in given_defaults:
                 out.issues.append((("matrix",), f"no {name} given; add matrix.{name} or defaults.{name}"))
+        too_many = case_count_problem(axes, len(spec.include), MAX_CASES if max_cases is None else max_cases)
+        if too_many:
+            out.issues.append(too_many)
+            return out
         if not out.issues:
             names = list(axes)
             matrix_cases = [
@@ -119,6 +153,9 @@ def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
             candidates.extend((values, ("matrix",)) for values in matrix_cases)
     elif not spec.include:
         out.issues.append(((), "the suite has no cases; add a matrix (or include entries)"))
+    elif too_many := case_count_problem({}, len(spec.include), MAX_CASES if max_cases is None else max_cases):
+        out.issues.append(too_many)
+        return out
 
     for i, entry in enumerate(spec.include):
         values = _settings(entry, base, ("include", i), base_dir, out)
@@ -134,6 +171,7 @@ def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
     profile = [matcher_dict(m) for m in spec.profile.cases]
     by_id: dict[str, Case] = {}
     bad_weights: set[tuple] = set()
+    shared: dict[str, list] = {}  # a problem of matrix cases -> [how many cases have it, the first one's id]
     for values, origin in candidates:
         problem = check_weights(values["model"], values["weights"])
         if problem:
@@ -146,11 +184,18 @@ def expand(spec: Any, base_dir: Path | None = None) -> Expansion:
         try:
             case = Case(**values)
         except SuiteError as exc:
-            out.issues.append((origin, str(exc)))
+            if origin[0] != "matrix":
+                out.issues.append((origin, str(exc)))
+                continue
+            for problem in getattr(exc, "problems", [str(exc)]):
+                shared.setdefault(problem, [0, case_label(values)])[0] += 1
             continue
         if profile and any(matches(case, m) for m in profile):
             case = case.replace(profile=True)
         by_id[case.id] = case
+    for problem, (count, first) in shared.items():
+        who = f"case {first}" if count == 1 else f"{count} matrix cases (the first: {first})"
+        out.issues.append((("matrix",), f"{who}: {problem}"))
     out.cases = list(by_id.values())
     if not out.cases and not out.issues:
         out.issues.append((("exclude",), "excludes every matrix case, so the suite has no cases; loosen an entry"))

@@ -11,21 +11,24 @@ import re
 from typing import Any
 
 from harness.errors import did_you_mean
-from harness.suite.schema import CHOICES, field_names
+from harness.suite.bounds import MAX_BATCH_SIZE_WHY, MAX_RESOLUTION_WHY, MAX_WORLD_SIZE
+from harness.suite.brief import brief
+from harness.suite.schema import CHOICES, field_names, value_range
 from harness.zoo.catalog import MIN_RESOLUTION
 
 _TAG_PART = re.compile(r"^[a-z-]+\[.*\]$")  # pydantic's union/validator location parts, not the user's keys
 
 
 def show(value: Any) -> str:
-    """A value as the user wrote it in YAML (true, null, 'text', 64), shortened to 60 characters."""
-    if value is True or value is False:
-        text = str(value).lower()
-    elif value is None:
-        text = "null"
-    else:
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A value as the user wrote it in YAML (true, null, 'text', 64, .inf), shortened to 60 characters. Bounded
+    and non-recursive (``harness.suite.brief``): an aliased value of millions of items costs no more than a
+    short one."""
+    return brief(value)
+
+
+def _near(value: str, choices: Any) -> str:
+    # difflib's cost grows with the text; no valid choice is longer than 100 characters
+    return did_you_mean(value[:100], choices)
 
 
 def clean_loc(loc: tuple) -> tuple:
@@ -49,6 +52,9 @@ def _hint(value: Any, want: str) -> str:
         if re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value.strip()):
             fixed = re.sub(r"^([+-]?\d+)", r"\1.0", value.strip())
             return f"; YAML reads an exponent without a dot as text: write {fixed} or {float(value):g}"
+        if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)[eE]\d+", value.strip()):
+            fixed = re.sub(r"[eE]", "e+", value.strip())
+            return f"; YAML reads an exponent without a sign as text: write {fixed} or {float(value):g}"
         return "; it is quoted, so YAML reads it as text: remove the quotes"
     if isinstance(value, str) and want == "true or false" and value.lower() in ("true", "false"):
         return "; it is quoted, so YAML reads it as text: remove the quotes"
@@ -60,7 +66,7 @@ def _choice(name: str, value: Any) -> str:
     label = name.replace("_", " ")
     if not isinstance(value, str):
         return f"expected a {label} name, got {show(value)} ({_kind(value)}); valid choices: {', '.join(choices)}"
-    return f"unknown {label} {show(value)}{did_you_mean(value, choices)}; valid choices: {', '.join(choices)}"
+    return f"unknown {label} {show(value)}{_near(value, choices)}; valid choices: {', '.join(choices)}"
 
 
 def describe(error: dict) -> tuple[tuple, str, bool]:
@@ -72,7 +78,7 @@ def describe(error: dict) -> tuple[tuple, str, bool]:
 
     if kind == "extra_forbidden":
         valid = field_names(loc[:-1]) or []
-        return loc, f"unknown key{did_you_mean(str(name), valid)}; valid keys: {', '.join(valid)}", True
+        return loc, f"unknown key{_near(str(name), valid)}; valid keys: {', '.join(valid)}", True
     if kind == "invalid_key":
         return loc, f"keys must be text, got {show(loc[-1] if loc else value)}", True
     if kind == "missing":
@@ -100,10 +106,23 @@ def describe(error: dict) -> tuple[tuple, str, bool]:
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(ctx.values()))
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # the bound as the docs write it: 604800, not 604800.0
         extra = ""
         if name == "resolution" and kind == "greater_than_equal":
             extra = f" (the smallest input every model accepts is {MIN_RESOLUTION}x{MIN_RESOLUTION})"
+        elif name == "resolution" and kind == "less_than_equal":
+            extra = f" ({MAX_RESOLUTION_WHY})"
+        elif name == "batch_size" and kind == "less_than_equal":
+            extra = f" ({MAX_BATCH_SIZE_WHY})"
+        elif name in ("timeout_s", "max_seconds", "min_seconds") and kind == "less_than_equal":
+            extra = " (a week, the longest duration a suite may give)"
         return loc, f"must be {bounds[kind]} {limit}, {got}{extra}", False
+    if kind == "finite_number":
+        valid = value_range(loc)
+        valid = f"a finite number {valid}" if valid else "a finite number"
+        hint = "; for no limit write null" if name == "timeout_s" else ""
+        return loc, f"must be {valid}, {got} (a run cannot use .inf or .nan, nor JSON hold them){hint}", False
     if kind == "too_short":
         return loc, "is empty; give at least one value", False
     if kind == "string_too_short":
@@ -111,7 +130,7 @@ def describe(error: dict) -> tuple[tuple, str, bool]:
     if kind == "string_pattern_mismatch" and name == "name":
         return loc, f"{got}; use letters, digits, '.', '_' and '-' only (it names the results folder)", False
     if kind == "nproc":
-        return loc, f"expected a positive integer or auto, {got}", False
+        return loc, f"expected a positive integer or auto, {got} (a count is at most {MAX_WORLD_SIZE})", False
     if kind == "baseline":
         return loc, f"{show(value)} is not a baseline; {error['msg']}", False
     if kind == "duplicates":

@@ -25,6 +25,20 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from harness.store.record import MODES, PRECISIONS
+from harness.suite.bounds import (
+    BOUNDS_TEXT,
+    MAX_ACCURACY_IMAGES,
+    MAX_BATCH_SIZE,
+    MAX_CASES,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+    MAX_RESTARTS,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_WORLD_SIZE,
+    WARN_CASES,
+)
 from harness.suite.case import DEVICE_RE, DEVICES, IMPLS, Measure, Warmup
 from harness.zoo.catalog import MIN_RESOLUTION, MODEL_NAMES
 
@@ -45,8 +59,11 @@ ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 Mode = Literal[MODES]  # type: ignore[valid-type]
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 Impl = Literal[IMPLS]  # type: ignore[valid-type]
-BatchSize = Annotated[int, Field(ge=1)]
-Resolution = Annotated[int, Field(ge=MIN_RESOLUTION)]
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
+Resolution = Annotated[int, Field(ge=MIN_RESOLUTION, le=MAX_RESOLUTION)]
+Steps = Annotated[int, Field(ge=0, le=MAX_STEPS)]
+PositiveSteps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+WorldSize = Annotated[int, Field(ge=1, le=MAX_WORLD_SIZE)]
 
 
 def _device(value: Any) -> Any:
@@ -76,14 +93,15 @@ def _enum(choices: tuple[str, ...]) -> dict:
 
 ModelAxis = _axis(ModelName, _enum(MODEL_NAMES))
 ModeAxis = _axis(Mode, _enum(MODES))
-BatchSizeAxis = _axis(BatchSize, {"type": "integer", "minimum": 1})
-ResolutionAxis = _axis(Resolution, {"type": "integer", "minimum": MIN_RESOLUTION})
+BatchSizeAxis = _axis(BatchSize, {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE})
+ResolutionAxis = _axis(Resolution, {"type": "integer", "minimum": MIN_RESOLUTION, "maximum": MAX_RESOLUTION})
 PrecisionAxis = _axis(Precision, _enum(PRECISIONS))
 BoolAxis = _axis(bool, {"type": "boolean"})
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: .inf and .nan are refused everywhere (a manifest holding Infinity is not JSON).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _d(text: str, default: Any = ...) -> Any:
@@ -95,13 +113,18 @@ class WarmupSpec(_Model):
     """Warm-up before timing: at least min_iters steps, then on until the last `window` step times stop falling
     by more than `tolerance`, capped by max_iters and max_seconds."""
 
-    min_iters: Annotated[int, Field(ge=0)] = _d("Fewest warm-up steps.", Warmup.min_iters)
-    iters: Annotated[int, Field(ge=0)] = _d("Same as min_iters (the shorter spelling); give one or the other.")
-    max_iters: Annotated[int, Field(ge=0)] = _d("Most warm-up steps, stable or not.", Warmup.max_iters)
-    max_seconds: Annotated[float, Field(gt=0)] = _d("Most warm-up time in seconds.", Warmup.max_seconds)
-    window: Annotated[int, Field(ge=2)] = _d("How many recent step times the stability test looks at.", Warmup.window)
+    min_iters: Steps = _d(f"Fewest warm-up steps, 0 to {MAX_STEPS}.", Warmup.min_iters)
+    iters: Steps = _d("Same as min_iters (the shorter spelling); give one or the other.")
+    max_iters: Steps = _d(f"Most warm-up steps, stable or not, 0 to {MAX_STEPS}.", Warmup.max_iters)
+    max_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = _d(
+        f"Most warm-up time in seconds: a finite number > 0 and <= {MAX_SECONDS} (a week).", Warmup.max_seconds
+    )
+    window: Annotated[int, Field(ge=2, le=MAX_STEPS)] = _d(
+        "How many recent step times the stability test looks at.", Warmup.window
+    )
     tolerance: Annotated[float, Field(ge=0, lt=1)] = _d(
-        "Warm-up ends when the window's step times fall by less than this fraction (0.02 = 2 %).", Warmup.tolerance
+        "Warm-up ends when the window's step times fall by less than this fraction (0.02 = 2 %), >= 0 and < 1.",
+        Warmup.tolerance,
     )
 
     @model_validator(mode="before")
@@ -117,10 +140,15 @@ class WarmupSpec(_Model):
 class MeasureSpec(_Model):
     """Timed phase: steps until both min_seconds and min_iters are reached (at most max_iters), `repeats` times."""
 
-    min_seconds: Annotated[float, Field(ge=0)] = _d("Least timed seconds per repeat.", Measure.min_seconds)
-    min_iters: Annotated[int, Field(ge=1)] = _d("Fewest timed steps per repeat.", Measure.min_iters)
-    max_iters: Annotated[int, Field(ge=1)] = _d("Most timed steps per repeat.", Measure.max_iters)
-    repeats: Annotated[int, Field(ge=1)] = _d("How many times the timed phase is repeated.", Measure.repeats)
+    min_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = _d(
+        f"Least timed seconds per repeat: a finite number >= 0 (0: min_iters alone decides) and <= {MAX_SECONDS}.",
+        Measure.min_seconds,
+    )
+    min_iters: PositiveSteps = _d(f"Fewest timed steps per repeat, 1 to {MAX_STEPS}.", Measure.min_iters)
+    max_iters: PositiveSteps = _d(f"Most timed steps per repeat, 1 to {MAX_STEPS}.", Measure.max_iters)
+    repeats: Annotated[int, Field(ge=1, le=MAX_REPEATS)] = _d(
+        f"How many times the timed phase is repeated, 1 to {MAX_REPEATS}.", Measure.repeats
+    )
 
 
 class DefaultsSpec(_Model):
@@ -128,8 +156,14 @@ class DefaultsSpec(_Model):
 
     model: ModelName = _d("Model name from the zoo (required here, in the matrix or in each include entry).")
     mode: Mode = _d("inference (forward under inference_mode) or train (forward, loss, backward, step).", "inference")
-    batch_size: BatchSize = _d("Images per step per device (required here, in the matrix or in each include).")
-    resolution: Resolution = _d(f"Square input side in pixels, at least {MIN_RESOLUTION}.", 224)
+    batch_size: BatchSize = _d(
+        f"Images per step per device, 1 to {MAX_BATCH_SIZE} (required here, in the matrix or in each include)."
+    )
+    resolution: Resolution = _d(
+        f"Square input side in pixels, {MIN_RESOLUTION} to {MAX_RESOLUTION} (the largest every model can train "
+        "one image at).",
+        224,
+    )
     precision: Precision = _d("fp32, tf32 (TF32 matmuls on CUDA), amp_fp16 or amp_bf16 (autocast).", "fp32")
     channels_last: bool = _d("Model and input in channels_last memory format.", "false")
     compile: bool = _d("Wrap the model in torch.compile.", "false")
@@ -140,9 +174,14 @@ class DefaultsSpec(_Model):
     impl: Impl = _d("harness (the harness's own models) or torchvision (needs torchvision).", "harness")
     warmup: WarmupSpec = Field(None, description="Warm-up settings; keys left out keep their defaults.")
     measure: MeasureSpec = Field(None, description="Measurement settings; keys left out keep their defaults.")
-    timeout_s: Annotated[float, Field(gt=0)] | None = _d("Wall-clock limit of one case in seconds; null: none.", 600)
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = _d(
+        f"Wall-clock limit of one case in seconds, a finite number > 0 and <= {MAX_SECONDS} (a week); null: none.",
+        600,
+    )
     oom_reduce: bool = _d("On out-of-memory, retry with half the batch size (recorded as such).", "false")
-    seed: Annotated[int, Field(ge=0)] = _d("Seed of the synthetic inputs and the random init.", 0)
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = _d(
+        f"Seed of the synthetic inputs and the random init, 0 to {MAX_SEED}.", 0
+    )
 
 
 class IncludeSpec(DefaultsSpec):
@@ -155,8 +194,8 @@ class IncludeSpec(DefaultsSpec):
 class _Axes(_Model):
     model: ModelAxis = _d("Model names.")
     mode: ModeAxis = _d("Modes: inference, train.")
-    batch_size: BatchSizeAxis = _d("Batch sizes (per device).")
-    resolution: ResolutionAxis = _d("Input resolutions in pixels.")
+    batch_size: BatchSizeAxis = _d(f"Batch sizes (per device), 1 to {MAX_BATCH_SIZE}.")
+    resolution: ResolutionAxis = _d(f"Input resolutions in pixels, {MIN_RESOLUTION} to {MAX_RESOLUTION}.")
     precision: PrecisionAxis = _d("Precisions: fp32, tf32, amp_fp16, amp_bf16.")
     channels_last: BoolAxis = _d("Memory formats: false, true.")
     compile: BoolAxis = _d("torch.compile off (false) or on (true).")
@@ -172,7 +211,7 @@ class _Axes(_Model):
 
 class MatrixSpec(_Axes):
     """Axes to cross: every combination becomes a case. A single value stands for a one-element list; an axis
-    left out takes its value from `defaults`."""
+    left out takes its value from `defaults`. The number of cases is bounded (see the suite's `matrix` key)."""
 
     EMPTY: ClassVar[str] = "the matrix names no axis; give at least one of model, mode, batch_size, ..."
 
@@ -184,7 +223,7 @@ class MatcherSpec(_Axes):
 
 
 def _nproc(value: Any) -> Any:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORLD_SIZE):
         return value
     raise PydanticCustomError("nproc", "must be a positive integer or auto")
 
@@ -195,10 +234,11 @@ class LaunchSpec(_Model):
     strategy: Literal[STRATEGIES] = Field(  # type: ignore[valid-type]
         "sweep", description="sweep: cases sharded across ranks, one device each; ddp: all ranks train each case."
     )
-    nproc_per_node: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_nproc)] = Field(
-        1, description="Worker processes per node: a count, or auto (one per visible GPU, else 1)."
+    nproc_per_node: Annotated[WorldSize | Literal["auto"], BeforeValidator(_nproc)] = Field(
+        1,
+        description=f"Worker processes per node: 1 to {MAX_WORLD_SIZE}, or auto (one per visible GPU, else 1).",
     )
-    world_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
+    world_sizes: list[WorldSize] | None = Field(
         None, min_length=1, description="ddp only: run every case at each of these world sizes (scaling curve)."
     )
     one_rank_ddp: bool = Field(
@@ -208,8 +248,8 @@ class LaunchSpec(_Model):
             "model, so one device exercises the whole DDP path (its scaling baseline then includes DDP's cost)."
         ),
     )
-    nnodes: Annotated[int, Field(ge=1)] = Field(1, description="Number of nodes (torchrun --nnodes).")
-    max_restarts: Annotated[int, Field(ge=0)] = Field(
+    nnodes: WorldSize = Field(1, description=f"Number of nodes (torchrun --nnodes), 1 to {MAX_WORLD_SIZE}.")
+    max_restarts: Annotated[int, Field(ge=0, le=MAX_RESTARTS)] = Field(
         3, description="Restarts of a crashed worker group; restarted workers resume where they stopped."
     )
 
@@ -245,7 +285,9 @@ class TelemetrySpec(_Model):
     """GPU telemetry sampled through NVML during the timed phase (absent NVML: fields are null)."""
 
     nvml: bool = Field(True, description="Sample power, clocks, temperature and utilisation through NVML.")
-    interval_ms: Annotated[int, Field(ge=1, le=60_000)] = Field(50, description="Sampling interval in milliseconds.")
+    interval_ms: Annotated[int, Field(ge=1, le=60_000)] = Field(
+        50, description="Sampling interval in milliseconds, 1 to 60000."
+    )
 
 
 class RegressionSpec(_Model):
@@ -255,7 +297,7 @@ class RegressionSpec(_Model):
         "last-7", description="last-N (the previous N runs of this suite with a matching fingerprint) or a run path."
     )
     threshold: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.05, description="Smallest relative change reported as a regression (0.05 = 5 %)."
+        0.05, description="Smallest relative change reported as a regression (0.05 = 5 %), > 0 and <= 1."
     )
 
     @field_validator("baseline")
@@ -270,14 +312,22 @@ class AccuracySpec(_Model):
     """Top-1/top-5 accuracy on a local ImageNet-style validation folder (cases with weights only)."""
 
     data: Annotated[str, Field(min_length=1)] = Field(description="Validation folder (relative to the suite file).")
-    limit: Annotated[int, Field(ge=1)] | None = Field(None, description="Evaluate at most this many images.")
+    limit: Annotated[int, Field(ge=1, le=MAX_ACCURACY_IMAGES)] | None = Field(
+        None, description="Evaluate at most this many images."
+    )
 
 
 class SuiteSpec(_Model):
     """A benchmark suite: a matrix of cases and how to run, profile and compare them."""
 
     model_config = ConfigDict(
-        title="harness suite", json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"}
+        title="harness suite",
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": "A benchmark suite: a matrix of cases and how to run, profile and compare them. "
+            + BOUNDS_TEXT,
+        },
+        allow_inf_nan=False,
     )
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
@@ -286,7 +336,14 @@ class SuiteSpec(_Model):
     description: str = Field("", description="What the suite is for.")
     tags: list[str] = Field(default_factory=list, description="Tags carried by every case.")
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec, description="Settings for every case.")
-    matrix: MatrixSpec | None = Field(None, description="Axes crossed into cases.")
+    matrix: MatrixSpec | None = Field(
+        None,
+        description=(
+            f"Axes crossed into cases. Above {WARN_CASES:,} cases validate and run warn, with the count; the "
+            f"matrix's combinations (before exclude) plus the include entries may be at most {MAX_CASES:,}, a "
+            "cap that --max-cases N on harness validate and harness run lifts."
+        ),
+    )
     exclude: list[MatcherSpec] = Field(default_factory=list, description="Matrix cases to drop (partial cases).")
     include: list[IncludeSpec] = Field(default_factory=list, description="Extra cases, added after exclude.")
     launch: LaunchSpec = Field(default_factory=LaunchSpec, description="Processes, devices and strategy.")
@@ -346,3 +403,38 @@ def json_schema() -> dict[str, Any]:
 
 def _nullable(prop: dict) -> bool:
     return prop.get("type") == "null" or any(o.get("type") == "null" for o in prop.get("anyOf", ()))
+
+
+def value_range(loc: tuple) -> str | None:
+    """The valid range of the number at ``loc`` (a pydantic error location) from its field's bounds, such as
+    ``> 0`` or ``>= 0 and < 1``; None when the field has no bounds or is not found."""
+    from typing import get_args
+
+    import annotated_types as at
+
+    model: Any = SuiteSpec
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = _model_in(info.annotation)
+    if info is None:
+        return None
+    found: list[Any] = []
+    pending: list[Any] = [info.annotation, *info.metadata]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (at.Gt, at.Ge, at.Lt, at.Le)):
+            found.append(item)
+        elif hasattr(item, "metadata") and isinstance(item.metadata, list):  # a FieldInfo inside Annotated
+            pending.extend(item.metadata)
+        else:
+            pending.extend(a for a in get_args(item) if not isinstance(a, (str, int, float)))
+    words = []
+    for kind, sign, attr in ((at.Gt, ">", "gt"), (at.Ge, ">=", "ge"), (at.Lt, "<", "lt"), (at.Le, "<=", "le")):
+        words += [f"{sign} {getattr(b, attr)}" for b in found if isinstance(b, kind)]
+    return " and ".join(dict.fromkeys(words)) or None

@@ -15,9 +15,16 @@ from typing import Any
 import yaml
 
 from harness.errors import SuiteError
+from harness.suite.bounds import MAX_ALIAS_VALUES, MAX_LISTED_PROBLEMS
+from harness.suite.brief import brief
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+#: Python reads at most this many decimal digits into an integer (sys.get_int_max_str_digits()).
+_MAX_INT_DIGITS = 4300
+# Expanded sizes stop counting here, so a bomb of a hundred levels costs no huge integer arithmetic.
+_SIZE_CAP = 10**15
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,21 @@ class Issue:
 
 
 def raise_issues(issues: list[Issue]) -> None:
-    """Raise one ``SuiteError`` listing every issue (sorted by line, one per line); do nothing when empty.
-    The error's ``issues`` attribute keeps them for programs."""
+    """Raise one ``SuiteError`` listing the issues (sorted by line, one per line, each line once, at most
+    ``MAX_LISTED_PROBLEMS`` of them and then how many more); do nothing when empty. The error's ``issues``
+    attribute keeps every distinct one for programs."""
     if not issues:
         return
     issues = sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
+    seen: set[str] = set()
+    issues = [i for i in issues if not (str(i) in seen or seen.add(str(i)))]  # each line once, the first kept
     if len(issues) == 1:
         text = str(issues[0])
     else:
-        text = f"{len(issues)} problems in {issues[0].file}:\n" + "\n".join(f"  {i}" for i in issues)
+        shown = issues[:MAX_LISTED_PROBLEMS]
+        text = f"{len(issues)} problems in {issues[0].file}:\n" + "\n".join(f"  {i}" for i in shown)
+        if len(issues) > len(shown):
+            text += f"\n  ... and {len(issues) - len(shown)} more; fix these and validate again to see the rest"
     error = SuiteError(text)
     error.issues = issues
     raise error
@@ -75,6 +88,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None, list[Issue]
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                check_size(node, file)
             dupes = _duplicate_keys(node, file) if node is not None else []
             data = loader.construct_document(node) if node is not None else None
         finally:
@@ -90,11 +105,77 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None, list[Issue]
 
 
 def key_path(loc: tuple) -> str:
-    """``("matrix", "model", 2)`` -> ``matrix.model[2]``."""
+    """``("matrix", "model", 2)`` -> ``matrix.model[2]`` (a key of more than 60 characters is cut)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            part = part if isinstance(part, str) and len(part) <= 60 else brief(part).strip("'")
+            text += f".{part}" if text else part
     return text
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def check_size(root: yaml.Node, file: str) -> None:
+    """Refuse, before anything is built from it, a document whose aliases (``*name``) add more than
+    ``MAX_ALIAS_VALUES`` values to those written (an alias bomb), that refers to itself, or that holds an integer
+    too long to read. The walk visits each written node once, however often it is aliased."""
+    sizes: dict[int, int] = {}  # id(node) -> values it stands for once aliases are expanded (capped)
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in _children(node)), _SIZE_CAP)
+            continue
+        if key in sizes:
+            continue
+        mark = node.start_mark
+        if key in on_path:
+            raise SuiteError(
+                f"{file}:{mark.line + 1}: the value anchored here contains an alias to itself, so it never ends; "
+                "write the value out instead of the recursive alias"
+            )
+        if isinstance(node, yaml.ScalarNode) and node.tag == _INT_TAG:
+            digits = len(node.value.lstrip("+-").replace("_", ""))
+            if digits > _MAX_INT_DIGITS:
+                raise SuiteError(
+                    f"{file}:{mark.line + 1}:{mark.column + 1}: a number of {digits:,} digits; no suite key takes "
+                    "a number this large: write a smaller one"
+                )
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    written, expanded = len(sizes), sizes[id(root)]
+    if expanded - written <= MAX_ALIAS_VALUES:
+        return
+    # Name the deepest key whose value is too big, following mappings only: a key is written where it is used,
+    # while an aliased value carries the line of its anchor.
+    node, path, mark = root, (), root.start_mark
+    while isinstance(node, yaml.MappingNode):
+        big = next(((k, v) for k, v in node.value if sizes[id(v)] > MAX_ALIAS_VALUES), None)
+        if big is None:
+            break
+        k, node = big
+        mark = k.start_mark
+        if k.tag != _MERGE_TAG:
+            path = (*path, k.value if isinstance(k, yaml.ScalarNode) else brief(k))
+    where = f"{file}:{mark.line + 1}" + (f": {key_path(path)}" if path else "")
+    count = f"{expanded:,}" if expanded < _SIZE_CAP else f"more than {_SIZE_CAP:,}"
+    raise SuiteError(
+        f"{where}: YAML aliases (*name) expand this file to {count} values from {written:,} written, and may add "
+        f"at most {MAX_ALIAS_VALUES:,} (an alias bomb?); write the values out, or nest fewer aliases"
+    )
 
 
 def _duplicate_keys(root: yaml.Node, file: str) -> list[Issue]:

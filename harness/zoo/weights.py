@@ -19,7 +19,26 @@ from harness.zoo.catalog import CATALOG, get_entry
 # torchvision's form only: the last ``-<hex>`` right before the extension, at least 8 digits, so names such as
 # ``resnet18-epoch-100000.pth`` are not taken for a hash prefix.
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.[^.]+$")
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# How torch's weights_only unpickler words a refusal of something that is not a tensor, across versions: a global
+# that is not on its allow-list, a global from a blocked module (os, posix, sys, nt in recent torch, 2.13 here), and a
+# call or object build on something it does not know. Group 1 names the global (or the object) when torch says.
+_UNSAFE = (
+    re.compile(r"Unsupported global: GLOBAL ([^\s]+)"),
+    re.compile(r"unsupported GLOBAL ([^\s]+) whose module ([^\s]+) is blocked"),
+    re.compile(r"Trying to call reduce for unrecognized function ([^\n]+)"),
+    re.compile(r"Can only (?:create new object|build)[^\n]*? but got ([^\n]+)"),
+)
+_BLOCKED = re.compile(r"unsupported GLOBAL [^\s]+ whose module [^\s]+ is blocked")
+#: Modules and builtins whose globals in a pickle can only mean running code (older torch words their refusal like any
+#: other global's; recent torch blocks the first four outright). Builtins appear without a module in torch's message.
+_CODE_MODULES = {"sys", "os", "posix", "nt", "subprocess", "builtins", "runpy", "importlib", "pty", "shutil", "socket"}
+_CODE_MODULES |= {"pickle", "_pickle", "marshal", "types", "code", "codeop", "ctypes", "webbrowser", "multiprocessing"}
+_CODE_BUILTINS = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "open", "breakpoint", "input"}
+
+
+def _runs_code(name: str) -> bool:
+    module = name.split(".", 1)[0] if "." in name else None
+    return module in _CODE_MODULES if module else name in _CODE_BUILTINS
 
 
 def torch_home() -> Path:
@@ -99,11 +118,21 @@ def _unreadable(path: Path, exc: Exception, model_name: str) -> WeightsError:
     """The error for a file torch cannot load: what the file is not, plus torch's reason only when it helps."""
     import pickle
 
-    unsafe = _UNSAFE_GLOBAL.search(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+    text = str(exc) if isinstance(exc, pickle.UnpicklingError) else ""
+    unsafe = next((m for m in (pattern.search(text) for pattern in _UNSAFE) if m), None)
     if unsafe:
+        what = unsafe.group(1).strip().rstrip(".")[:120]
+        if _BLOCKED.search(text) or _runs_code(what):
+            return WeightsError(
+                f"refused {path} unloaded: it holds code, not only tensors (it refers to {what}, which no checkpoint "
+                "needs), and the safe load (weights_only=True) stopped before running any of it. Do not load this "
+                f"file with weights_only=False; use a {model_name} state_dict saved with torch.save from a trusted "
+                "source"
+            )
         return WeightsError(
-            f"{path} holds a Python object that a safe load (weights_only=True) refuses: {unsafe.group(1)}. "
-            f"Save the {model_name}'s state_dict() with torch.save and pass that file"
+            f"refused {path} unloaded: besides tensors it holds Python code or objects ({what}), which the safe "
+            f"load (weights_only=True) does not run. Save the {model_name}'s state_dict() with torch.save (tensors "
+            "only) and pass that file"
         )
     what = "is empty" if path.stat().st_size == 0 else "is truncated or is not one"
     return WeightsError(

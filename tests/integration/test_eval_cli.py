@@ -9,7 +9,12 @@ from PIL import Image
 
 from harness.zoo import build_model
 from tests.conftest import run_cli
-from tests.unit.test_accuracy_eval import make_class_folders, ranked_checkpoint, save_hash_named
+from tests.unit.test_accuracy_eval import (
+    make_class_folders,
+    make_folders_with_leftovers,
+    ranked_checkpoint,
+    save_hash_named,
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +89,17 @@ def test_missing_tag_weights_say_where(data, torch_home):
 def test_precision_the_cpu_cannot_run(ckpt, data):
     result = _eval_cli("resnet18", "--weights", str(ckpt), "--data", str(data), "--precision", "tf32")
     _assert_clean_error(result, "tf32 is a CUDA tensor-core mode", "fp32")
+
+
+def test_eval_says_which_files_it_ignored_and_which_class_folders_are_empty(ckpt, tmp_path):
+    make_folders_with_leftovers(tmp_path)
+    result = _eval_cli("resnet18", "--weights", str(ckpt), "--data", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "15 images evaluated" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if line.startswith("harness: warning: ")]
+    assert len(notes) == 2, result.stderr
+    assert "ignored 7 non-image files" in notes[0] and "LOC_val_solution.csv, class_00/README.txt" in notes[0]
+    assert "1 empty class folder (class_05)" in notes[1]
+    as_json = _eval_cli("resnet18", "--weights", str(ckpt), "--data", str(tmp_path), "--json")
+    r = json.loads(as_json.stdout)
+    assert r["ignored_files"] == 7 and r["empty_classes"] == ["class_05"] and len(r["notes"]) == 2

@@ -267,6 +267,41 @@ def test_accuracy_for_case(ckpt, data):
     assert "does not exist" in accuracy_for_case(case, root / "nowhere", 10)["error"]
 
 
+def make_folders_with_leftovers(root: Path) -> None:
+    """Class folders (no corrupt images) with what an evaluation leaves out: 7 non-image files, of them one at the
+    top level, and one class folder (the last, class_05) without images, whose index the sorted names still take."""
+    make_class_folders(root, corrupt=False)  # class_00/README.txt is the first non-image file
+    for name in ("LOC_val_solution.csv", "class_01/Thumbs.db", "class_02/sub/notes.md", "class_03/a.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("not an image")
+    for path in (root / "class_05").iterdir():
+        path.unlink()
+    (root / "class_05" / "img0.png.bak").write_text("a backup, not an image")
+    (root / "class_05" / ".DS_Store").write_bytes(b"\0")
+
+
+def test_non_image_files_and_empty_class_folders_are_said(ckpt, tmp_path):
+    make_folders_with_leftovers(tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        r = _eval(ckpt, tmp_path)
+    assert r["acc1"] == 100.0 and r["images"] == 15 and r["skipped"] == 0  # the other 5 classes, 3 images each
+    assert r["ignored_files"] == 7 and r["empty_classes"] == ["class_05"]
+    assert r["ignored_examples"][:2] == ["LOC_val_solution.csv", "class_00/README.txt"]
+    assert len(r["ignored_examples"]) == 5 and len(r["notes"]) == 2
+    said = [str(w.message) for w in caught]
+    ignored = next(m for m in said if "non-image" in m)
+    assert "ignored 7 non-image files" in ignored and "class_00/README.txt" in ignored and "and 2 more" in ignored
+    assert str(tmp_path) in ignored and ".jpg" in ignored
+    empty = next(m for m in said if "empty class folder" in m)
+    assert "1 empty class folder (class_05)" in empty and "no image to evaluate" in empty
+    # A clean folder says nothing of the kind.
+    clean = tmp_path / "clean"
+    make_class_folders(clean, corrupt=False)
+    (clean / "class_00" / "README.txt").unlink()
+    r = _eval(ckpt, clean)
+    assert r["ignored_files"] == 0 and r["empty_classes"] == [] and r["notes"] == []
+
+
 @pytest.mark.parametrize(
     "k,n,lo,hi",
     [(50, 100, 0.4038, 0.5962), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (95, 100, 0.8882, 0.9785)],

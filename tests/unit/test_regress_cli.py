@@ -9,6 +9,7 @@ import pytest
 from harness.cli import main
 from harness.regress import hardware_compare
 from harness.store import read_run
+from harness.store.skips import EXIT_SKIPPED
 from tests.synthetic import FINGERPRINT, make_record, make_run
 
 ONE_THREAD = {**FINGERPRINT, "num_threads": 1}
@@ -216,5 +217,6 @@ def test_a_corrupted_records_file_is_compared_as_far_as_it_goes(tmp_path, capsys
     lines = (cand / "records.jsonl").read_text().splitlines()
     (cand / "records.jsonl").write_text(lines[0] + "\n" + lines[1][:50] + "\n")
     code, out, err = compare_cli(capsys, base, cand, "--format", "markdown")
-    assert code == 0 and "1 missing" in out and "truncated last line skipped" in out
+    assert code == EXIT_SKIPPED and "1 missing" in out and "truncated last line skipped" in out
     assert "UserWarning" not in err
+    assert "harness compare: skipped 1 input(s): 1 truncated line" in err and f"{cand}/records.jsonl:2:" in err

@@ -82,7 +82,7 @@ def test_schema_is_json_schema_with_descriptions():
     assert len(defaults["model"]["enum"]) == 10 and "resnet50" in defaults["model"]["enum"]
     assert defaults["precision"]["enum"] == ["fp32", "tf32", "amp_fp16", "amp_bf16"]
     axis = schema["$defs"]["MatrixSpec"]["properties"]["batch_size"]["anyOf"]
-    assert {"type": "integer", "minimum": 1} in axis  # a single value or a list
+    assert {"type": "integer", "minimum": 1, "maximum": 65536} in axis  # a single value or a list
 
 
 def test_schema_out_writes_the_file(tmp_path):

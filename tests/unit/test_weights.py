@@ -163,3 +163,77 @@ def test_an_object_a_safe_load_refuses_is_named(tmp_path):
     with pytest.raises(WeightsError) as err:
         build_model("resnet18", weights=str(path))
     assert "fractions.Fraction" in str(err.value) and "weights_only=True" in str(err.value)
+    assert "refused" in str(err.value) and "unloaded" in str(err.value) and "holds code" not in str(err.value)
+
+
+class _CallsCode:
+    """Pickles as a call to ``os.system`` (``posix.system`` on Linux), the way a malicious checkpoint is made.
+    ``torch.save`` only records the call; the tests load it with weights_only=True, which must refuse it unrun."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def _malicious_files(tmp_path):
+    """Two pickles that would run ``touch SENTINEL`` if unpickled unsafely: a torch.save zip and a bare pickle."""
+    import pickle
+
+    sentinel = tmp_path / "ran"
+    zipped = tmp_path / "model.pth"  # no hash in the name, so nothing is refused before unpickling
+    torch.save({"fc.weight": torch.ones(2, 2), "payload": _CallsCode(f"touch {sentinel}")}, zipped)
+    bare = tmp_path / "legacy.pt"
+    bare.write_bytes(pickle.dumps(_CallsCode(f"touch {sentinel}"), protocol=2))
+    return sentinel, [zipped, bare]
+
+
+def _assert_refused_as_code(message: str, path) -> None:
+    assert str(path) in message and "posix.system" in message, message
+    assert "refused" in message and "unloaded" in message and "holds code" in message, message
+    assert "weights_only=True" in message, message
+    assert "not a PyTorch checkpoint" not in message and "truncated" not in message, message
+    assert "Weights only load failed" not in message and "\n" not in message.strip(), message
+
+
+def test_a_pickle_that_calls_code_is_refused_unloaded_as_code(tmp_path):
+    sentinel, files = _malicious_files(tmp_path)
+    for path in files:
+        with pytest.raises(WeightsError) as err:
+            build_model("resnet18", weights=str(path))
+        _assert_refused_as_code(str(err.value), path)
+        result = run_cli("check-weights", "resnet18", str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        _assert_refused_as_code(result.stderr, path)
+    assert not sentinel.exists()  # nothing in the files ran
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        # the wording of torch 2.13 (here), which blocks os/posix/sys/nt outright
+        "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+        # the older wording, the same for every global that is not allowed
+        "Unsupported global: GLOBAL posix.system was not an allowed global by default. Please use "
+        "`torch.serialization.add_safe_globals([posix.system])` to allowlist this global if you trust this class.",
+    ],
+)
+def test_either_torch_wording_of_a_blocked_call_is_refused_as_code(tmp_path, monkeypatch, wording):
+    import pickle
+
+    path = tmp_path / "model.pth"
+    torch.save(build_model("resnet18").state_dict(), path)
+
+    def refuse(*args, **kwargs):
+        assert kwargs.get("weights_only") is True
+        raise pickle.UnpicklingError(
+            f"Weights only load failed. Re-running `torch.load` ...\n\n\n{wording}\n\nCheck ..."
+        )
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(WeightsError) as err:
+        build_model("resnet18", weights=str(path))
+    _assert_refused_as_code(str(err.value), path)
