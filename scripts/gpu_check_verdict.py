@@ -263,10 +263,10 @@ def check_status(runs: list[Run]) -> Check:
     return c
 
 
-def _ok(runs: list[Run]):
+def _ok(runs: list[Run], on_gpu: bool = False):
     for run in runs:
         for rec in run.records:
-            if rec.get("status") == "ok":
+            if rec.get("status") == "ok" and (not on_gpu or on_cuda(rec)):
                 yield run, rec
 
 
@@ -283,9 +283,7 @@ def check_cudnn(runs: list[Run], cuda: bool) -> Check:
     if cuda_only(c, cuda):
         return c
     n = 0
-    for run, rec in _ok(runs):
-        if not on_cuda(rec):
-            continue
+    for run, rec in _ok(runs, on_gpu=True):
         n += 1
         if rec.get("cudnn_benchmark") is not True:
             c.failures.append(f"{where(run, rec)}: cudnn_benchmark={rec.get('cudnn_benchmark')}")
@@ -308,9 +306,7 @@ def check_energy(runs: list[Run], cuda: bool) -> Check:
     if cuda_only(c, cuda):
         return c
     n = 0
-    for run, rec in _ok(runs):
-        if not on_cuda(rec):
-            continue
+    for run, rec in _ok(runs, on_gpu=True):
         n += 1
         tel = rec.get("telemetry") or {}
         missing = [k for k in ("energy_j", "power_avg_w") if not isinstance(tel.get(k), (int, float)) or tel[k] <= 0]
@@ -342,9 +338,7 @@ def check_event_wall(runs: list[Run], cuda: bool) -> Check:
         return c
     n = 0
     ratios = []
-    for run, rec in _ok(runs):
-        if not on_cuda(rec):
-            continue
+    for run, rec in _ok(runs, on_gpu=True):
         n += 1
         event, wall = median(rec.get("samples_ms")), median(rec.get("wall_ms"))
         if not event or not wall:

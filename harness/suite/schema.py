@@ -353,17 +353,26 @@ class SuiteSpec(_Model):
     accuracy: AccuracySpec | None = Field(None, description="Optional accuracy check on local data.")
 
 
-def field_names(loc: tuple) -> list[str] | None:
-    """The valid keys of the mapping at ``loc`` (a pydantic error location), or None when it is not a model."""
+def _walk(loc: tuple) -> tuple[Any, Any] | None:
+    """(model, field info) at ``loc`` (a pydantic error location) from SuiteSpec down, or None when a key is
+    unknown; the model is None past a leaf, the info None at the top."""
     model: Any = SuiteSpec
+    info = None
     for part in loc:
         if isinstance(part, int):
             continue
         fields = getattr(model, "model_fields", None)
         if not fields or part not in fields:
             return None
-        model = _model_in(fields[part].annotation)
-    fields = getattr(model, "model_fields", None)
+        info = fields[part]
+        model = _model_in(info.annotation)
+    return model, info
+
+
+def field_names(loc: tuple) -> list[str] | None:
+    """The valid keys of the mapping at ``loc`` (a pydantic error location), or None when it is not a model."""
+    found = _walk(loc)
+    fields = getattr(found[0], "model_fields", None) if found else None
     return [n for n in fields if n != "iters"] if fields else None
 
 
@@ -412,16 +421,8 @@ def value_range(loc: tuple) -> str | None:
 
     import annotated_types as at
 
-    model: Any = SuiteSpec
-    info = None
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return None
-        info = fields[part]
-        model = _model_in(info.annotation)
+    walked = _walk(loc)
+    info = walked[1] if walked else None
     if info is None:
         return None
     found: list[Any] = []
