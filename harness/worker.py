@@ -5,11 +5,6 @@ this way is one rank of the run, reads its place from torchrun's environment var
 like a worker started by ``harness run SUITE --nproc-per-node N``. Rank 0 opens the run folder under ``--out``
 (or joins ``--run-dir``, or reopens ``--resume``), shows the progress of the whole run, merges the records at
 the end, and prints the summary and, last, ``run folder: PATH``.
-
-Fault injection for tests: ``HARNESS_TEST_KILL_CASE=<case id>`` makes the rank that measures that case kill
-itself with SIGKILL right after noting the case as started, on its first attempt only (or its first N with
-``HARNESS_TEST_KILL_ATTEMPTS=N``); later attempts, after the agent's restarts, measure it normally. It exists so
-that the tests can check that a run survives a dead worker.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run with the same world size")
     parser.add_argument("--filter", action="append", metavar="GLOB", help="only cases whose id matches (repeatable)")
     parser.add_argument("--profile", action="append", metavar="GLOB", help="also profile the cases whose id matches")
-    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    parser.add_argument("--no-report", action="store_true", help="do not write the run's HTML report at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on rank 0")
     # Set by `harness run`, which prints the summary itself once the agent returns.
     parser.add_argument("--launched-by-harness", action="store_true", help=argparse.SUPPRESS)
@@ -44,7 +39,14 @@ def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank = os.environ.get("RANK", "0")
     try:
-        return run_rank(args)
+        result = run_rank(args)
+        if result.run_dir is not None and not args.launched_by_harness:
+            from harness.commands.run import report
+            from harness.launch.session import RunOutcome
+
+            # rank 0 of a run it opened itself (a bare torchrun): the summary is this process's to print
+            return report(RunOutcome("", result.records, result.run_dir, result.code, scaling=True))
+        return result.code
     except HarnessError as exc:
         print(f"harness.worker (rank {rank}): error: {exc}", file=sys.stderr)
         return exc.exit_code

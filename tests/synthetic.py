@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.store.record import Record
-from harness.store.rundir import append_record, merge_rank_files, new_manifest, status_counts, write_json_atomic
+from harness.store.rundir import RunFolder, append_record, new_manifest, status_counts, write_json_atomic
 from harness.suite import Case
 
 FINGERPRINT = {
@@ -110,7 +110,7 @@ def make_run(
     run_dir.mkdir(parents=True)
     for r in records:
         append_record(run_dir / "records-rank0.jsonl", r)
-    merge_rank_files(run_dir)
+    RunFolder(run_dir).merge()
     manifest = new_manifest(run_dir.name, {"name": suite}, fingerprint or dict(FINGERPRINT))
     manifest.update(started_at=started_at, finished_at=started_at, status="complete", counts=status_counts(records))
     write_json_atomic(run_dir / "manifest.json", manifest)

@@ -10,7 +10,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "-o",
         "--out",
-        help="the HTML file to write (default: RUN/report.html for a single run folder, else ./report.html)",
+        help="the HTML file to write (default: the run folder's report for a single run folder, else ./report.html)",
     )
 
 
@@ -19,16 +19,16 @@ def run(args) -> int:
 
     from harness.report.data import prepare
     from harness.report.page import read_inputs, render, write_html
-    from harness.store.rundir import MANIFEST
+    from harness.store.rundir import RunFolder
     from harness.store.skips import exit_code, print_skips
 
     runs, skips = read_inputs(args.runs)
     if args.out:
         out = Path(args.out)
-    elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
-        out = Path(args.runs[0]) / "report.html"
+    elif len(args.runs) == 1 and RunFolder(args.runs[0]).is_run():
+        out = RunFolder(args.runs[0]).report_path
     else:
-        out = Path("report.html")
+        out = Path(RunFolder.REPORT)
     data = prepare(runs, skips)
     write_html(render(data), out)
     print(f"wrote {out} ({len(runs)} run(s), {len(data.frame)} record(s), {out.stat().st_size / 2**20:.1f} MiB)")

@@ -24,9 +24,10 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from harness.launch.worker import MAX_ATTEMPTS, crashed_record, progress_file
+from harness.launch.caseloop import MAX_ATTEMPTS, crashed_record
 from harness.measure.collective import FailureBoard
-from harness.store.rundir import append_record, rank_file, read_jsonl, save_record, utc_now
+from harness.store.record import Record, Status
+from harness.store.rundir import RunFolder, utc_now
 
 
 def world_sizes_for(requested: list[int] | None, world_size: int) -> tuple[list[int], list[int]]:
@@ -42,11 +43,11 @@ def _unit(case_id: str, world_size: int) -> str:
     return f"{case_id}@ws{world_size}"
 
 
-def _local_state(run_dir, rank: int) -> dict[str, Any]:
+def _local_state(folder: RunFolder, rank: int) -> dict[str, Any]:
     """This rank's recorded DDP units and how often each was started without a record."""
-    done = {_unit(r["case_id"], int(r.get("world_size") or 1)) for r in read_jsonl(rank_file(run_dir, rank))}
+    done = {_unit(r["case_id"], int(r.get("world_size") or 1)) for r in folder.rank_records(rank)}
     attempts: Counter = Counter()
-    for event in read_jsonl(progress_file(run_dir, rank)):
+    for event in folder.progress_events(rank):
         if "world_size" not in event:
             continue
         key = _unit(event["case_id"], int(event["world_size"]))
@@ -57,19 +58,18 @@ def _local_state(run_dir, rank: int) -> dict[str, Any]:
     return {"done": done, "attempts": dict(attempts)}
 
 
-def _baselines(run_dir) -> dict[str, float]:
+def _baselines(folder: RunFolder) -> dict[str, float]:
     """1-rank throughputs already recorded by rank 0 in this run (after a restart), by case id."""
     return {
-        r["case_id"]: r["throughput_img_s"]
-        for r in read_jsonl(rank_file(run_dir, 0))
-        if int(r.get("world_size") or 1) == 1 and r.get("status") == "ok" and r.get("throughput_img_s")
+        r.case_id: r.throughput_img_s
+        for r in map(Record.from_dict, folder.rank_records(0))
+        if int(r.world_size or 1) == 1 and r.ok and r.throughput_img_s
     }
 
 
 def _event(ctx, case_id: str, world_size: int, event: str) -> None:
-    append_record(
-        progress_file(ctx.run_dir, ctx.rank),
-        {"case_id": case_id, "world_size": world_size, "event": event, "at": utc_now()},
+    RunFolder(ctx.run_dir).note_progress(
+        ctx.rank, {"case_id": case_id, "world_size": world_size, "event": event, "at": utc_now()}
     )
 
 
@@ -80,7 +80,7 @@ def combine(record: dict[str, Any], members: list[dict | None], baseline: float 
     are ``ok``, and efficiency is global over ``k x baseline`` (img/s over img/s).
     """
     k = len(members)
-    ok = all(m is not None and m["status"] == "ok" and m["throughput_img_s"] for m in members)
+    ok = all(m is not None and m["status"] == Status.OK and m["throughput_img_s"] for m in members)
     total = round(sum(m["throughput_img_s"] for m in members), 4) if ok else None
     record["global_throughput_img_s"] = total
     record["scaling_efficiency"] = round(total / (k * baseline), 6) if total and baseline else None
@@ -100,8 +100,9 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
     rank = groups.rank
     # k = 1 trains the bare model (the scaling baseline) unless the suite asks for DDP over a one-rank group.
     subgroups = {k: groups.new_group(list(range(k))) for k in sizes if k > 1 or one_rank_ddp}
-    states = groups.gather(_local_state(ctx.run_dir, rank))
-    baselines: dict[str, float] = groups.broadcast(_baselines(ctx.run_dir) if rank == 0 else None)
+    folder = RunFolder(ctx.run_dir)
+    states = groups.gather(_local_state(folder, rank))
+    baselines: dict[str, float] = groups.broadcast(_baselines(folder) if rank == 0 else None)
     written = 0
     for case in cases:
         for k in sizes:
@@ -140,49 +141,16 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
             if lost:
                 # A member's GPU is unusable in its process: every rank stops, so the group restarts in fresh ones.
                 if record is not None and rank not in have:
-                    save_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                    folder.save_record(rank, combine(record, summaries, baselines.get(case.id)))
                 from harness.measure.device import DeviceLostError
 
                 raise DeviceLostError(f"{key}: rank {lost[0][0]}: {lost[0][1]}")
             if k in subgroups and any(m and m.get("left_group") for m in summaries):
                 # A member left the group after a failure among its collectives: every rank builds a new one.
                 subgroups[k] = groups.new_group(list(range(k)))
-            if k == 1 and summaries[0] and summaries[0]["status"] == "ok":
+            if k == 1 and summaries[0] and summaries[0]["status"] == Status.OK:
                 baselines[case.id] = summaries[0]["throughput_img_s"]
             if record is not None and rank not in have:
-                save_record(rank_file(ctx.run_dir, rank), combine(record, summaries, baselines.get(case.id)))
+                folder.save_record(rank, combine(record, summaries, baselines.get(case.id)))
                 written += 1
     return written
-
-
-def print_scaling(records: list[dict[str, Any]], file=None) -> None:
-    """A table of the DDP units: ranks, per-rank and global throughput (img/s) and scaling efficiency."""
-    units: dict[tuple[str, int], list[dict]] = {}
-    for r in records:
-        if r.get("global_throughput_img_s") is not None or int(r.get("world_size") or 1) > 1:
-            units.setdefault((r["case_id"], int(r.get("world_size") or 1)), []).append(r)
-    if not units:
-        return
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="ddp scaling")
-    table.add_column("case", no_wrap=True)
-    for col in ("ranks", "img/s per rank", "global img/s", "efficiency"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for (case_id, k), rows in sorted(units.items()):
-        ok = [r["throughput_img_s"] for r in rows if r.get("status") == "ok"]
-        head = rows[0]
-        table.add_row(
-            case_id,
-            str(k),
-            f"{sum(ok) / len(ok):.1f}" if ok else "-",
-            f"{head['global_throughput_img_s']:.1f}" if head.get("global_throughput_img_s") else "-",
-            f"{head['scaling_efficiency']:.1%}" if head.get("scaling_efficiency") else "-",
-        )
-    console = Console(file=file or sys.stdout)
-    if not console.is_terminal:
-        console = Console(file=file or sys.stdout, width=200)
-    console.print(table)

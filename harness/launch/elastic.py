@@ -17,41 +17,8 @@ import uuid
 from pathlib import Path
 
 from harness.errors import LaunchError
-
-#: Restarts of the worker group when neither the command line nor the suite says: two let a case that kills
-#: its worker twice be recorded as ``crashed`` and the run finish.
-DEFAULT_MAX_RESTARTS = 2
-DEFAULT_RDZV_TIMEOUT_S = 900
-
-
-def visible_gpus() -> int:
-    """CUDA devices this process can see (0 without CUDA)."""
-    from harness.measure.device import cuda_count
-
-    return cuda_count()
-
-
-def _wants_cuda(cases: list, gpus: int) -> bool:
-    return any(str(c.device).startswith("cuda") or (c.device == "auto" and gpus > 0) for c in cases)
-
-
-def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
-    """Workers per node: an int >= 1, or ``auto`` (one per visible GPU when the cases run on GPUs, else 1)."""
-    if value is None or str(value).strip() == "":
-        return 1
-    text = str(value).strip().lower()
-    if text == "auto":
-        gpus = visible_gpus() if gpus is None else gpus
-        if any(str(c.device).startswith("cuda:") for c in cases):
-            return 1  # a suite pinned to one GPU (cuda:N) runs one worker on it
-        return gpus if gpus > 0 and _wants_cuda(cases, gpus) else 1
-    try:
-        n = int(text)
-    except ValueError:
-        raise LaunchError(f"--nproc-per-node {value!r} is not a number; give an integer >= 1 or 'auto'") from None
-    if n < 1:
-        raise LaunchError(f"--nproc-per-node {n}: need at least one worker per node")
-    return n
+from harness.launch.session import LaunchSettings, RunOutcome, RunSession, select_cases, visible_gpus
+from harness.store.manifest import RunStatus, exit_code
 
 
 def check_devices(nproc: int, cases: list, gpus: int | None = None) -> None:
@@ -109,11 +76,11 @@ def refuse_live_workers(run_dir: Path) -> None:
     """
     from harness.errors import StoreError
     from harness.launch.session import check_resume_folder
-    from harness.store.rundir import read_manifest
+    from harness.store.rundir import RunFolder
 
     check_resume_folder(Path(run_dir))
     try:
-        manifest = read_manifest(Path(run_dir))
+        manifest = RunFolder(run_dir).read_manifest_dict()
     except (StoreError, OSError):
         return  # unreadable: resuming it fails with its own message
     try:
@@ -125,21 +92,6 @@ def refuse_live_workers(run_dir: Path) -> None:
             f"{run_dir} is still being measured by its workers (pids {', '.join(map(str, pids))} on this host; "
             "their launcher is gone): wait for them to finish, or stop them (kill PID), then resume"
         )
-
-
-def parse_nnodes(value) -> tuple[int, int]:
-    """``--nnodes`` as (min, max) nodes: ``2`` or an elastic range ``1:4``."""
-    if value is None or str(value).strip() == "":
-        return 1, 1
-    text = str(value).strip()
-    try:
-        low, _, high = text.partition(":")
-        lo, hi = int(low), int(high or low)
-    except ValueError:
-        raise LaunchError(f"--nnodes {value!r}: give a node count (2) or a range (1:4)") from None
-    if lo < 1 or hi < lo:
-        raise LaunchError(f"--nnodes {value!r}: need 1 <= min <= max")
-    return lo, hi
 
 
 def launch_config(
@@ -216,69 +168,47 @@ def worker_arguments(args, run_dir: Path | None, suite_path: str | None) -> list
     return argv
 
 
-def launch_distributed(args, suite, plan=None) -> int:
-    """Launch the run's workers through the elastic agent and wait for them; returns the exit code.
+def launch_distributed(args, suite, session: RunSession | None = None) -> RunOutcome:
+    """Launch the run's workers through the elastic agent and wait for them.
 
-    ``plan`` is the reopened run of ``harness run --resume`` (the world size then comes from its manifest).
+    ``session`` is the reopened run of ``harness run --resume`` (the world size then comes from its manifest).
     """
-    from harness.launch.session import new_plan, select_cases
-
-    recorded = (plan.manifest.get("launch") or {}) if plan is not None else {}
-    suite_launch = getattr(suite, "launch", None)
-    cases = plan.cases if plan is not None else select_cases(suite.cases(), args.filter)
-    if plan is not None and not args.nproc_per_node:
-        nproc = int(recorded.get("nproc_per_node") or plan.manifest.get("world_size") or 1)
-    else:
-        nproc = resolve_nproc(args.nproc_per_node or getattr(suite_launch, "nproc_per_node", None), cases)
-    nodes = parse_nnodes(args.nnodes or recorded.get("nnodes") or getattr(suite_launch, "nnodes", None))
+    cases = session.cases if session is not None else select_cases(suite.cases(), args.filter)
+    settings = LaunchSettings.resolve(args, suite, cases, session.manifest if session is not None else None)
+    nproc, nodes = settings.nproc_per_node, settings.nnodes
     check_devices(nproc, cases)
-    if nodes[1] > 1 and not args.rdzv_endpoint:
+    if nodes[1] > 1 and not settings.rdzv_endpoint:
         raise LaunchError(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT, the same on every node")
-    restarts = args.max_restarts
-    if restarts is None:
-        restarts = getattr(suite_launch, "max_restarts", None)
-    restarts = DEFAULT_MAX_RESTARTS if restarts is None else int(restarts)
-    if restarts < 0:
-        raise LaunchError(f"--max-restarts {restarts}: give 0 or more")
-    rdzv_timeout = int(getattr(args, "rdzv_timeout", None) or DEFAULT_RDZV_TIMEOUT_S)
     single_node = nodes == (1, 1)
-    if plan is None and single_node:
-        plan = new_plan(
-            suite,
-            Path(args.out),
-            args.filter,
-            world_size=nproc,
-            launch={
-                "launcher": "harness",
-                "strategy": getattr(suite_launch, "strategy", "sweep"),
-                "world_sizes": getattr(suite_launch, "world_sizes", None),
-                "nproc_per_node": nproc,
-                "nnodes": 1,
-                "max_restarts": restarts,
-            },
-        )
-    if plan is not None and single_node and int(plan.manifest.get("world_size") or 1) != nproc:
+    if session is None and single_node:
+        info = settings.launch_info("harness", nnodes=1, max_restarts=settings.max_restarts)
+        session = RunSession.open(suite, Path(args.out), args.filter, world_size=nproc, launch=info)
+    if session is not None and single_node and int(session.manifest.world_size or 1) != nproc:
         raise LaunchError(
-            f"{plan.run_dir} was started with {plan.manifest.get('world_size')} ranks; "
-            f"resume it with --nproc-per-node {plan.manifest.get('world_size')}"
+            f"{session.run_dir} was started with {session.manifest.world_size} ranks; "
+            f"resume it with --nproc-per-node {session.manifest.world_size}"
         )
-    run_dir = plan.run_dir if (plan is not None and single_node) else None
+    folder = session.folder if (session is not None and single_node) else None
     # Workers joining a run folder (or resuming one) take the suite from its manifest; others read the file.
-    suite_path = args.suite if run_dir is None and not args.resume else None
+    suite_path = args.suite if folder is None and not args.resume else None
     config = launch_config(
-        nproc, nodes, args.rdzv_endpoint, restarts, rdzv_timeout, log_dir=run_dir / "logs" if run_dir else None
+        nproc,
+        nodes,
+        settings.rdzv_endpoint,
+        settings.max_restarts,
+        settings.rdzv_timeout_s,
+        log_dir=folder.logs_dir if folder else None,
     )
-    argv = worker_arguments(args, run_dir, suite_path)
+    argv = worker_arguments(args, folder.path if folder else None, suite_path)
     outcome, error = _run_agent(config, argv)
     if isinstance(error, Exception) and not isinstance(error, str):
-        error = _rendezvous_error(error, args.rdzv_endpoint, nodes, rdzv_timeout)
-    if run_dir is None:  # several nodes: rank 0 has finished the run folder and printed its summary
+        error = _rendezvous_error(error, settings.rdzv_endpoint, nodes, settings.rdzv_timeout_s)
+    if folder is None:  # several nodes: rank 0 has finished the run folder and printed its summary
         if isinstance(error, LaunchError):
             raise error
-        if error:
-            print(f"harness run: {error}", file=sys.stderr)
-        return {"complete": 0, "interrupted": 130}.get(outcome, 1)
-    return _close_run(plan, outcome, error)
+        messages = [f"harness run: {error}"] if error else []
+        return RunOutcome(outcome, None, None, exit_code(outcome), messages)
+    return _close_run(session, outcome, error)
 
 
 def _run_agent(config, argv: list[str]) -> tuple[str, object]:
@@ -299,29 +229,23 @@ def _run_agent(config, argv: list[str]) -> tuple[str, object]:
     return "complete", None
 
 
-def _close_run(plan, outcome: str, error) -> int:
-    """After the agent: make sure the manifest is closed, print the summary and, last, the run folder."""
-    from harness.launch.ddp import print_scaling
-    from harness.launch.inline import print_summary, run_dir_line
-    from harness.launch.session import RunPlan, finish_run
-    from harness.store.rundir import MERGED, read_jsonl, read_manifest
-
-    manifest = read_manifest(plan.run_dir)
-    status = manifest.get("status")
-    if status != "complete" and outcome != "complete":
+def _close_run(session: RunSession, outcome: str, error) -> RunOutcome:
+    """After the agent: make sure the manifest is closed (the workers wrote it last: read it again)."""
+    session.manifest = session.folder.read_manifest()
+    status = session.manifest.status
+    records = None
+    if status != RunStatus.COMPLETE and outcome != RunStatus.COMPLETE:
         # Rank 0 did not close the run, or closed it as interrupted when the agent stopped the failed group.
         status = outcome
         if isinstance(error, str):
-            manifest["failure"] = error
-        finish_run(RunPlan(plan.cases, plan.run_dir, manifest, plan.device), status)
+            session.manifest.failure = error
+        records = session.finish(status)
     if isinstance(error, LaunchError):
         raise error
-    records = read_jsonl(plan.run_dir / MERGED)
-    print_summary(records)
-    print_scaling(records)
+    messages = []
     if error:
-        print(f"harness run: the worker group failed: {error}", file=sys.stderr)
-    if status != "complete":
-        print(f"harness run: run {status}; finish it with: harness run --resume {plan.run_dir}", file=sys.stderr)
-    print(run_dir_line(plan.run_dir))
-    return {"complete": 0, "interrupted": 130}.get(status, 1)
+        messages.append(f"harness run: the worker group failed: {error}")
+    if status != RunStatus.COMPLETE:
+        messages.append(f"harness run: run {status}; finish it with: harness run --resume {session.run_dir}")
+    records = session.folder.merged_records() if records is None else records
+    return RunOutcome(status, records, session.run_dir, exit_code(status), messages, scaling=True)

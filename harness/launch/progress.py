@@ -1,42 +1,29 @@
 """Rank 0's view of the whole run: a progress bar fed by every rank's records file.
 
-Ranks do not report to each other while they measure; each appends its records to ``records-rank<N>.jsonl``
-in the shared run folder. A small thread on rank 0 reads those files every half second and counts the measured
+Ranks do not report to each other while they measure; each appends its records to its own records file in the
+shared run folder. A small thread on rank 0 reads those files every half second and counts the measured
 units (a case, or a case at one DDP world size), so the bar shows i/N of the whole run, not of rank 0's shard.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
-from harness.launch.worker import describe
+from harness.launch.caseloop import describe
+from harness.store.rundir import RunFolder
 
 
 def measured_units(run_dir: Path) -> tuple[set[tuple[str, int]], dict | None]:
     """The (case id, world size) pairs recorded by any rank so far, and the newest file's last record."""
-    units: set[tuple[str, int]] = set()
-    last, newest = None, -1.0
-    for path in sorted(Path(run_dir).glob("records-rank*.jsonl")):
-        mtime = path.stat().st_mtime
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line another rank is writing right now; the next poll reads it whole
-                continue
-            if isinstance(record, dict) and "case_id" in record:
-                units.add((record["case_id"], int(record.get("world_size") or 1)))
-                if mtime >= newest:
-                    last, newest = record, mtime
-    return units, last
+    return RunFolder(run_dir).measured_units()
 
 
 class RunProgress:
     """A rich progress bar of the whole run on rank 0; a no-op on other ranks or when disabled."""
 
-    def __init__(self, run_dir: Path, total: int, title: str, enabled: bool, interval_s: float = 0.5) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: Path | RunFolder, total: int, title: str, enabled: bool, interval_s: float = 0.5):
+        self.folder = RunFolder(run_dir)
         self.total = total
         self.title = title
         self.enabled = enabled
@@ -67,7 +54,7 @@ class RunProgress:
         return self
 
     def _refresh(self) -> None:
-        units, last = measured_units(self.run_dir)
+        units, last = self.folder.measured_units()
         text = f"rank {last.get('rank', 0)}: {describe(last)}" if last else ""
         self._progress.update(self._task, completed=min(len(units), self.total), last=text[:90])
 

@@ -1,44 +1,168 @@
-"""A run's life around its cases: choose the cases, open (or reopen) the run folder, write the manifest,
-measure the device's peak once, and at the end merge the records, count statuses, and write the report.
+"""One run session: the launch settings resolved once, and the run folder opened (or reopened), measured into and
+closed by one object, however the run was launched.
 
-Both the inline launcher and rank 0 of a distributed launch go through these functions, so a run folder
-looks the same however it was launched.
+``LaunchSettings.resolve`` turns the command line, the suite and (on ``--resume``) the manifest into the one set
+of launch settings every part of a launch reads; nothing else looks at ``suite.launch`` or a flag again.
+
+``RunSession`` holds the run's ``RunFolder``, its typed ``Manifest`` and its cases. It opens a new run folder
+(``new_plan``), reopens one to finish it (``resume_plan``) or joins one a launcher opened (``RunSession.join``, for
+the workers of a distributed run), measures the device's peak (once per run, or once per rank), builds the case
+context, merges the records and closes the manifest, and writes the report. The manifest is read from disk once
+per process and written whenever the run's state changes.
+
+The launches are strategies over it: ``harness.launch.inline`` (every case in this process),
+``harness.launch.elastic`` (the elastic agent starts the workers) and ``harness.launch.distributed`` (one rank).
+What is printed on the console (the summary and scaling tables) belongs to the commands.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, StoreError
-from harness.store.rundir import (
-    MANIFEST,
-    check_writable,
-    merge_rank_files,
-    new_manifest,
-    new_run_dir,
-    read_manifest,
-    status_counts,
-    utc_now,
-    write_json_atomic,
-)
+from harness.errors import HarnessError, LaunchError, StoreError
+from harness.store.manifest import LaunchInfo, Manifest, RunStatus
+from harness.store.record import Record
+from harness.store.rundir import MANIFEST, RunFolder, check_writable, status_counts, utc_now
+
+#: Restarts of the worker group when neither the command line nor the suite says: two let a case that kills
+#: its worker twice be recorded as ``crashed`` and the run finish.
+DEFAULT_MAX_RESTARTS = 2
+DEFAULT_RDZV_TIMEOUT_S = 900
+
+
+# --- launch settings ------------------------------------------------------------------------------------------
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process can see (0 without CUDA)."""
+    from harness.measure.device import cuda_count
+
+    return cuda_count()
+
+
+def _wants_cuda(cases: list, gpus: int) -> bool:
+    return any(str(c.device).startswith("cuda") or (c.device == "auto" and gpus > 0) for c in cases)
+
+
+def resolve_nproc(value, cases: list, gpus: int | None = None) -> int:
+    """Workers per node: an int >= 1, or ``auto`` (one per visible GPU when the cases run on GPUs, else 1)."""
+    if value is None or str(value).strip() == "":
+        return 1
+    text = str(value).strip().lower()
+    if text == "auto":
+        gpus = visible_gpus() if gpus is None else gpus
+        if any(str(c.device).startswith("cuda:") for c in cases):
+            return 1  # a suite pinned to one GPU (cuda:N) runs one worker on it
+        return gpus if gpus > 0 and _wants_cuda(cases, gpus) else 1
+    try:
+        n = int(text)
+    except ValueError:
+        raise LaunchError(f"--nproc-per-node {value!r} is not a number; give an integer >= 1 or 'auto'") from None
+    if n < 1:
+        raise LaunchError(f"--nproc-per-node {n}: need at least one worker per node")
+    return n
+
+
+def parse_nnodes(value) -> tuple[int, int]:
+    """``--nnodes`` as (min, max) nodes: ``2`` or an elastic range ``1:4``."""
+    if value is None or str(value).strip() == "":
+        return 1, 1
+    text = str(value).strip()
+    try:
+        low, _, high = text.partition(":")
+        lo, hi = int(low), int(high or low)
+    except ValueError:
+        raise LaunchError(f"--nnodes {value!r}: give a node count (2) or a range (1:4)") from None
+    if lo < 1 or hi < lo:
+        raise LaunchError(f"--nnodes {value!r}: need 1 <= min <= max")
+    return lo, hi
+
+
+def profile_filter(patterns: list[str] | None) -> Callable[[Any], bool] | None:
+    """The ``--profile GLOB`` test of a case (its id matches a pattern); None when no pattern was given."""
+    if not patterns:
+        return None
+    return lambda case: any(fnmatch.fnmatchcase(case.id, p) for p in patterns)
 
 
 @dataclass
-class RunPlan:
-    """What a run will measure and where: the cases, the run folder and its manifest."""
+class LaunchSettings:
+    """How a run is launched and run, resolved once (``resolve``) from the flags, the suite and the manifest."""
 
-    cases: list
-    run_dir: Path
-    manifest: dict[str, Any]
-    device: str
-    resumed: bool = False
+    strategy: str = "sweep"
+    world_sizes: list[int] | None = None
+    one_rank_ddp: bool = False
+    nproc_per_node: int = 1
+    nnodes: tuple[int, int] = (1, 1)
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    rdzv_endpoint: str | None = None
+    rdzv_timeout_s: int = DEFAULT_RDZV_TIMEOUT_S
+    profile: list[str] | None = None
+    report: bool = True
+    progress: bool = True
+    nvml: bool = True
+    telemetry_interval_ms: int = 50
+    accuracy: Any = None
+
+    @property
+    def distributed(self) -> bool:
+        """True when the run needs the elastic agent: several workers or nodes, or the ddp strategy."""
+        return self.nproc_per_node != 1 or self.nnodes != (1, 1) or self.strategy == "ddp"
+
+    @classmethod
+    def resolve(cls, args, suite, cases: list, manifest: Manifest | None = None) -> LaunchSettings:
+        """The settings of a launch. Flags win; then what the run recorded when it began (``manifest``, on a
+        resume); then the suite's ``launch`` block; then the defaults. ``args`` may lack the launcher's flags (a
+        worker's command line has none of them)."""
+
+        def flag(name: str):
+            return getattr(args, name, None)
+
+        spec = getattr(suite, "launch", None)
+        recorded = (manifest.launch if manifest is not None else None) or LaunchInfo()
+        if manifest is not None and manifest.launch is not None and not flag("nproc_per_node"):
+            nproc = int(recorded.nproc_per_node or manifest.world_size or 1)
+        else:
+            nproc = resolve_nproc(flag("nproc_per_node") or getattr(spec, "nproc_per_node", None), cases)
+        restarts = flag("max_restarts")
+        if restarts is None:
+            restarts = getattr(spec, "max_restarts", None)
+        restarts = DEFAULT_MAX_RESTARTS if restarts is None else int(restarts)
+        if restarts < 0:
+            raise LaunchError(f"--max-restarts {restarts}: give 0 or more")
+        telemetry = getattr(suite, "telemetry", None)
+        return cls(
+            strategy=recorded.strategy or getattr(spec, "strategy", None) or "sweep",
+            world_sizes=recorded.world_sizes or getattr(spec, "world_sizes", None),
+            one_rank_ddp=bool(getattr(spec, "one_rank_ddp", False)),
+            nproc_per_node=nproc,
+            nnodes=parse_nnodes(flag("nnodes") or recorded.nnodes or getattr(spec, "nnodes", None)),
+            max_restarts=restarts,
+            rdzv_endpoint=flag("rdzv_endpoint"),
+            rdzv_timeout_s=int(flag("rdzv_timeout") or DEFAULT_RDZV_TIMEOUT_S),
+            profile=flag("profile") or None,
+            report=not flag("no_report"),
+            progress=not flag("no_progress"),
+            nvml=bool(getattr(telemetry, "nvml", True)),
+            telemetry_interval_ms=int(getattr(telemetry, "interval_ms", 50)),
+            accuracy=getattr(suite, "accuracy", None),
+        )
+
+    def launch_info(self, launcher: str, **more: Any) -> LaunchInfo:
+        """What the manifest keeps of these settings for a launch by ``launcher`` (harness or torchrun)."""
+        fields_ = {"strategy": self.strategy, "world_sizes": self.world_sizes, "nproc_per_node": self.nproc_per_node}
+        return LaunchInfo(launcher=launcher, **{**fields_, **more})
+
+
+# --- choosing and checking the cases ---------------------------------------------------------------------------
 
 
 def select_cases(cases: list, patterns: list[str] | None) -> list:
@@ -54,11 +178,11 @@ def select_cases(cases: list, patterns: list[str] | None) -> list:
     return chosen
 
 
-def plan_device(cases: list, local_rank: int | None = None) -> str:
-    """The device the run's folder is named after: the first case's, with ``auto`` resolved."""
+def plan_device(cases: list, local_rank: int | None = None, local_world_size: int = 1) -> str:
+    """The device the run's folder is named after (and a rank measures on): the first case's, resolved."""
     from harness.measure.precision import resolve_device
 
-    return resolve_device(cases[0].device if cases else "auto", local_rank)
+    return resolve_device(cases[0].device if cases else "auto", local_rank, local_world_size)
 
 
 def preflight(cases: list) -> None:
@@ -87,28 +211,198 @@ def preflight(cases: list) -> None:
                 ) from None
 
 
-def new_plan(suite, out_root: Path, patterns: list[str] | None, world_size: int = 1, **manifest_extra) -> RunPlan:
-    """Open a new run folder for ``suite`` under ``out_root`` and write its first manifest."""
-    from harness.store.fingerprint import environment_fingerprint
+# --- the session -----------------------------------------------------------------------------------------------
 
-    cases = select_cases(suite.cases(), patterns)
-    preflight(cases)
-    device = plan_device(cases)
-    check_writable(out_root)
-    run_dir = new_run_dir(out_root, suite.name, device.replace(":", ""))
-    run_id = f"{run_dir.name}-{uuid.uuid4().hex[:6]}"
-    manifest = new_manifest(
-        run_id,
-        suite.resolved(),
-        environment_fingerprint(device),
-        cases=[c.to_dict() for c in cases],
-        case_ids=[c.id for c in cases],
-        filter=patterns or None,
-        world_size=world_size,
-        **manifest_extra,
-    )
-    write_json_atomic(run_dir / MANIFEST, manifest)
-    return RunPlan(cases, run_dir, manifest, device)
+
+class RunSession:
+    """One run: its folder, its typed manifest and its cases, from opening to closing (module docstring)."""
+
+    def __init__(self, folder: RunFolder, manifest: Manifest, cases: list, device: str, resumed: bool = False):
+        self.folder = folder
+        self.manifest = manifest
+        self.cases = cases
+        self.device = device
+        self.resumed = resumed
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
+
+    def save(self) -> None:
+        """Write the manifest as it stands."""
+        self.folder.write_manifest(self.manifest)
+
+    # -- opening -----------------------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, suite, out_root: Path, patterns: list[str] | None, world_size: int = 1, launch: LaunchInfo | None = None
+    ) -> RunSession:
+        """Open a new run folder for ``suite`` under ``out_root`` and write its first manifest."""
+        from harness.store.fingerprint import environment_fingerprint
+
+        cases = select_cases(suite.cases(), patterns)
+        preflight(cases)
+        device = plan_device(cases)
+        check_writable(out_root)
+        folder = RunFolder.create(out_root, suite.name, device.replace(":", ""))
+        manifest = Manifest.new(
+            f"{folder.path.name}-{uuid.uuid4().hex[:6]}",
+            suite.resolved(),
+            environment_fingerprint(device),
+            cases=[c.to_dict() for c in cases],
+            case_ids=[c.id for c in cases],
+            filter=patterns or None,
+            world_size=world_size,
+            launch=launch,
+        )
+        session = cls(folder, manifest, cases, device)
+        session.save()
+        return session
+
+    @classmethod
+    def resume(cls, run_dir: Path) -> RunSession:
+        """Reopen ``run_dir`` to finish it: the same cases, the same manifest, status back to ``running``."""
+        folder = RunFolder(check_resume_folder(Path(run_dir)))
+        try:
+            data = folder.read_manifest_dict()
+        except OSError as exc:
+            raise StoreError(
+                f"--resume {run_dir}: its {MANIFEST} cannot be read ({exc.strerror or exc}); make it readable"
+            ) from None
+        manifest, cases = _manifest_with_cases(data, f"--resume {folder.path}", resuming=True)
+        manifest.status = RunStatus.RUNNING
+        manifest.resumed_at = [*(manifest.resumed_at or []), utc_now()]
+        session = cls(folder, manifest, cases, plan_device(cases), resumed=True)
+        try:
+            session.save()
+        except OSError as exc:
+            raise StoreError(
+                f"--resume {folder.path}: its {MANIFEST} cannot be rewritten ({exc.strerror or exc}); nothing was "
+                "measured. Make the run folder writable, or copy it to a writable place and resume the copy"
+            ) from None
+        return session
+
+    @classmethod
+    def join(cls, run_dir: Path, device: str | None = None) -> RunSession:
+        """The run folder a launcher opened, as a worker joins it: its manifest read once, its cases rebuilt."""
+        folder = RunFolder(run_dir)
+        manifest, cases = _manifest_with_cases(folder.read_manifest_dict(), str(folder.path), resuming=False)
+        return cls(folder, manifest, cases, device or plan_device(cases))
+
+    # -- measuring -----------------------------------------------------------------------------------------------
+    def peak(self, device: str, rank: int | None = None) -> dict | None:
+        """The device's matmul peak per dtype (for MFU). Inline (``rank`` None): measured once per run and kept
+        in the manifest. A rank of a distributed run: its own, from the manifest after a restart, else measured
+        now (rank 0 writes it into the manifest with the others')."""
+        known = self.manifest.peak if rank is None else (self.manifest.ranks or {}).get(str(rank))
+        known = known.peak if rank is not None and known is not None else known
+        if known:
+            return known
+        try:
+            from harness.measure.peak import measure_peak
+        except ImportError:
+            return None
+        from harness.measure import device as devices
+
+        dev = devices.get(device)
+        if dev.is_cuda and (dev.unsupported_reason("fp32") or getattr(dev.api, "fake", False)):
+            return None  # no peak to measure: an old GPU, or the CUDA test double
+        peak = measure_peak(device)
+        if rank is None:
+            self.manifest.peak = peak
+            self.save()
+        return peak
+
+    def context(self, settings: LaunchSettings, device: str, rank: int = 0, peak: dict | None = None):
+        """The ``CaseContext`` every case of this process is measured with."""
+        from harness.measure.case import CaseContext, ModelCache
+
+        return CaseContext(
+            run_id=self.manifest.run_id,
+            suite=self.manifest.suite_name,
+            run_dir=self.run_dir,
+            device=device,
+            rank=rank,
+            world_size=1,
+            peak=peak,
+            telemetry=settings.nvml,
+            telemetry_interval_ms=settings.telemetry_interval_ms,
+            model_cache=ModelCache(),
+            extra_profile=profile_filter(settings.profile),
+            accuracy=settings.accuracy,
+            device_name=self.manifest.device_name,
+        )
+
+    # -- closing -------------------------------------------------------------------------------------------------
+    def finish(self, status: str, ranks: int | None = None) -> list[dict[str, Any]]:
+        """Merge every rank's records, count statuses (per rank too, for ``ranks`` ranks), and close the manifest
+        with ``status``; returns every record of the run."""
+        for r in range(ranks or 0):
+            own = self.folder.rank_records(r)
+            info = self.manifest.rank(r)
+            info.records, info.counts = len(own), status_counts(own)
+        records = self.folder.merge()
+        typed = [Record.from_dict(r) for r in records]
+        threads = {r.num_threads for r in typed if r.ok and r.num_threads}
+        if len(threads) == 1:
+            # The fingerprint was taken by the launcher; workers may have run on a share of the cores, and a
+            # comparison must see the thread count the cases actually ran with.
+            self.manifest.environment = {**(self.manifest.environment or {}), "num_threads": threads.pop()}
+        recorded = {r.case_id for r in typed}
+        self.manifest.status = status
+        self.manifest.finished_at = utc_now()
+        self.manifest.counts = status_counts(records)
+        self.manifest.records = len(records)
+        self.manifest.missing = [cid for cid in self.manifest.case_ids or [] if cid not in recorded]
+        self.save()
+        return records
+
+    def write_report(self, say: Callable[[str], None]) -> Path | None:
+        """Write the run's report into the run folder and ``say`` where; a report that fails is said, not raised:
+        it must not lose the run."""
+        try:
+            from harness.report import write_report
+
+            out = self.folder.report_path
+            write_report([self.run_dir], out)
+        except Exception as exc:
+            say(f"report not written: {type(exc).__name__}: {exc}")
+            return None
+        say(f"report: {out}")
+        return out
+
+
+def _manifest_with_cases(data: Any, where: str, resuming: bool) -> tuple[Manifest, list]:
+    """The typed manifest and the cases it lists; a StoreError (resuming) or LaunchError (joining) saying why a
+    manifest cannot be used: not an object, no case list, or a case that cannot be read."""
+    from harness.suite import Case
+
+    error = StoreError if resuming else LaunchError
+    action = "the run cannot be resumed (start a new one)" if resuming else "no worker can join it"
+    if not isinstance(data, dict):
+        raise error(f"{where}: its {MANIFEST} holds a {type(data).__name__}, not a run's manifest; {action}")
+    if not isinstance(data.get("cases"), list):
+        raise error(f"{where}: its manifest lists no cases, so {'it cannot be resumed' if resuming else action}")
+    cases = []
+    for number, entry in enumerate(data["cases"], 1):
+        try:
+            cases.append(Case.from_dict(entry))
+        except HarnessError as exc:
+            raise error(f"{where}: case {number} of its {MANIFEST} cannot be read ({exc}); {action}") from None
+    return Manifest.from_dict(data), cases
+
+
+def new_plan(suite, out_root: Path, patterns: list[str] | None, world_size: int = 1, launch=None) -> RunSession:
+    """Open a new run session (``RunSession.open``)."""
+    return RunSession.open(suite, out_root, patterns, world_size=world_size, launch=launch)
+
+
+def resume_plan(run_dir: Path) -> RunSession:
+    """Reopen a run to finish it (``RunSession.resume``)."""
+    return RunSession.resume(run_dir)
+
+
+# --- checking a --resume path ----------------------------------------------------------------------------------
 
 
 def _run_folders_in(folder: Path, limit: int = 200) -> list[Path]:
@@ -117,10 +411,10 @@ def _run_folders_in(folder: Path, limit: int = 200) -> list[Path]:
     try:
         children = sorted(p for p in folder.iterdir() if p.is_dir())[:limit]
         for child in children:
-            if (child / MANIFEST).is_file():
+            if RunFolder(child).is_run():
                 found.append(child)
                 continue
-            found.extend(sorted(g for g in child.iterdir() if g.is_dir() and (g / MANIFEST).is_file())[:limit])
+            found.extend(sorted(g for g in child.iterdir() if g.is_dir() and RunFolder(g).is_run())[:limit])
     except OSError:
         pass
     return sorted(found, key=lambda p: p.name)
@@ -129,8 +423,8 @@ def _run_folders_in(folder: Path, limit: int = 200) -> list[Path]:
 def check_resume_folder(run_dir: Path) -> Path:
     """Refuse, before anything in it is touched, a ``--resume`` path that is no run folder or cannot be written.
 
-    The messages say what was given, what it is instead, and which path to pass: a run folder's ``manifest.json``
-    (or any file in it) points at the folder; a results folder names the newest run folder below it. A folder
+    The messages say what was given, what it is instead, and which path to pass: a run folder's manifest (or any
+    file in it) points at the folder; a results folder names the newest run folder below it. A folder
     that cannot be written is refused as such, since resuming rewrites its manifest and appends its records.
     """
     run_dir = Path(run_dir)
@@ -152,7 +446,7 @@ def _check_resume_folder(run_dir: Path) -> Path:
         )
     if not run_dir.is_dir():
         parent = run_dir.parent
-        if (parent / MANIFEST).is_file():
+        if RunFolder(parent).is_run():
             raise StoreError(
                 f"--resume {given} is a file, not a run folder; pass the folder that holds it: --resume {parent}"
             )
@@ -160,7 +454,7 @@ def _check_resume_folder(run_dir: Path) -> Path:
             f"--resume {given} is a file, not a run folder; pass the run folder that holds {MANIFEST} "
             "(results/<suite>/<run>)"
         )
-    if not (run_dir / MANIFEST).is_file():
+    if not RunFolder(run_dir).is_run():
         runs = _run_folders_in(run_dir)
         if runs:
             hint = (
@@ -200,122 +494,25 @@ def _read_only_mount(folder: Path) -> bool:
         return False
 
 
-def resume_plan(run_dir: Path) -> RunPlan:
-    """Reopen ``run_dir`` to finish it: the same cases, the same manifest, status back to ``running``."""
-    from harness.suite import Case
+@dataclass
+class RunOutcome:
+    """How a launch ended, for the command to report: the run's status, its records (None where this process has
+    no view of them: on several nodes rank 0 printed them), its folder, the exit code, lines for stderr, and
+    whether DDP scaling belongs in the summary."""
 
-    run_dir = check_resume_folder(Path(run_dir))
-    try:
-        manifest = read_manifest(run_dir)
-    except OSError as exc:
-        raise StoreError(
-            f"--resume {run_dir}: its {MANIFEST} cannot be read ({exc.strerror or exc}); make it readable"
-        ) from None
-    if not isinstance(manifest, dict):
-        raise StoreError(
-            f"--resume {run_dir}: its {MANIFEST} holds a {type(manifest).__name__}, not a run's manifest; "
-            "the run cannot be resumed (start a new one)"
-        )
-    if not isinstance(manifest.get("cases"), list):
-        raise StoreError(f"--resume {run_dir}: its manifest lists no cases, so it cannot be resumed")
-    cases = []
-    for number, data in enumerate(manifest["cases"], 1):
-        try:
-            cases.append(Case.from_dict(data))
-        except HarnessError as exc:
-            raise StoreError(
-                f"--resume {run_dir}: case {number} of its {MANIFEST} cannot be read ({exc}); "
-                "the run cannot be resumed (start a new one)"
-            ) from None
-    manifest["status"] = "running"
-    resumed = manifest.get("resumed_at")
-    manifest["resumed_at"] = [*(resumed if isinstance(resumed, list) else []), utc_now()]
-    try:
-        write_json_atomic(run_dir / MANIFEST, manifest)
-    except OSError as exc:
-        raise StoreError(
-            f"--resume {run_dir}: its {MANIFEST} cannot be rewritten ({exc.strerror or exc}); nothing was measured. "
-            "Make the run folder writable, or copy it to a writable place and resume the copy"
-        ) from None
-    return RunPlan(cases, run_dir, manifest, plan_device(cases), resumed=True)
+    status: str
+    records: list[dict[str, Any]] | None
+    run_dir: Path | None
+    code: int
+    messages: list[str] = field(default_factory=list)
+    scaling: bool = False
 
 
-def measure_peak_once(plan: RunPlan, enabled: bool = True) -> dict | None:
-    """The device's matmul peak per dtype (for MFU), measured once per run and kept in the manifest."""
-    if not enabled:
-        return None
-    if plan.manifest.get("peak"):
-        return plan.manifest["peak"]
-    try:
-        from harness.measure.peak import measure_peak
-    except ImportError:
-        return None
-    from harness.measure import device as devices
+class Stopwatch:
+    """Wall time of the measuring part of a run, for the manifest's ``wall_s``."""
 
-    dev = devices.get(plan.device)
-    if dev.is_cuda and dev.unsupported_reason("fp32"):
-        return None
-    if dev.is_cuda and getattr(dev.api, "fake", False):
-        return None  # the CUDA test double has no peak of its own to measure
-    peak = measure_peak(plan.device)
-    plan.manifest["peak"] = peak
-    write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)
-    return peak
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
 
-
-def finish_run(plan: RunPlan, status: str) -> list[dict[str, Any]]:
-    """Merge every rank's records, count statuses, and close the manifest with ``status``."""
-    records = merge_rank_files(plan.run_dir)
-    threads = {r.get("num_threads") for r in records if r.get("status") == "ok" and r.get("num_threads")}
-    if len(threads) == 1:
-        # The fingerprint was taken by the launcher; workers may have run on a share of the cores, and a
-        # comparison must see the thread count the cases actually ran with.
-        plan.manifest.setdefault("environment", {})["num_threads"] = threads.pop()
-    plan.manifest.update(
-        status=status,
-        finished_at=utc_now(),
-        counts=status_counts(records),
-        records=len(records),
-        missing=[cid for cid in plan.manifest.get("case_ids", []) if cid not in {r.get("case_id") for r in records}],
-    )
-    write_json_atomic(plan.run_dir / MANIFEST, plan.manifest)
-    return records
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold an exclusive lock on the run folder while measuring, so a second ``--resume`` of a run that is still
-    going is refused instead of measuring the same cases twice."""
-    import fcntl
-
-    path = Path(run_dir) / ".lock"
-    try:
-        f = open(path, "a+")  # closed by the with below
-    except OSError as exc:
-        raise StoreError(
-            f"{path} cannot be opened to lock the run ({exc.strerror or exc}); make the run folder and its .lock "
-            f"writable (chmod u+w {run_dir} {path}) or copy the run folder to a writable place"
-        ) from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise HarnessError(
-                f"{run_dir} is being measured by another harness process; wait for it to finish (or stop it) "
-                "before resuming"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def write_run_report(plan: RunPlan) -> Path | None:
-    """Write ``report.html`` into the run folder; None (with the reason printed) when it cannot be written."""
-    try:
-        from harness.report import write_report
-    except ImportError:
-        return None
-    out = plan.run_dir / "report.html"
-    write_report([plan.run_dir], out)
-    return out
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.started, 2)

@@ -42,10 +42,7 @@ def read_inputs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Skip]]:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise StoreError(
-                f"{path} does not exist; pass run folders (with a manifest.json), records .jsonl files"
-                " or a results folder"
-            )
+            raise StoreError(f"{path} does not exist; pass run folders, records .jsonl files or a results folder")
         try:
             with warnings.catch_warnings():
                 # What the loader skips is listed on the page and by the command, not printed as Python warnings.

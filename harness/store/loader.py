@@ -32,15 +32,7 @@ from typing import Any
 
 from harness.errors import StoreError
 from harness.store.record import SCHEMA_VERSION, normalise, problems
-from harness.store.rundir import (
-    MANIFEST,
-    MERGED,
-    ManifestError,
-    not_a_record,
-    rank_file_order,
-    read_manifest,
-    read_values,
-)
+from harness.store.rundir import MANIFEST, ManifestError, RunFolder, not_a_record, read_manifest, read_values
 from harness.store.skips import Skip, note
 
 #: version -> function turning a record of that version into one of version + 1.
@@ -138,8 +130,9 @@ def records_files(path: Path) -> list[Path]:
     the merged ``records.jsonl`` when it is newer than all of them."""
     # The rank files are what the workers append to; the merged file is a copy made at the end of a run, and is
     # stale when a rank file changed after it (a resumed run that died before merging again).
-    files = sorted(path.glob("records-rank*.jsonl"), key=rank_file_order)
-    merged = path / MERGED
+    folder = RunFolder(path)
+    files = folder.record_files()
+    merged = folder.merged_path
     try:
         if merged.is_file() and all(f.stat().st_mtime <= merged.stat().st_mtime for f in files):
             return [merged]
@@ -192,7 +185,7 @@ def scan(root: Path, skips: list[Skip] | None = None) -> list[tuple[Path, dict[s
         for folder in held:
             if folder in candidates or any(c in folder.parents for c in candidates):
                 continue
-            files = sorted(p.name for p in folder.glob("records*.jsonl"))
+            files = RunFolder.holds_records(folder)
             shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
             message = (
                 f"records skipped: the folder holds {shown} but no {MANIFEST}, so it is not a run folder; restore its "

@@ -35,11 +35,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "oom", "error", "timeout", "skipped", "crashed")
+
+class Status(StrEnum):
+    """How a case ended, a closed set: ``ok`` (measured), ``oom`` (out of memory), ``error`` (it raised),
+    ``timeout`` (over its deadline), ``skipped`` (cannot run here: an unsupported precision, ...), ``crashed`` (it
+    killed its worker twice). A ``Status`` is a ``str``: it compares equal to, and is written as, its value."""
+
+    OK = "ok"
+    OOM = "oom"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
+    CRASHED = "crashed"
+
+
+STATUSES = tuple(s.value for s in Status)
 MODES = ("inference", "train")
 PRECISIONS = ("fp32", "tf32", "amp_fp16", "amp_bf16")
 
@@ -128,13 +143,34 @@ class Record:
     numerics: dict[str, Any] = field(default_factory=lambda: _nulls(NUMERICS_FIELDS))
     profile: dict[str, Any] = field(default_factory=lambda: _nulls(PROFILE_FIELDS))
     accuracy: dict[str, Any] | None = None
+    #: Fields of a record read back that this class does not declare (a newer writer's, an importer's), written
+    #: back as they were; not a field of the record itself.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every field present."""
-        return asdict(self)
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """A record read back (a valid one, see ``problems``): declared fields by name, missing ones at their
+        defaults, the nested groups filled to their full set of keys, others kept in ``extra``."""
+        known = {k: v for k, v in data.items() if k in _DECLARED}
+        for key in _GROUPS:
+            group = known.get(key)
+            known[key] = {**_TEMPLATE[key], **group} if isinstance(group, dict) else dict(_TEMPLATE[key])
+        return cls(**known, extra={k: v for k, v in data.items() if k not in _DECLARED})
+
+    @property
+    def ok(self) -> bool:
+        """True when the case was measured."""
+        return self.status == Status.OK
 
 
-RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+_DECLARED = frozenset(f.name for f in fields(Record)) - {"extra"}
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record) if f.name != "extra")
 
 
 _TEMPLATE = Record().to_dict()
@@ -197,6 +233,8 @@ def _field_rules() -> dict[str, tuple[Any, str, bool]]:
     """name -> (test, type in words, null allowed), read from ``Record``'s declarations."""
     rules = {}
     for f in fields(Record):
+        if f.name == "extra":
+            continue
         parts = [p.strip() for p in str(f.type).split("|")]
         nullable = "None" in parts or f.name in _GROUPS
         base = [p for p in parts if p != "None"]

@@ -1,5 +1,19 @@
 """The run folder: ``results/<suite>/<UTC timestamp>-<host>-<device>/`` with a manifest and JSONL records.
 
+``RunFolder`` owns every file name of a run folder and every read and write of them; nothing outside
+``harness.store`` spells one. The layout:
+
+    manifest.json                 the run (``harness.store.manifest.Manifest``), rewritten atomically
+    records-rank<N>.jsonl         rank N's records, one JSON line per case, appended and fsynced
+    records-rank<N>.rescued.jsonl records rank N could not append to its own file (read with it)
+    records.jsonl                 every rank's records merged, written when the run closes
+    progress-rank<N>.jsonl        rank N's ``started``/``interrupted`` events (with its pid), for restarts
+    checksums-rank<N>.jsonl       parameter digests after DDP timed windows, when a check asks for them
+    profiles/<case id>/           torch.profiler traces of the profiled cases
+    report.html                   the run's report
+    logs/                         the elastic agent's per-worker logs (distributed runs started by harness run)
+    .lock                         held while a process measures the run
+
 Records are appended one JSON line per case and fsynced, so nothing measured is lost when a case, a worker or
 the whole run dies; a truncated last line (a write cut by a crash) is skipped with a warning on reading. A record
 that cannot be appended to its records file is not lost either: ``save_record`` writes it to
@@ -10,6 +24,7 @@ is rewritten atomically (write to a temporary file, fsync, rename) whenever the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,16 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreError
+from harness.store.manifest import Manifest
+from harness.store.manifest import utc_now as utc_now  # the time stamp of records and events too
 from harness.store.record import SCHEMA_VERSION, kind_of
 from harness.store.skips import Skip, note
 
 MANIFEST = "manifest.json"
 MERGED = "records.jsonl"
-
-
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with seconds and a trailing Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _slug(text: str) -> str:
@@ -71,19 +83,7 @@ def check_writable(out_root: Path) -> None:
         ) from None
 
 
-def rank_file(run_dir: Path, rank: int) -> Path:
-    """Where rank ``rank`` appends its records."""
-    return Path(run_dir) / f"records-rank{rank}.jsonl"
-
-
-def rank_file_order(path: Path) -> tuple[int, int, str]:
-    """Sort key of ``records-rank<N>[.rescued].jsonl`` files: by rank, each rank's rescued file after its own."""
-    name = Path(path).name
-    match = re.match(r"records-rank(\d+)", name)
-    return (int(match.group(1)) if match else 0, ".rescued." in name, name)
-
-
-def rescued_file(path: Path) -> Path:
+def _rescued(path: Path) -> Path:
     """Where a record goes when ``path`` (``records-rank<N>.jsonl``) cannot be written: beside it, and still
     matched by ``records-rank*.jsonl``, so the loader reads it with the rank files."""
     path = Path(path)
@@ -135,7 +135,7 @@ class RecordNotSavedError(StoreError):
 
 
 def save_record(path: Path, record: dict[str, Any]) -> None:
-    """Append ``record`` to ``path``; when that fails, save it to ``rescued_file(path)``, else to the temp dir,
+    """Append ``record`` to ``path``; when that fails, save it to the rescue file beside it, else to the temp dir,
     else print it on stderr, say where on stderr, and raise ``RecordNotSavedError``. Never loses the record."""
     path = Path(path)
     try:
@@ -144,7 +144,7 @@ def save_record(path: Path, record: dict[str, Any]) -> None:
     except OSError as exc:
         reason = exc.strerror or str(exc)
     run_dir = path.parent
-    places = [rescued_file(path), Path(tempfile.gettempdir()) / f"harness-{run_dir.name}-{rescued_file(path).name}"]
+    places = [_rescued(path), Path(tempfile.gettempdir()) / f"harness-{run_dir.name}-{_rescued(path).name}"]
     saved_to = None
     for place in places:
         try:
@@ -316,35 +316,9 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def new_manifest(run_id: str, suite: dict[str, Any], fingerprint: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A manifest for a run that is starting: status ``running`` and no counts yet."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "suite": suite,
-        "environment": fingerprint,
-        "started_at": utc_now(),
-        "finished_at": None,
-        "status": "running",
-        "counts": {},
-        "peak": None,
-        **extra,
-    }
-
-
-def merge_rank_files(run_dir: Path) -> list[dict[str, Any]]:
-    """Merge every ``records-rank*.jsonl`` into ``records.jsonl`` (rank order, then file order); return records."""
-    run_dir = Path(run_dir)
-    records: list[dict[str, Any]] = []
-    for path in sorted(run_dir.glob("records-rank*.jsonl"), key=rank_file_order):
-        records.extend(read_jsonl(path))
-    tmp = run_dir / f".{MERGED}.tmp"
-    with open(tmp, "w") as f:
-        for record in records:
-            f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, run_dir / MERGED)
-    return records
+    """The JSON of a starting run's manifest (``Manifest.new``), for writers of run folders that are no live run:
+    importers and synthetic stores."""
+    return Manifest.new(run_id, suite, fingerprint, **extra).to_dict()
 
 
 def status_counts(records: list[dict[str, Any]]) -> dict[str, int]:
@@ -353,3 +327,193 @@ def status_counts(records: list[dict[str, Any]]) -> dict[str, int]:
     for r in records:
         counts[r.get("status", "unknown")] = counts.get(r.get("status", "unknown"), 0) + 1
     return counts
+
+
+class RunFolder:
+    """One run folder: every file name in it (see the module docstring) and every read and write of them."""
+
+    MANIFEST = MANIFEST
+    MERGED = MERGED
+    REPORT = "report.html"
+    LOCK = ".lock"
+    LOGS = "logs"
+    PROFILES = "profiles"
+
+    def __init__(self, path: Path | str | RunFolder) -> None:
+        self.path = path.path if isinstance(path, RunFolder) else Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def create(cls, out_root: Path, suite: str, device: str) -> RunFolder:
+        """A fresh run folder under ``out_root`` (see ``new_run_dir``)."""
+        return cls(new_run_dir(out_root, suite, device))
+
+    # -- names ---------------------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / self.MANIFEST
+
+    @property
+    def merged_path(self) -> Path:
+        return self.path / self.MERGED
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / self.LOGS
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / self.LOCK
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.path / self.PROFILES
+
+    def records_path(self, rank: int) -> Path:
+        """Where rank ``rank`` appends its records."""
+        return self.path / f"records-rank{rank}.jsonl"
+
+    def progress_path(self, rank: int) -> Path:
+        """Where rank ``rank`` notes the cases it starts."""
+        return self.path / f"progress-rank{rank}.jsonl"
+
+    def checksums_path(self, rank: int) -> Path:
+        """Where rank ``rank`` appends parameter digests after DDP timed windows."""
+        return self.path / f"checksums-rank{rank}.jsonl"
+
+    def profile_dir(self, case_id: str) -> Path:
+        """The trace folder of one profiled case (its id made safe as a path)."""
+        return self.profiles_dir / re.sub(r"[^A-Za-z0-9_./-]", "_", case_id)
+
+    def record_files(self) -> list[Path]:
+        """Every rank's records file with its rescued file, by rank, each rescued file after its rank's own."""
+        return sorted(self.path.glob("records-rank*.jsonl"), key=_rank_file_order)
+
+    @staticmethod
+    def holds_records(folder: Path) -> list[str]:
+        """Names of the records files directly in ``folder`` (merged, rank or imported), sorted."""
+        return sorted(p.name for p in Path(folder).glob("records*.jsonl"))
+
+    # -- manifest ------------------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """True when the folder holds a manifest."""
+        return self.manifest_path.is_file()
+
+    def read_manifest_dict(self) -> dict[str, Any]:
+        """The manifest as JSON (see ``read_manifest`` for the errors)."""
+        return read_manifest(self.path)
+
+    def read_manifest(self) -> Manifest:
+        """The typed manifest; a ``ManifestError`` when it cannot be read."""
+        return Manifest.from_dict(read_manifest(self.path))
+
+    def write_manifest(self, manifest: Manifest | dict[str, Any]) -> None:
+        """Rewrite the manifest atomically (readers never see half a file)."""
+        write_json_atomic(self.manifest_path, manifest.to_dict() if isinstance(manifest, Manifest) else manifest)
+
+    # -- records -------------------------------------------------------------------------------------------
+    def save_record(self, rank: int, record: dict[str, Any]) -> None:
+        """Append rank ``rank``'s record, fsynced; rescued elsewhere and ``RecordNotSavedError`` when it cannot."""
+        save_record(self.records_path(rank), record)
+
+    def rank_records(self, rank: int) -> list[dict[str, Any]]:
+        """Rank ``rank``'s records in its own records file (a rescued file is read by the loader, not here: its
+        records are put back by the user, as the message that made it says)."""
+        return read_jsonl(self.records_path(rank))
+
+    def merge(self) -> list[dict[str, Any]]:
+        """Merge every rank's records into ``records.jsonl`` (rank order, then file order); return them."""
+        records: list[dict[str, Any]] = []
+        for path in self.record_files():
+            records.extend(read_jsonl(path))
+        tmp = self.path / f".{MERGED}.tmp"
+        with open(tmp, "w") as f:
+            for record in records:
+                f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.merged_path)
+        return records
+
+    def merged_records(self) -> list[dict[str, Any]]:
+        """The merged records (empty before the run was closed)."""
+        return read_jsonl(self.merged_path)
+
+    def measured_units(self) -> tuple[set[tuple[str, int]], dict | None]:
+        """The (case id, world size) pairs recorded by any rank so far, and the newest file's last record. Lines
+        another rank is writing right now are passed over: the next look reads them whole."""
+        units: set[tuple[str, int]] = set()
+        last, newest = None, -1.0
+        for path in self.record_files():
+            mtime = path.stat().st_mtime
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "case_id" in record:
+                    units.add((record["case_id"], int(record.get("world_size") or 1)))
+                    if mtime >= newest:
+                        last, newest = record, mtime
+        return units, last
+
+    # -- progress events -----------------------------------------------------------------------------------
+    def note_progress(self, rank: int, event: dict[str, Any]) -> None:
+        """Append one progress event of rank ``rank`` (fsynced, like a record)."""
+        append_record(self.progress_path(rank), event)
+
+    def progress_events(self, rank: int) -> list[dict[str, Any]]:
+        return read_jsonl(self.progress_path(rank))
+
+    # -- checksums -----------------------------------------------------------------------------------------
+    def append_checksum(self, rank: int, entry: dict[str, Any]) -> None:
+        append_record(self.checksums_path(rank), entry)
+
+    def checksums(self, rank: int) -> list[dict[str, Any]]:
+        return read_jsonl(self.checksums_path(rank))
+
+    # -- lock ----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold an exclusive lock on the run folder while measuring, so a second ``--resume`` of a run that is
+        still going is refused instead of measuring the same cases twice."""
+        import fcntl
+
+        from harness.errors import HarnessError
+
+        path = self.lock_path
+        try:
+            f = open(path, "a+")  # closed by the with below
+        except OSError as exc:
+            raise StoreError(
+                f"{path} cannot be opened to lock the run ({exc.strerror or exc}); make the run folder and its "
+                f"{self.LOCK} writable (chmod u+w {self.path} {path}) or copy the run folder to a writable place"
+            ) from None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise HarnessError(
+                    f"{self.path} is being measured by another harness process; wait for it to finish (or stop it) "
+                    "before resuming"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _rank_file_order(path: Path) -> tuple[int, int, str]:
+    """Sort key of ``records-rank<N>[.rescued].jsonl`` files: by rank, each rank's rescued file after its own."""
+    name = Path(path).name
+    match = re.match(r"records-rank(\d+)", name)
+    return (int(match.group(1)) if match else 0, ".rescued." in name, name)

@@ -47,6 +47,17 @@ class Expansion:
     warnings: list[tuple[tuple, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Profile:
+    """The suite's profiler block: ``cases`` are partial case matchers, ``{key: [accepted values]}``."""
+
+    cases: list[dict[str, list[Any]]] = field(default_factory=list)
+
+    def matches(self, case: Case) -> bool:
+        """True when ``case`` matches an entry of ``cases`` (and so is traced)."""
+        return any(matches(case, m) for m in self.cases)
+
+
 def matcher_dict(spec: Any) -> dict[str, list[Any]]:
     """A matcher model as a plain dict of the keys it names, each with its list of accepted values."""
     return {name: list(getattr(spec, name)) for name in AXES if name in spec.model_fields_set}
@@ -168,7 +179,7 @@ def expand(spec: Any, base_dir: Path | None = None, max_cases: int | None = None
         elif values["warmup"] is not None and values["measure"] is not None:
             candidates.append((values, ("include", i)))
 
-    profile = [matcher_dict(m) for m in spec.profile.cases]
+    profile = Profile([matcher_dict(m) for m in spec.profile.cases])
     by_id: dict[str, Case] = {}
     bad_weights: set[tuple] = set()
     shared: dict[str, list] = {}  # a problem of matrix cases -> [how many cases have it, the first one's id]
@@ -190,7 +201,7 @@ def expand(spec: Any, base_dir: Path | None = None, max_cases: int | None = None
             for problem in getattr(exc, "problems", [str(exc)]):
                 shared.setdefault(problem, [0, case_label(values)])[0] += 1
             continue
-        if profile and any(matches(case, m) for m in profile):
+        if profile.matches(case):
             case = case.replace(profile=True)
         by_id[case.id] = case
     for problem, (count, first) in shared.items():
@@ -200,7 +211,7 @@ def expand(spec: Any, base_dir: Path | None = None, max_cases: int | None = None
     if not out.cases and not out.issues:
         out.issues.append((("exclude",), "excludes every matrix case, so the suite has no cases; loosen an entry"))
 
-    for i, matcher in enumerate(profile):
+    for i, matcher in enumerate(profile.cases):
         if out.cases and not any(matches(c, matcher) for c in out.cases):
             out.warnings.append((("profile", "cases", i), "matches no case, so nothing is profiled for it"))
     if spec.launch.strategy == "ddp":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from harness.errors import SuiteError
 from harness.suite.bounds import MAX_CASES, WARN_CASES
-from harness.suite.case import Case, matches
-from harness.suite.expand import expand, matcher_dict, resolve_path
+from harness.suite.case import Case
+from harness.suite.expand import Profile, expand, matcher_dict, resolve_path
 from harness.suite.messages import describe, show
 from harness.suite.schema import NAME_PATTERN, LaunchSpec, RegressionSpec, SuiteSpec, TelemetrySpec
 from harness.suite.source import Issue, key_path, locate, parse_yaml, raise_issues, read_text, trim_loc
@@ -28,13 +28,6 @@ from harness.suite.source import Issue, key_path, locate, parse_yaml, raise_issu
 
 class SuiteWarning(UserWarning):
     """A suite that loads but may not be what was meant (for now: more than ``WARN_CASES`` cases)."""
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The suite's profiler block: ``cases`` are partial case matchers, ``{key: [accepted values]}``."""
-
-    cases: list[dict[str, list[Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,10 +68,6 @@ class Suite:
     def cases(self) -> list[Case]:
         """The expanded cases in their stable order (rules in ``harness.suite.expand``)."""
         return list(self._cases)
-
-    def profile_matches(self, case: Case) -> bool:
-        """True when ``case`` matches an entry of the suite's ``profile.cases`` (and so should be traced)."""
-        return any(matches(case, m) for m in self.profile.cases)
 
     def resolved(self) -> dict[str, Any]:
         """The suite as JSON-ready data for the run manifest: the source file and its sha256, the settings as

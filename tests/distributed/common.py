@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -120,3 +124,43 @@ def read_jsonl(path: Path) -> list[dict]:
 def manifest(run_dir: Path) -> dict:
     """The run's manifest."""
     return json.loads((run_dir / "manifest.json").read_text())
+
+
+@contextlib.contextmanager
+def kill_on_start(out: Path, case_id: str, times: int = 1, poll_s: float = 0.005):
+    """Kill, from outside, the worker that starts measuring ``case_id`` under the results folder ``out``: SIGKILL to
+    the pid its ``started`` event records in the run folder's progress file, on the case's first ``times``
+    attempts (later attempts, after restarts, measure it normally). Yields the list of pids killed."""
+    killed: list[int] = []
+    seen: set[tuple[str, int]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set() and len(killed) < times:
+            for path in Path(out).rglob("progress-rank*.jsonl"):
+                try:
+                    lines = path.read_text().splitlines()
+                except OSError:
+                    continue
+                for number, line in enumerate(lines):
+                    try:
+                        event = json.loads(line)
+                    except ValueError:  # being written: read whole on the next look
+                        continue
+                    key = (str(path), number)
+                    if key in seen or event.get("case_id") != case_id or event.get("event") != "started":
+                        continue
+                    seen.add(key)
+                    if len(killed) < times:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(event["pid"]), signal.SIGKILL)
+                        killed.append(int(event["pid"]))
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=watch, daemon=True, name="kill-on-start")
+    thread.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        thread.join(timeout=5)

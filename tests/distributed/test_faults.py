@@ -1,7 +1,7 @@
 """Runs that survive a dead worker: agent restarts, crash bookkeeping, and `harness run --resume`.
 
-The kill is injected with ``HARNESS_TEST_KILL_CASE=<case id>``: the rank measuring that case SIGKILLs itself
-after noting the case as started, on the first attempt only (``HARNESS_TEST_KILL_ATTEMPTS=N``: the first N).
+The kill comes from outside (``kill_on_start``): the test watches the run folder's progress files and SIGKILLs the
+pid that a ``started`` event of the victim case records, on its first attempt only (or its first N).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tests.distributed.common import (
     SWEEP,
     env,
     harness,
+    kill_on_start,
     manifest,
     read_jsonl,
     run_dir_of,
@@ -47,10 +48,11 @@ def _started(run_dir, case_id: str) -> int:
 
 def test_killed_worker_is_restarted_and_every_case_is_recorded_once(tmp_path):
     suite = write_suite(tmp_path, SWEEP, "killed", batches="[1, 2, 3]")
-    result = harness(
-        "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "1", "--out", str(tmp_path / "out"),
-        "--no-report", "--no-progress", HARNESS_TEST_KILL_CASE=VICTIM,
-    )  # fmt: skip
+    with kill_on_start(tmp_path / "out", VICTIM):
+        result = harness(
+            "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "1", "--out", str(tmp_path / "out"),
+            "--no-report", "--no-progress",
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run_dir = run_dir_of(result)
     _exactly_once(run_dir)
@@ -63,10 +65,11 @@ def test_killed_worker_is_restarted_and_every_case_is_recorded_once(tmp_path):
 def test_bare_torchrun_restart_writes_into_the_same_run_folder(tmp_path):
     suite = write_suite(tmp_path, SWEEP, "killed-bare", batches="[1, 2, 3]")
     out = tmp_path / "out"
-    result = torchrun(
-        "--max-restarts", "1", "-m", "harness.worker", str(suite), "--out", str(out), "--no-report",
-        "--no-progress", HARNESS_TEST_KILL_CASE=VICTIM,
-    )  # fmt: skip
+    with kill_on_start(out, VICTIM):
+        result = torchrun(
+            "--max-restarts", "1", "-m", "harness.worker", str(suite), "--out", str(out), "--no-report",
+            "--no-progress",
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run_dir = run_dir_of(result)
     assert [p.name for p in (out / "killed-bare").iterdir()] == [run_dir.name]
@@ -77,10 +80,11 @@ def test_bare_torchrun_restart_writes_into_the_same_run_folder(tmp_path):
 def test_case_that_kills_its_worker_twice_is_recorded_crashed(tmp_path):
     suite = write_suite(tmp_path, SWEEP, "crashing", batches="[1, 2, 3]")
     # The victim dies on its first two attempts; after the second restart it is recorded, not tried again.
-    result = harness(
-        "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "2", "--out", str(tmp_path / "out"),
-        "--no-report", "--no-progress", HARNESS_TEST_KILL_CASE=VICTIM, HARNESS_TEST_KILL_ATTEMPTS="2",
-    )  # fmt: skip
+    with kill_on_start(tmp_path / "out", VICTIM, times=2):
+        result = harness(
+            "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "2", "--out", str(tmp_path / "out"),
+            "--no-report", "--no-progress",
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run_dir = run_dir_of(result)
     records = read_jsonl(run_dir / "records.jsonl")
@@ -93,10 +97,11 @@ def test_case_that_kills_its_worker_twice_is_recorded_crashed(tmp_path):
 
 def test_failed_launch_is_finished_by_resume_with_the_same_world_size(tmp_path):
     suite = write_suite(tmp_path, SWEEP, "resumed", batches="[1, 2, 3]")
-    first = harness(
-        "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "0", "--out", str(tmp_path / "out"),
-        "--no-report", "--no-progress", HARNESS_TEST_KILL_CASE=VICTIM,
-    )  # fmt: skip
+    with kill_on_start(tmp_path / "out", VICTIM):
+        first = harness(
+            "run", str(suite), "--nproc-per-node", "2", "--max-restarts", "0", "--out", str(tmp_path / "out"),
+            "--no-report", "--no-progress",
+        )  # fmt: skip
     assert first.returncode == 1, first.stderr
     run_dir = run_dir_of(first)
     m = manifest(run_dir)

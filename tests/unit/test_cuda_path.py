@@ -103,7 +103,7 @@ def test_a_whole_inline_run_walks_the_cuda_branch(tmp_path, fake):
     )
     plan, status, records = _run(tmp_path, suite)
     assert status == "complete"
-    assert plan.run_dir.name.endswith("-cuda0") and plan.manifest["environment"]["device_type"] == "cuda"
+    assert plan.run_dir.name.endswith("-cuda0") and plan.manifest.environment["device_type"] == "cuda"
     assert len(records) == 16
     for case_id, r in records.items():
         assert r["status"] == "ok", (case_id, r["message"])

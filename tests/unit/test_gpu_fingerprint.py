@@ -141,7 +141,7 @@ def test_a_gpu_run_from_before_the_settings_joins_the_line_of_its_one_setting():
 def test_nproc_auto_gives_one_worker_to_a_suite_pinned_to_one_gpu():
     from types import SimpleNamespace
 
-    from harness.launch.elastic import resolve_nproc
+    from harness.launch.session import resolve_nproc
 
     assert resolve_nproc("auto", [SimpleNamespace(device="cuda:1")], gpus=4) == 1
     assert resolve_nproc("auto", [SimpleNamespace(device="cuda")], gpus=4) == 4

@@ -223,7 +223,7 @@ def test_defect9_pre_ampere_gpu_skips_bf16(tmp_path, gpu):
 
 
 def test_defect11_a_sticky_cuda_error_stops_the_worker_after_its_record(tmp_path, gpu, monkeypatch):
-    from harness.launch.worker import run_cases
+    from harness.launch.caseloop import run_cases
     from harness.measure import scenarios
 
     real = scenarios.make_scenario

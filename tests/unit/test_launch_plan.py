@@ -11,10 +11,11 @@ import pytest
 
 from harness.errors import LaunchError
 from harness.launch.ddp import combine, world_sizes_for
-from harness.launch.distributed import suite_digest, with_fault_injection
-from harness.launch.elastic import check_devices, live_workers, parse_nnodes, resolve_nproc, worker_arguments
+from harness.launch.distributed import suite_digest
+from harness.launch.elastic import check_devices, live_workers, worker_arguments
 from harness.launch.procgroup import RankEnv, backend_for, case_budget_s, cpu_share
 from harness.launch.progress import measured_units
+from harness.launch.session import parse_nnodes, resolve_nproc
 from harness.launch.sharding import plan_work
 
 
@@ -146,16 +147,6 @@ def test_worker_command_line():
     ]  # fmt: skip
     # Several nodes: rank 0 opens the run folder itself, with the filter.
     assert worker_arguments(args, None, "s.yaml")[3:7] == ["--out", "res", "--filter", "resnet18/*"]
-
-
-def test_fault_injection_is_off_without_its_variable(monkeypatch):
-    def measure(case, ctx):
-        return {}
-
-    monkeypatch.delenv("HARNESS_TEST_KILL_CASE", raising=False)
-    assert with_fault_injection(measure) is measure
-    monkeypatch.setenv("HARNESS_TEST_KILL_CASE", "x")
-    assert with_fault_injection(measure) is not measure
 
 
 def test_progress_counts_units_of_every_rank(tmp_path):

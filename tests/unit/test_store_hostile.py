@@ -317,7 +317,7 @@ def test_export_into_a_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys)
 
 
 def test_a_record_that_cannot_be_appended_is_rescued_and_the_loop_stops(tmp_path, capsys):
-    from harness.launch.worker import run_cases
+    from harness.launch.caseloop import run_cases
 
     run = night(tmp_path, 1)
     rank_file = run / "records-rank0.jsonl"
@@ -348,7 +348,7 @@ def test_a_record_that_cannot_be_appended_is_rescued_and_the_loop_stops(tmp_path
 def test_a_record_goes_to_the_temp_dir_when_the_run_folder_cannot_take_it(tmp_path, monkeypatch, capsys):
     import tempfile
 
-    from harness.launch.worker import run_cases
+    from harness.launch.caseloop import run_cases
 
     run = night(tmp_path, 1)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

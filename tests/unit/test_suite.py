@@ -285,8 +285,8 @@ def test_profile_block_marks_and_matches_cases(tmp_path):
         {"model": ["resnet50"], "mode": ["train"]},
         {"model": ["resnet18"], "mode": ["inference"]},
     ]
-    assert suite.profile_matches(Case(model="resnet50", mode="train", batch_size=1024))
-    assert not suite.profile_matches(Case(model="resnet50", batch_size=2))
+    assert suite.profile.matches(Case(model="resnet50", mode="train", batch_size=1024))
+    assert not suite.profile.matches(Case(model="resnet50", batch_size=2))
 
 
 def test_resolved_is_json_and_rebuilds_the_same_suite(tmp_path):

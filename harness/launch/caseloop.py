@@ -1,10 +1,10 @@
-"""The worker loop of one rank: measure its cases in order, one record each, surviving restarts.
+"""The case loop of one rank: measure its cases in order, one record each, surviving restarts.
 
-Before a case the worker appends a ``started`` event to ``progress-rank<N>.jsonl``; after it, the record goes
-to ``records-rank<N>.jsonl``. A restarted worker (torchrun ``--max-restarts``, or ``harness run --resume``)
-reads both: finished cases are skipped, an interrupted one is retried, and a case that was started twice
-without finishing (it killed its worker twice) is recorded as ``crashed`` and skipped. Nothing recorded before
-a crash is lost or written twice.
+Before a case the worker notes a ``started`` event in its progress file; after it, the record goes to its records
+file (both in the run folder, ``harness.store.rundir.RunFolder``). A restarted worker (torchrun
+``--max-restarts``, or ``harness run --resume``) reads both: finished cases are skipped, an interrupted one is
+retried, and a case that was started twice without finishing (it killed its worker twice) is recorded as
+``crashed`` and skipped. Nothing recorded before a crash is lost or written twice.
 """
 
 from __future__ import annotations
@@ -15,27 +15,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.store.record import Record
-from harness.store.rundir import RecordNotSavedError, append_record, rank_file, read_jsonl, save_record, utc_now
+from harness.store.record import Record, Status
+from harness.store.rundir import RecordNotSavedError, RunFolder, utc_now
 
 #: A case started this many times without a record is taken to kill its worker and is not tried again.
 MAX_ATTEMPTS = 2
 
 
-def progress_file(run_dir: Path, rank: int) -> Path:
-    """Where rank ``rank`` notes the cases it starts."""
-    return Path(run_dir) / f"progress-rank{rank}.jsonl"
-
-
-def finished_ids(run_dir: Path, rank: int) -> set[str]:
+def finished_ids(folder: RunFolder | Path, rank: int) -> set[str]:
     """Case ids that already have a record from ``rank`` in this run."""
-    return {r["case_id"] for r in read_jsonl(rank_file(run_dir, rank)) if "case_id" in r}
+    return {r["case_id"] for r in RunFolder(folder).rank_records(rank) if "case_id" in r}
 
 
-def unfinished_attempts(run_dir: Path, rank: int) -> Counter:
+def unfinished_attempts(folder: RunFolder | Path, rank: int) -> Counter:
     """How often each case was started by ``rank`` and then lost (crash), not counting user interrupts."""
     counts: Counter = Counter()
-    for event in read_jsonl(progress_file(run_dir, rank)):
+    for event in RunFolder(folder).progress_events(rank):
         if event.get("event") == "started":
             counts[event["case_id"]] += 1
         elif event.get("event") == "interrupted":
@@ -43,10 +38,8 @@ def unfinished_attempts(run_dir: Path, rank: int) -> Counter:
     return counts
 
 
-def _event(run_dir: Path, rank: int, case_id: str, event: str) -> None:
-    append_record(
-        progress_file(run_dir, rank), {"case_id": case_id, "event": event, "at": utc_now(), "pid": os.getpid()}
-    )
+def _event(folder: RunFolder, rank: int, case_id: str, event: str) -> None:
+    folder.note_progress(rank, {"case_id": case_id, "event": event, "at": utc_now(), "pid": os.getpid()})
 
 
 def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
@@ -54,7 +47,7 @@ def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
     from harness.measure.case import base_record
 
     rec: Record = base_record(case, ctx)
-    rec.status = "crashed"
+    rec.status = Status.CRASHED
     rec.message = f"the worker died {attempts} times while measuring this case; it was not tried again"
     rec.duration_s = 0.0
     return rec.to_dict()
@@ -80,9 +73,9 @@ def run_cases(
     if measure is None:
         from harness.measure.case import measure_case as measure
 
-    done = finished_ids(ctx.run_dir, ctx.rank)
-    attempts = unfinished_attempts(ctx.run_dir, ctx.rank)
-    out_path = rank_file(ctx.run_dir, ctx.rank)
+    folder = RunFolder(ctx.run_dir)
+    done = finished_ids(folder, ctx.rank)
+    attempts = unfinished_attempts(folder, ctx.rank)
     written: list[dict[str, Any]] = []
     for index, case in enumerate(cases):
         if case.id in done:
@@ -92,14 +85,14 @@ def run_cases(
         else:
             if on_start:
                 on_start(case, index)
-            _event(ctx.run_dir, ctx.rank, case.id, "started")
+            _event(folder, ctx.rank, case.id, "started")
             try:
                 record = measure(case, ctx)
             except KeyboardInterrupt:
-                _event(ctx.run_dir, ctx.rank, case.id, "interrupted")
+                _event(folder, ctx.rank, case.id, "interrupted")
                 raise
         try:
-            save_record(out_path, record)
+            folder.save_record(ctx.rank, record)
         except RecordNotSavedError as exc:
             # The record is safe (rescued beside the records file, in the temp dir, or on stderr) but this rank
             # cannot record any more: stop, so the run is closed as failed, saying why.
@@ -123,6 +116,7 @@ def run_cases(
 
 def describe(record: dict[str, Any]) -> str:
     """One line for a finished case: its throughput, or its status and message."""
-    if record.get("status") == "ok":
-        return f"{record['case_id']}: {record['throughput_img_s']:.1f} img/s"
-    return f"{record['case_id']}: {record['status']} ({record.get('message')})"
+    rec = Record.from_dict(record)
+    if rec.ok:
+        return f"{rec.case_id}: {rec.throughput_img_s:.1f} img/s"
+    return f"{rec.case_id}: {rec.status} ({rec.message})"
