@@ -40,18 +40,8 @@ from torchvision.transforms._presets import ImageClassification
 
 HERE = Path(__file__).resolve().parent
 SEED = 20240613
-MODELS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-)
+#: torchvision's ResNet family, whose weights entries the harness catalog holds.
+FAMILY = ("resnet", "resnext", "wide_resnet")
 
 # name, (width, height), mode, weights entry ("model.TAG", whose own preset is used) or (resize, crop).
 # The sizes make each path of the recipe run: shrinking (antialiased) and enlarging, landscape and portrait,
@@ -145,7 +135,7 @@ def main() -> None:
             }
         )
     recipes = {}
-    for model in MODELS:
+    for model in sorted(m for m in torchvision.models.list_models(module=torchvision.models) if m.startswith(FAMILY)):
         for weights in get_model_weights(model):
             preset = weights.transforms()
             recipes[f"{model}.{weights.name}"] = {"resize": preset.resize_size[0], "crop": preset.crop_size[0]}
