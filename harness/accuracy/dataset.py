@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.accuracy.preprocess import Recipe, pil_to_tensor, preprocess
+from harness.accuracy.preprocess import Recipe, preprocess
 from harness.errors import HarnessError
 
 #: Extensions read as images, compared case-insensitively (torchvision's ImageFolder list).
@@ -191,8 +191,7 @@ class ImageDataset:
         path, label = self.items[index]
         try:
             with Image.open(path) as img:
-                tensor = pil_to_tensor(img)
-            return preprocess(tensor, self.recipe), label
+                return preprocess(img, self.recipe), label
         except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError ...
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return Skipped(path, reason)

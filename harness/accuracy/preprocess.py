@@ -1,14 +1,21 @@
-"""The published evaluation preprocessing of the ImageNet weights, with torch ops on a uint8 image tensor.
+"""The published evaluation preprocessing of the ImageNet weights, done with Pillow as torchvision's PIL path does.
 
-Each weights entry states a resize size (256 for the V1 weights, 232 for V2) and a crop size (224). The recipe:
-resize the shorter side to the resize size with antialiased bilinear interpolation (the longer side becomes
-``int(size * long / short)``, as torchvision computes it), round back to 8-bit levels as torchvision's tensor
-resize does for uint8 input, centre crop (top ``int(round((h - crop) / 2.0))``, the same for left), scale to
-[0, 1] and normalise with the ImageNet mean and standard deviation.
+Each weights entry states a resize size (256 for the V1 weights, 232 for V2) and a crop size (224). The stated
+acc@1/acc@5 were measured with torchvision's ``ImageClassification`` preset on images that its ``ImageFolder``
+loader had converted to RGB with Pillow. That recipe, step by step, and what this module does at each:
 
-This is torchvision's tensor path. The published figures were measured with its PIL path, whose resampling
-rounds slightly differently, so a small difference from the stated accuracy is expected from that alone; the
-95% interval of the measurement says how small is small.
+1. ``convert("RGB")`` (greyscale, palette, RGBA, CMYK ... become RGB; alpha is dropped).
+2. Resize the shorter side to the resize size with Pillow's ``Image.resize(..., Image.BILINEAR)``, which
+   antialiases by widening the triangle filter when it shrinks. The longer side becomes
+   ``int(size * long / short)`` (truncated, as torchvision computes it). An image already of that size is left
+   as is. No ``reducing_gap`` and no JPEG draft mode: either would change the pixels.
+3. Centre crop: top ``int(round((h - crop) / 2.0))``, the same for left (Python's ``round``, halves to even).
+4. To a (3, crop, crop) uint8 tensor, then ``float32 / 255`` and ``(x - mean) / std`` per channel with the
+   ImageNet mean and standard deviation, in float32, as ``convert_image_dtype`` and ``normalize`` do.
+
+The uint8 crop is therefore torchvision's byte for byte and the normalised tensor equal float for float
+(``tests/unit/test_accuracy_preprocess.py`` holds it against crops torchvision made, stored in ``tests/data/``),
+so a measured accuracy differs from the stated one only by the model, the data and chance.
 """
 
 from __future__ import annotations
@@ -50,44 +57,41 @@ def crop_box(height: int, width: int, crop: int) -> tuple[int, int]:
     return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
 
 
-def resize_short_side(image, size: int):
-    """Resize a (3, H, W) uint8 or float image so its shorter side is ``size``; returns float, 8-bit levels.
+def as_rgb_image(image):
+    """A PIL image in RGB mode from a PIL image in any mode or a (3, H, W) uint8 RGB tensor.
 
-    Antialiased bilinear interpolation (``align_corners=False``) on float, then rounded and clamped to 0..255,
-    which is what torchvision's tensor resize returns for a uint8 image.
+    Any mode goes through Pillow's ``convert("RGB")``, as torchvision's ``ImageFolder`` loader does before the
+    preset sees the image; a tensor is taken as 8-bit RGB levels, unchanged.
     """
-    import torch.nn.functional as F
+    from PIL import Image
 
-    height, width = image.shape[-2:]
-    new_h, new_w = resized_size(height, width, size)
-    x = image.unsqueeze(0).float()
-    if (new_h, new_w) != (height, width):
-        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-        x = x.round_().clamp_(0, 255)
-    return x.squeeze(0)
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if image.dim() != 3 or image.shape[0] != 3 or str(image.dtype) != "torch.uint8":
+        raise ValueError(f"expected a PIL image or a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
+    return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+
+
+def resize_short_side(image, size: int):
+    """The RGB image (PIL, or a tensor as ``as_rgb_image`` takes) resized so its shorter side is ``size``; PIL out.
+
+    Pillow's bilinear filter, antialiased when shrinking; an image already of the target size is returned as is.
+    """
+    from PIL import Image
+
+    img = as_rgb_image(image)
+    new_h, new_w = resized_size(img.height, img.width, size)
+    if (new_h, new_w) == (img.height, img.width):
+        return img
+    return img.resize((new_w, new_h), Image.BILINEAR)
 
 
 def center_crop(image, crop: int):
-    """The centred ``crop`` x ``crop`` window of a (C, H, W) tensor; both sides must be at least ``crop``."""
-    height, width = image.shape[-2:]
-    if height < crop or width < crop:
-        raise ValueError(f"cannot centre-crop {crop}x{crop} from a {height}x{width} image")
-    top, left = crop_box(height, width, crop)
-    return image[..., top : top + crop, left : left + crop]
-
-
-def normalise(image):
-    """Scale 8-bit levels (float, 0..255) to [0, 1], subtract the ImageNet mean and divide by its std."""
-    import torch
-
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (image / 255.0 - mean) / std
-
-
-def preprocess(image, recipe: Recipe):
-    """The full recipe on a (3, H, W) uint8 RGB tensor: a (3, crop, crop) float32 tensor ready for the model."""
-    return normalise(center_crop(resize_short_side(image, recipe.resize), recipe.crop)).contiguous()
+    """The centred ``crop`` x ``crop`` window of a PIL image; both sides must be at least ``crop``."""
+    if image.height < crop or image.width < crop:
+        raise ValueError(f"cannot centre-crop {crop}x{crop} from a {image.height}x{image.width} image")
+    top, left = crop_box(image.height, image.width, crop)
+    return image.crop((left, top, left + crop, top + crop))
 
 
 def pil_to_tensor(img):
@@ -95,5 +99,28 @@ def pil_to_tensor(img):
     import numpy as np
     import torch
 
-    rgb = img.convert("RGB")
+    rgb = as_rgb_image(img)
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def crop_uint8(image, recipe: Recipe):
+    """Steps 1-3 of the recipe on a PIL image (any mode) or a (3, H, W) uint8 tensor: a (3, crop, crop) uint8 tensor."""
+    return pil_to_tensor(center_crop(resize_short_side(image, recipe.resize), recipe.crop))
+
+
+def normalise(image):
+    """8-bit levels (uint8, or float 0..255) to float32: ``/ 255``, minus the ImageNet mean, over its std.
+
+    The same float32 operations in the same order as torchvision's ``convert_image_dtype`` and ``normalize``,
+    so the result is equal, not merely close.
+    """
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    return image.to(torch.float32).div(255).sub_(mean).div_(std)
+
+
+def preprocess(image, recipe: Recipe):
+    """The full recipe on a PIL image (any mode) or a (3, H, W) uint8 RGB tensor: (3, crop, crop) float32."""
+    return normalise(crop_uint8(image, recipe)).contiguous()

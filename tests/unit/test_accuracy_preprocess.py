@@ -1,8 +1,16 @@
-"""The published evaluation recipe: short side to the resize size, centred crop, ImageNet normalisation."""
+"""The published evaluation recipe: short side to the resize size, centred crop, ImageNet normalisation.
+
+The recipe is held against torchvision itself: ``tests/data/preprocess/`` holds test images and the crops
+torchvision's ``ImageClassification`` preset made of them (``make_references.py`` there says how), and the
+harness must reproduce each crop byte for byte and the preset's normalised tensor float for float.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +21,17 @@ from harness.accuracy.preprocess import (
     IMAGENET_STD,
     Recipe,
     crop_box,
+    crop_uint8,
+    normalise,
     pil_to_tensor,
     preprocess,
     resize_short_side,
     resized_size,
 )
+from harness.zoo.catalog import CATALOG
+
+REFERENCES = Path(__file__).resolve().parents[1] / "data" / "preprocess"
+REFERENCE = json.loads((REFERENCES / "references.json").read_text())
 
 # (width, height) as image viewers and PIL state them.
 SIZES = [(500, 375), (375, 500), (300, 300), (1000, 200)]
@@ -52,10 +66,10 @@ def test_crop_box_rounds_like_python_round():
 @pytest.mark.parametrize("width,height", SIZES)
 def test_output_and_intermediate_sizes(width, height, resize):
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
-    resized = resize_short_side(image, resize)
+    resized = pil_to_tensor(resize_short_side(image, resize)).float()
     assert tuple(resized.shape[-2:]) == _expected_resized(width, height, resize)
     assert min(resized.shape[-2:]) == resize
-    # Values stay on 8-bit levels, as torchvision's uint8 tensor resize returns them.
+    # Values stay on 8-bit levels, as Pillow's resize of an RGB image returns them.
     assert torch.equal(resized, resized.round()) and resized.min() >= 0 and resized.max() <= 255
     out = preprocess(image, Recipe(resize, 224))
     assert out.shape == (3, 224, 224) and out.dtype == torch.float32
@@ -103,7 +117,7 @@ def test_downscaling_is_antialiased():
     """A one-pixel checkerboard shrunk 600 -> 256 must average to mid-grey; point sampling would alias it."""
     yy, xx = torch.meshgrid(torch.arange(600), torch.arange(600), indexing="ij")
     board = ((yy + xx) % 2 * 255).to(torch.uint8).expand(3, 600, 600).contiguous()
-    resized = resize_short_side(board, 256)
+    resized = pil_to_tensor(resize_short_side(board, 256)).float()
     inner = resized[:, 4:-4, 4:-4]  # the borders see a one-sided filter
     assert abs(float(inner.mean()) - 127.5) < 2 and float(inner.std()) < 8
 
@@ -122,3 +136,78 @@ def test_pil_modes_become_rgb():
 def test_recipe_refuses_a_crop_larger_than_the_resize():
     with pytest.raises(ValueError, match="crop"):
         Recipe(200, 224)
+
+
+def _float_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().astype("<f4").tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", REFERENCE["cases"], ids=lambda c: c["name"])
+def test_matches_torchvision_crop_byte_for_byte(case):
+    """The uint8 crop equals torchvision's PIL-path crop of the same file, every byte."""
+    recipe = Recipe(case["resize"], case["crop"])
+    with Image.open(REFERENCES / case["input"]) as img:
+        assert img.mode == case["mode"] and list(img.size) == case["size"]
+        crop = crop_uint8(img, recipe)
+    with Image.open(REFERENCES / case["crop_png"]) as ref_img:
+        reference = pil_to_tensor(ref_img)
+    assert crop.dtype == torch.uint8 and crop.shape == reference.shape == (3, recipe.crop, recipe.crop)
+    differing = int((crop != reference).sum())
+    worst = int((crop.int() - reference.int()).abs().max())
+    assert differing == 0, f"{differing} of {crop.numel()} values differ from torchvision's, by up to {worst} levels"
+
+
+@pytest.mark.parametrize("case", REFERENCE["cases"], ids=lambda c: c["name"])
+def test_matches_torchvision_normalised_tensor_exactly(case):
+    """The model's input equals, float for float, what torchvision's preset returned (its sha256 is stored)."""
+    recipe = Recipe(case["resize"], case["crop"])
+    with Image.open(REFERENCES / case["input"]) as img:
+        out = preprocess(img, recipe)
+    with Image.open(REFERENCES / case["crop_png"]) as ref_img:
+        # torchvision's convert_image_dtype and normalize, written out, for a readable failure message.
+        ref = pil_to_tensor(ref_img).to(torch.float32) / 255
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    expected = (ref - mean) / std
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    assert torch.equal(out, expected), f"largest difference {float((out - expected).abs().max())}"
+    assert _float_sha256(out) == case["normalised_sha256"]
+
+
+def test_a_tensor_input_gives_what_its_image_gives():
+    """A (3, H, W) uint8 tensor is the same RGB image as far as the recipe goes."""
+    case = REFERENCE["cases"][0]
+    with Image.open(REFERENCES / case["input"]) as img:
+        from_image = preprocess(img, Recipe(case["resize"], case["crop"]))
+        tensor = pil_to_tensor(img)
+    assert torch.equal(preprocess(tensor, Recipe(case["resize"], case["crop"])), from_image)
+    assert torch.equal(normalise(tensor.float()), normalise(tensor))
+
+
+def test_references_cover_every_path_of_the_recipe():
+    """The stored cases shrink, enlarge, skip the resize, round a .5 crop offset, and read non-RGB modes."""
+    shrink = enlarge = same = half = 0
+    for case in REFERENCE["cases"]:
+        width, height = case["size"]
+        new_h, new_w = resized_size(height, width, case["resize"])
+        shrink += new_h < height
+        enlarge += new_h > height
+        same += (new_h, new_w) == (height, width)
+        half += any((side - case["crop"]) % 2 == 1 for side in (new_h, new_w))
+    assert shrink and enlarge and same and half
+    assert {"L", "P", "RGBA", "CMYK"} <= {case["mode"] for case in REFERENCE["cases"]}
+
+
+def test_catalog_recipes_are_torchvisions():
+    """Every weights entry's resize and crop sizes are those of torchvision's preset for it, and none is missing."""
+    ours = {
+        f"{name}.{w.tag}": {"resize": w.resize_size, "crop": w.crop_size}
+        for name, entry in CATALOG.items()
+        for w in entry.weights
+    }
+    assert ours == REFERENCE["weights_recipes"]
+
+
+def test_reference_data_stays_small():
+    total = sum(p.stat().st_size for p in REFERENCES.iterdir())
+    assert total < 1_000_000, f"tests/data/preprocess holds {total} bytes"
