@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +15,7 @@ from harness.measure.ops import count_ops
 from harness.zoo import CATALOG, MODEL_NAMES, build_model, get_entry
 
 ALL = list(MODEL_NAMES)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_catalog_lists_the_whole_family():
@@ -153,4 +158,40 @@ def test_training_flops_are_three_forwards_less_the_stem_for_every_model():
         ratio = count_ops(name, 224, "train").flops_per_img / count_ops(name, 224).flops_per_img
         if not 2.9 < ratio < 3.0:
             failures.append(f"{name}: train/inference FLOPs = {ratio:.2f}")
+    assert not failures, "\n".join(failures)
+
+
+def test_catalog_and_models_command_import_no_torch():
+    """The spec is what the report, the suite checks and ``harness models`` read: it must not pull torch in."""
+    code = (
+        "import sys, harness.zoo, harness.zoo.catalog, harness.zoo.weights, harness.commands.models; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_built_models_have_the_architecture_their_entry_states():
+    """Blocks per stage, block type, groups and the inner width come from the catalog entry, model by model."""
+    from harness.zoo.catalog import bottleneck_width
+    from harness.zoo.resnet import BLOCKS, builder
+
+    failures = []
+    for name in ALL:
+        entry = get_entry(name)
+        build = builder(entry)
+        with torch.device("meta"):
+            model = build()
+        if build.__name__ != name:
+            failures.append(f"{name}: builder named {build.__name__}")
+        stages = [getattr(model, f"layer{i}") for i in range(1, 5)]
+        if tuple(len(s) for s in stages) != entry.layers:
+            failures.append(f"{name}: stages {[len(s) for s in stages]}, stated {entry.layers}")
+        first = stages[0][0]
+        if type(first) is not BLOCKS[entry.block]:
+            failures.append(f"{name}: {type(first).__name__} blocks, stated {entry.block}")
+        if entry.block == "bottleneck":
+            width = bottleneck_width(64, entry.groups, entry.width_per_group)
+            if (first.conv2.groups, first.conv2.out_channels) != (entry.groups, width):
+                failures.append(f"{name}: conv2 groups/width {first.conv2.groups}/{first.conv2.out_channels}")
     assert not failures, "\n".join(failures)
