@@ -9,9 +9,10 @@ synced wall time on a CPU; ``wall_ms`` keeps the synced wall times beside CUDA e
 images over the total time of those steps; ``throughput_ci95`` is a bootstrap 95% interval of it;
 ``warmup_reason`` says why warm-up ended (``stable``: step times stopped falling; ``max_seconds`` or
 ``max_iters``: it was cut off before they did). ``macs_per_img`` is forward multiply-accumulates per image (the
-unit of torchvision's ``_ops``; ``stated_gmacs`` is ``_ops`` scaled by (resolution/224)^2 and ``ops_deviation``
-is measured over stated, minus one); ``flops_per_img`` is the FLOPs of one measured step per image (forward only
-for inference, forward + backward for training), the basis of ``achieved_tflops`` and ``mfu``. Memory is in MiB:
+unit of torchvision's ``_ops``; ``stated_gmacs`` is the 224-px ``_ops`` carried exactly to the resolution, x the
+architecture's forward MACs there over those at 224 px, and ``ops_deviation`` is measured over stated, minus
+one); ``flops_per_img`` is the FLOPs of one measured step per image (forward only for inference, forward +
+backward for training), the basis of ``achieved_tflops`` and ``mfu``. Memory is in MiB:
 ``peak_allocated_mib``/``peak_reserved_mib`` from the CUDA allocator, ``rss_peak_mib`` the process's peak
 resident memory during the case. ``step_ms_mean`` is the mean step time (imported published figures have only
 this; their ``step_ms_median`` is null).

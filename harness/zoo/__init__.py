@@ -1,6 +1,7 @@
-"""The ResNet family: builders identical to torchvision's, the stated metadata, and local weights.
+"""The ResNet family: one catalog of architectures and stated metadata, the builders made from it, local weights.
 
-``build_model(name)`` is the entry point. The catalog is importable without torch; the builders import it.
+``build_model(name)`` is the entry point. The catalog is importable without torch; the builders (in
+``harness.zoo.resnet``) import torch and are generated from the catalog's entries.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def build_model(name: str, *, weights: str | None = None, impl: str = "harness",
     ``impl="torchvision"`` builds torchvision's own model instead, where torchvision is installed.
     Extra keyword arguments go to the ResNet constructor (``num_classes``, ``zero_init_residual``, ...).
     """
-    get_entry(name)  # the clear error for an unknown name, before torch is imported
+    entry = get_entry(name)  # the clear error for an unknown name, before torch is imported
     verified = False
     if weights and "num_classes" not in kwargs:
         # A fine-tuned checkpoint (say 10 classes) builds a model with its own head, so it loads strictly.
@@ -45,9 +46,9 @@ def build_model(name: str, *, weights: str | None = None, impl: str = "harness",
             ) from None
         model = getattr(tvm, name)(weights=None, **kwargs)
     elif impl == "harness":
-        from harness.zoo.resnet import BUILDERS
+        from harness.zoo.resnet import builder
 
-        model = BUILDERS[name](**kwargs)
+        model = builder(entry)(**kwargs)
     else:
         from harness.errors import HarnessError
 

@@ -1,7 +1,9 @@
-"""The ResNet family, module for module the same architecture as torchvision's.
+"""The ResNet family, module for module the same architecture as torchvision's, built from the catalog's spec.
 
 Module and parameter names match torchvision exactly (``conv1``, ``layer2.0.downsample.0``, ``fc``), so a
-torchvision checkpoint loads with ``strict=True`` and produces the same outputs for the same input.
+torchvision checkpoint loads with ``strict=True`` and produces the same outputs for the same input. No model is
+written out here: ``builder(entry)`` makes each model's builder from its catalog entry (block type, stages,
+groups, width), so the architecture is stated once, in ``harness.zoo.catalog``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from harness.zoo.catalog import BASIC, BOTTLENECK, EXPANSION, ModelEntry, bottleneck_width
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -33,10 +37,15 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
+class Block(nn.Module):
+    """A residual block with torchvision's constructor surface: ``relu(branch(x) + downsample(x))``.
 
-    expansion: int = 1
+    Subclasses build their branch in ``_branch_layers`` and run it in ``branch``; the downsample branch (or the
+    identity), the final ReLU and the ``stride`` attribute are shared. ``downsample`` is registered last, as in
+    torchvision, so the state_dict keys come in torchvision's order.
+    """
+
+    expansion: int
 
     def __init__(
         self,
@@ -50,63 +59,68 @@ class BasicBlock(nn.Module):
         norm_layer: NormLayer | None = None,
     ) -> None:
         super().__init__()
-        norm_layer = norm_layer or nn.BatchNorm2d
+        self._branch_layers(inplanes, planes, stride, groups, base_width, dilation, norm_layer or nn.BatchNorm2d)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def _branch_layers(
+        self, inplanes: int, planes: int, stride: int, groups: int, base_width: int, dilation: int, norm: NormLayer
+    ) -> None:
+        raise NotImplementedError
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual branch, up to (not including) the add."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.branch(x)
+        out += identity
+        return self.relu(out)
+
+
+class BasicBlock(Block):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
+
+    expansion = EXPANSION[BASIC]
+
+    def _branch_layers(self, inplanes, planes, stride, groups, base_width, dilation, norm) -> None:
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
         if dilation > 1:
             raise NotImplementedError("BasicBlock does not support dilation > 1")
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = norm_layer(planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.bn1 = norm(planes)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = norm_layer(planes)
-        self.downsample = downsample
-        self.stride = stride
+        self.bn2 = norm(planes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += identity
-        return self.relu(out)
+    def branch(self, x: Tensor) -> Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(Block):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand; the stride sits on the 3x3 (the "v1.5" variant)."""
 
-    expansion: int = 4
+    expansion = EXPANSION[BOTTLENECK]
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        norm_layer: NormLayer | None = None,
-    ) -> None:
-        super().__init__()
-        norm_layer = norm_layer or nn.BatchNorm2d
-        width = int(planes * (base_width / 64.0)) * groups
+    def _branch_layers(self, inplanes, planes, stride, groups, base_width, dilation, norm) -> None:
+        width = bottleneck_width(planes, groups, base_width)
         self.conv1 = conv1x1(inplanes, width)
-        self.bn1 = norm_layer(width)
+        self.bn1 = norm(width)
         self.conv2 = conv3x3(width, width, stride, groups, dilation)
-        self.bn2 = norm_layer(width)
+        self.bn2 = norm(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
-        self.bn3 = norm_layer(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
+        self.bn3 = norm(planes * self.expansion)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out += identity
-        return self.relu(out)
+        return self.bn3(self.conv3(out))
+
+
+#: The block class of each block type the catalog names.
+BLOCKS: dict[str, type[Block]] = {BASIC: BasicBlock, BOTTLENECK: Bottleneck}
 
 
 class ResNet(nn.Module):
@@ -119,7 +133,7 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        block: type[BasicBlock | Bottleneck],
+        block: type[Block],
         layers: Sequence[int],
         num_classes: int = 1000,
         zero_init_residual: bool = False,
@@ -166,7 +180,7 @@ class ResNet(nn.Module):
                     nn.init.constant_(m.bn2.weight, 0)
 
     def _make_layer(
-        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1, dilate: bool = False
+        self, block: type[Block], planes: int, blocks: int, stride: int = 1, dilate: bool = False
     ) -> nn.Sequential:
         norm_layer = self._norm_layer
         downsample = None
@@ -205,76 +219,23 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-def _build(block: type[BasicBlock | Bottleneck], layers: list[int], fixed: dict, kwargs: dict) -> ResNet:
-    for key, value in fixed.items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"{key}={kwargs[key]!r} conflicts with this architecture, which fixes {key}={value!r}")
-        kwargs[key] = value
-    return ResNet(block, layers, **kwargs)
+def builder(entry: ModelEntry) -> Callable[..., ResNet]:
+    """The builder of the catalog's ``entry``: keyword arguments in, a ``ResNet`` of its architecture out.
 
+    The entry's block type and stages are given; the arguments the variant fixes (ResNeXt's ``groups``, Wide
+    ResNet's ``width_per_group``) may be passed again only with the same value. Every other keyword goes to the
+    ``ResNet`` constructor.
+    """
+    block, layers, fixed = BLOCKS[entry.block], list(entry.layers), entry.fixed_arguments
 
-def resnet18(**kwargs) -> ResNet:
-    """ResNet-18: BasicBlock, stages [2, 2, 2, 2]."""
-    return _build(BasicBlock, [2, 2, 2, 2], {}, kwargs)
+    def build(**kwargs) -> ResNet:
+        for key, value in fixed.items():
+            if key in kwargs and kwargs[key] != value:
+                raise ValueError(f"{key}={kwargs[key]!r} conflicts with this architecture, which fixes {key}={value!r}")
+            kwargs[key] = value
+        return ResNet(block, layers, **kwargs)
 
-
-def resnet34(**kwargs) -> ResNet:
-    """ResNet-34: BasicBlock, stages [3, 4, 6, 3]."""
-    return _build(BasicBlock, [3, 4, 6, 3], {}, kwargs)
-
-
-def resnet50(**kwargs) -> ResNet:
-    """ResNet-50: Bottleneck, stages [3, 4, 6, 3]."""
-    return _build(Bottleneck, [3, 4, 6, 3], {}, kwargs)
-
-
-def resnet101(**kwargs) -> ResNet:
-    """ResNet-101: Bottleneck, stages [3, 4, 23, 3]."""
-    return _build(Bottleneck, [3, 4, 23, 3], {}, kwargs)
-
-
-def resnet152(**kwargs) -> ResNet:
-    """ResNet-152: Bottleneck, stages [3, 8, 36, 3]."""
-    return _build(Bottleneck, [3, 8, 36, 3], {}, kwargs)
-
-
-def resnext50_32x4d(**kwargs) -> ResNet:
-    """ResNeXt-50 32x4d: 32 groups of width 4."""
-    return _build(Bottleneck, [3, 4, 6, 3], {"groups": 32, "width_per_group": 4}, kwargs)
-
-
-def resnext101_32x8d(**kwargs) -> ResNet:
-    """ResNeXt-101 32x8d: 32 groups of width 8."""
-    return _build(Bottleneck, [3, 4, 23, 3], {"groups": 32, "width_per_group": 8}, kwargs)
-
-
-def resnext101_64x4d(**kwargs) -> ResNet:
-    """ResNeXt-101 64x4d: 64 groups of width 4."""
-    return _build(Bottleneck, [3, 4, 23, 3], {"groups": 64, "width_per_group": 4}, kwargs)
-
-
-def wide_resnet50_2(**kwargs) -> ResNet:
-    """Wide ResNet-50-2: the bottleneck's inner width doubled."""
-    return _build(Bottleneck, [3, 4, 6, 3], {"width_per_group": 128}, kwargs)
-
-
-def wide_resnet101_2(**kwargs) -> ResNet:
-    """Wide ResNet-101-2: the bottleneck's inner width doubled."""
-    return _build(Bottleneck, [3, 4, 23, 3], {"width_per_group": 128}, kwargs)
-
-
-BUILDERS: dict[str, Callable[..., ResNet]] = {
-    f.__name__: f
-    for f in (
-        resnet18,
-        resnet34,
-        resnet50,
-        resnet101,
-        resnet152,
-        resnext50_32x4d,
-        resnext101_32x8d,
-        resnext101_64x4d,
-        wide_resnet50_2,
-        wide_resnet101_2,
-    )
-}
+    build.__name__ = build.__qualname__ = entry.name
+    variant = ", ".join(f"{key}={value}" for key, value in fixed.items())
+    build.__doc__ = f"{entry.name}: {block.__name__}, stages {list(entry.layers)}" + (f", {variant}" if variant else "")
+    return build

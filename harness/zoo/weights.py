@@ -54,12 +54,6 @@ def checkpoint_dir() -> Path:
     return torch_home() / "hub" / "checkpoints"
 
 
-def local_weights_path(model: str, tag: str) -> Path | None:
-    """The cached checkpoint of ``model``'s weights entry ``tag`` if it is on disk, else None."""
-    path = checkpoint_dir() / get_entry(model).weights_entry(tag).file_name
-    return path if path.is_file() else None
-
-
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +15,7 @@ from harness.measure.ops import count_ops
 from harness.zoo import CATALOG, MODEL_NAMES, build_model, get_entry
 
 ALL = list(MODEL_NAMES)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_catalog_lists_the_whole_family():
@@ -154,3 +159,57 @@ def test_training_flops_are_three_forwards_less_the_stem_for_every_model():
         if not 2.9 < ratio < 3.0:
             failures.append(f"{name}: train/inference FLOPs = {ratio:.2f}")
     assert not failures, "\n".join(failures)
+
+
+def test_catalog_and_models_command_import_no_torch():
+    """The spec is what the report, the suite checks and ``harness models`` read: it must not pull torch in."""
+    code = (
+        "import sys, harness.zoo.catalog, harness.zoo.weights, harness.commands.models; print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_built_models_have_the_architecture_their_entry_states():
+    """Blocks per stage, block type, groups and the inner width come from the catalog entry, model by model."""
+    from harness.zoo.catalog import bottleneck_width
+    from harness.zoo.resnet import BLOCKS, builder
+
+    failures = []
+    for name in ALL:
+        entry = get_entry(name)
+        build = builder(entry)
+        with torch.device("meta"):
+            model = build()
+        if build.__name__ != name:
+            failures.append(f"{name}: builder named {build.__name__}")
+        stages = [getattr(model, f"layer{i}") for i in range(1, 5)]
+        if tuple(len(s) for s in stages) != entry.layers:
+            failures.append(f"{name}: stages {[len(s) for s in stages]}, stated {entry.layers}")
+        first = stages[0][0]
+        if type(first) is not BLOCKS[entry.block]:
+            failures.append(f"{name}: {type(first).__name__} blocks, stated {entry.block}")
+        if entry.block == "bottleneck":
+            width = bottleneck_width(64, entry.groups, entry.width_per_group)
+            if (first.conv2.groups, first.conv2.out_channels) != (entry.groups, width):
+                failures.append(f"{name}: conv2 groups/width {first.conv2.groups}/{first.conv2.out_channels}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("resolution", [64, 160, 176, 224, 288])
+def test_spec_counts_the_forward_macs_the_op_counter_measures(resolution):
+    """The catalog's analytic count equals the harness's op counter on the built model, so the stated figure is
+    carried to every resolution exactly: ``ops_deviation`` reads there what it reads at 224 px, which is only the
+    rounding of the stated ``_ops`` (three decimals: 4.23 for resnext50_32x4d's 4.2305, +0.0113%)."""
+    failures = []
+    for name in ALL:
+        entry = get_entry(name)
+        counted = count_ops(name, resolution)
+        if counted.macs_per_img != entry.forward_macs(resolution):
+            failures.append(f"{name}: counted {counted.macs_per_img:.0f} MACs, spec {entry.forward_macs(resolution)}")
+        if abs(counted.ops_deviation - count_ops(name, 224).ops_deviation) > 1e-9:
+            failures.append(f"{name}: ops_deviation {counted.ops_deviation:+.4%} at {resolution} px")
+        if abs(counted.ops_deviation) > 0.0005 / entry.gmacs:  # half a unit in the stated figure's last digit
+            failures.append(f"{name}: ops_deviation {counted.ops_deviation:+.4%}, beyond the rounding of _ops")
+    assert not failures, "\n".join(failures)
+    assert all(get_entry(name).stated_gmacs(224) == get_entry(name).gmacs for name in ALL)
