@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from harness.regress.metrics import number
 from harness.report.data import (
     MODE_ORDER,
     PRECISION_ORDER,
     column,
     model_order,
-    number,
     ordered,
     precision_colour,
 )

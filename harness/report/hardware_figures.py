@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import MODE_ORDER, PRECISION_ORDER, number
+from harness.regress.metrics import number
+from harness.report.data import MODE_ORDER, PRECISION_ORDER
 from harness.report.figures import esc, layout, numeric, values
 
 #: The reference run is grey; the others take these colours in order (then repeat).
