@@ -94,7 +94,7 @@ def _hardware(args) -> int:
     import sys
 
     from harness.errors import HarnessError
-    from harness.regress import hardware_compare
+    from harness.regress import hardware_compare, pairing_for
     from harness.regress.render_hardware import hardware_json, hardware_markdown, print_hardware
     from harness.store.loader import read_store
     from harness.store.skips import exit_code, print_skips
@@ -106,10 +106,8 @@ def _hardware(args) -> int:
             raise HarnessError(f"{path} cannot be read: " + "; ".join(str(s) for s in store.skips))
         runs += store.runs
         skips += store.all_skips
-    # Measured runs held against imported (published) ones match cases without batch size: harness.importers.match.
-    from harness.importers.match import compare_with_published, mixes_sources
-
-    result = compare_with_published(runs) if mixes_sources(runs) else hardware_compare(runs)
+    # Measured runs held against imported (published) ones pair cases without batch size (NEAREST_BATCH).
+    result = hardware_compare(runs, pairing_for(runs))
     if args.format == "json":
         print(hardware_json(result))
     elif args.format == "markdown":
@@ -120,13 +118,8 @@ def _hardware(args) -> int:
         written = _write(args.out, {"hardware.json": hardware_json(result), "hardware.md": hardware_markdown(result)})
         print("wrote " + ", ".join(written), file=sys.stderr)
     if args.html:
-        try:
-            from harness.report import write_hardware_report
-        except ImportError:
-            raise HarnessError(
-                "--html needs harness.report.write_hardware_report, which this version of harness does not have "
-                "yet; use --format markdown or --format json (or --out DIR) instead"
-            ) from None
+        from harness.report import write_hardware_report  # plotly and jinja2: only for the page
+
         write_hardware_report(result, args.html)
         print(f"wrote {args.html}", file=sys.stderr)
     print_skips("compare", skips)
