@@ -58,6 +58,16 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
 
 
+def _show(fmt: str, result, as_json, as_markdown, print_table) -> None:
+    """Print ``result`` in the ``--format`` asked for: JSON, markdown, or a table on the console."""
+    if fmt == "json":
+        print(as_json(result))
+    elif fmt == "markdown":
+        print(as_markdown(result), end="")
+    else:
+        print_table(result, _console())
+
+
 def _metric_thresholds(items: list[str]) -> dict[str, float]:
     from harness.errors import HarnessError
 
@@ -108,12 +118,7 @@ def _hardware(args) -> int:
         skips += store.all_skips
     # Measured runs held against imported (published) ones pair cases without batch size (NEAREST_BATCH).
     result = hardware_compare(runs, pairing_for(runs))
-    if args.format == "json":
-        print(hardware_json(result))
-    elif args.format == "markdown":
-        print(hardware_markdown(result), end="")
-    else:
-        print_hardware(result, _console())
+    _show(args.format, result, hardware_json, hardware_markdown, print_hardware)
     if args.out:
         written = _write(args.out, {"hardware.json": hardware_json(result), "hardware.md": hardware_markdown(result)})
         print("wrote " + ", ".join(written), file=sys.stderr)
@@ -188,12 +193,7 @@ def _compare(args) -> int:
     written = _write(
         args.out or candidate.path, {"regressions.json": to_json(comparison), "summary.md": markdown(comparison)}
     )
-    if args.format == "json":
-        print(to_json(comparison))
-    elif args.format == "markdown":
-        print(markdown(comparison), end="")
-    else:
-        print_table(comparison, _console())
+    _show(args.format, comparison, to_json, markdown, print_table)
     print("wrote " + ", ".join(written), file=sys.stderr)
     skips += [s for run in (*baselines, candidate) for s in run.skips]
     print_skips("compare", skips)

@@ -17,6 +17,10 @@ from harness.report import figures as figs
 from harness.report.blocks import Cell, Note, Row, Section, Table, keys_of, num, pct, text
 from harness.report.builder import Builder
 from harness.report.data import ReportData, run_label
+from harness.store.record import TELEMETRY_FIELDS
+
+#: The telemetry fields of the efficiency table, in its column order: every numeric one but the device memory.
+TELEMETRY_COLUMNS = tuple(f for f in TELEMETRY_FIELDS if f not in ("memory_used_mib", "throttle_reasons"))
 
 
 def build_sections(data: ReportData) -> list[Section]:
@@ -212,17 +216,8 @@ def efficiency(b: Builder) -> Section:
         reasons = r.get("telemetry.throttle_reasons")
         reason_text = ", ".join(map(str, reasons)) if isinstance(reasons, (list, tuple)) else text(reasons)
         cell = Cell(reason_text or "none", reason_text, "warn" if reason_text else "")
-        cols = (
-            "power_avg_w",
-            "power_max_w",
-            "energy_j",
-            "img_per_j",
-            "sm_clock_mhz",
-            "mem_clock_mhz",
-            "temperature_c",
-            "utilization_pct",
-        )
-        rows.append(Row([Cell(r["case_id"]), *(num(r.get(f"telemetry.{c}")) for c in cols), cell], keys_of(r)))
+        cells = [num(r.get(f"telemetry.{c}")) for c in TELEMETRY_COLUMNS]
+        rows.append(Row([Cell(r["case_id"]), *cells, cell], keys_of(r)))
     s.add(
         Table(
             [
