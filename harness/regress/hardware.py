@@ -22,7 +22,17 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.regress.metrics import field as record_field
 from harness.regress.metrics import number, step_samples
-from harness.regress.pairing import CASE_FIELDS, EXACT, EXACT_RULE, Index, Pairing, is_ok, is_published, world_size
+from harness.regress.pairing import (
+    CASE_FIELDS,
+    EXACT,
+    EXACT_RULE,
+    Index,
+    Pairing,
+    is_ok,
+    is_published,
+    known,
+    world_size,
+)
 
 MATCH_FIELDS = CASE_FIELDS
 MATCH_RULE = EXACT_RULE
@@ -235,7 +245,7 @@ def _summary(frame: Any, labels: list[str]) -> Any:
             if speedup is None or speedup <= 0:
                 continue
             every.append(speedup)
-            if _known(r["mode"]) and _known(r["precision"]):
+            if known(r["mode"]) and known(r["precision"]):
                 groups.setdefault((r["mode"], r["precision"]), []).append(speedup)
         ordered = sorted(groups.items(), key=lambda g: (str(g[0][0]), str(g[0][1])))
         if len(ordered) != 1:
@@ -254,10 +264,6 @@ def _summary(frame: Any, labels: list[str]) -> Any:
                 }
             )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-
-
-def _known(value: Any) -> bool:
-    return value is not None and value == value
 
 
 def geometric_mean(ratios: Iterable[Any]) -> float | None:

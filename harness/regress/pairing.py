@@ -149,7 +149,8 @@ def _published_label(record: dict[str, Any], batches: list[Any]) -> str:
     return text + " bs " + " | ".join("-" if b is None else str(b) for b in batches)
 
 
-def _known(value: Any) -> bool:
+def known(value: Any) -> bool:
+    """False for a missing value: None, or NaN (a null in a DataFrame)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
@@ -168,7 +169,7 @@ def best_match(record: dict[str, Any], candidates: list[dict[str, Any]]) -> dict
         and (number(c.get("batch_size")) or 0) > 0
         and tuple(c.get(f) for f in PUBLISHED_FIELDS) == key
         and (
-            not (_known(record.get("compile")) and _known(c.get("compile")))
+            not (known(record.get("compile")) and known(c.get("compile")))
             or bool(record["compile"]) == bool(c["compile"])
         )
     ]
