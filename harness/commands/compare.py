@@ -58,6 +58,16 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
 
 
+def _show(fmt: str, result, as_json, as_markdown, print_table) -> None:
+    """Print ``result`` in the ``--format`` asked for: JSON, markdown, or a table on the console."""
+    if fmt == "json":
+        print(as_json(result))
+    elif fmt == "markdown":
+        print(as_markdown(result), end="")
+    else:
+        print_table(result, _console())
+
+
 def _metric_thresholds(items: list[str]) -> dict[str, float]:
     from harness.errors import HarnessError
 
@@ -94,7 +104,7 @@ def _hardware(args) -> int:
     import sys
 
     from harness.errors import HarnessError
-    from harness.regress import hardware_compare
+    from harness.regress import hardware_compare, pairing_for
     from harness.regress.render_hardware import hardware_json, hardware_markdown, print_hardware
     from harness.store.loader import read_store
     from harness.store.skips import exit_code, print_skips
@@ -106,27 +116,15 @@ def _hardware(args) -> int:
             raise HarnessError(f"{path} cannot be read: " + "; ".join(str(s) for s in store.skips))
         runs += store.runs
         skips += store.all_skips
-    # Measured runs held against imported (published) ones match cases without batch size: harness.importers.match.
-    from harness.importers.match import compare_with_published, mixes_sources
-
-    result = compare_with_published(runs) if mixes_sources(runs) else hardware_compare(runs)
-    if args.format == "json":
-        print(hardware_json(result))
-    elif args.format == "markdown":
-        print(hardware_markdown(result), end="")
-    else:
-        print_hardware(result, _console())
+    # Measured runs held against imported (published) ones pair cases without batch size (NEAREST_BATCH).
+    result = hardware_compare(runs, pairing_for(runs))
+    _show(args.format, result, hardware_json, hardware_markdown, print_hardware)
     if args.out:
         written = _write(args.out, {"hardware.json": hardware_json(result), "hardware.md": hardware_markdown(result)})
         print("wrote " + ", ".join(written), file=sys.stderr)
     if args.html:
-        try:
-            from harness.report import write_hardware_report
-        except ImportError:
-            raise HarnessError(
-                "--html needs harness.report.write_hardware_report, which this version of harness does not have "
-                "yet; use --format markdown or --format json (or --out DIR) instead"
-            ) from None
+        from harness.report import write_hardware_report  # plotly and jinja2: only for the page
+
         write_hardware_report(result, args.html)
         print(f"wrote {args.html}", file=sys.stderr)
     print_skips("compare", skips)
@@ -195,12 +193,7 @@ def _compare(args) -> int:
     written = _write(
         args.out or candidate.path, {"regressions.json": to_json(comparison), "summary.md": markdown(comparison)}
     )
-    if args.format == "json":
-        print(to_json(comparison))
-    elif args.format == "markdown":
-        print(markdown(comparison), end="")
-    else:
-        print_table(comparison, _console())
+    _show(args.format, comparison, to_json, markdown, print_table)
     print("wrote " + ", ".join(written), file=sys.stderr)
     skips += [s for run in (*baselines, candidate) for s in run.skips]
     print_skips("compare", skips)

@@ -2,7 +2,9 @@
 
 ``compare(baseline, candidate, thresholds) -> Comparison`` judges each case's metrics (threshold and a test on the
 raw samples); ``detect_steps(series, threshold)`` finds level shifts in a nightly history;
-``hardware_compare(runs) -> HardwareComparison`` puts the same cases measured on different machines side by side.
+``hardware_compare(runs, pairing) -> HardwareComparison`` puts the same cases measured on different machines side
+by side, pairing cases exactly (``EXACT``) or by the published-matching rule (``NEAREST_BATCH``; ``pairing_for(runs)``
+picks it when measured and imported runs are mixed).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from harness.regress.compare import BUCKETS, CaseResult, Comparison, MetricChange, Thresholds, compare
 from harness.regress.hardware import MATCH_FIELDS, HardwareComparison, hardware_compare
 from harness.regress.metrics import METRIC_NAMES, METRICS
+from harness.regress.pairing import EXACT, NEAREST_BATCH, Pairing, pairing_for
 from harness.regress.stats import bootstrap_interval, mann_whitney_u
 from harness.regress.steps import Step, detect_steps
 
@@ -17,11 +20,14 @@ __all__ = [
     "BUCKETS",
     "CaseResult",
     "Comparison",
+    "EXACT",
     "HardwareComparison",
     "MATCH_FIELDS",
     "METRICS",
     "METRIC_NAMES",
     "MetricChange",
+    "NEAREST_BATCH",
+    "Pairing",
     "Step",
     "Thresholds",
     "bootstrap_interval",
@@ -29,4 +35,5 @@ __all__ = [
     "detect_steps",
     "hardware_compare",
     "mann_whitney_u",
+    "pairing_for",
 ]

@@ -1,11 +1,14 @@
-"""Hardware comparison: the same cases measured on different machines (or torch builds), side by side.
+"""Hardware comparison: the same cases measured on different machines (or torch builds, or published), side by side.
 
-The matching rule, stated in every output: cases match on model, mode, batch size, resolution, precision and
-channels_last (and world size, for DDP cases, whose global throughput is used). The speedup of a run is its
-throughput over the first run's throughput for the same case, and each run's speedups are summarised by their
-geometric mean per mode and precision (a geometric mean, so a 2x gain and a 2x loss cancel). Images per joule and
-MFU are set beside the throughput where the records have them. Environment fingerprints are not required to
-match here: different hardware is the point.
+``hardware_compare(runs, pairing)`` is the one row builder. The pairing (``harness.regress.pairing``) says which
+record of each run stands beside a case: ``EXACT`` (the default) matches cases on model, mode, batch size,
+resolution, precision and channels_last (and world size, for DDP cases, whose global throughput is used);
+``NEAREST_BATCH`` is the published-matching rule, used when measured runs are held against imported published
+figures. The rule is stated in every output. The speedup of a run is its throughput over the first run's
+throughput for the same case, and each run's speedups are summarised by their geometric mean per mode and
+precision (a geometric mean, so a 2x gain and a 2x loss cancel). Images per joule and MFU are set beside the
+throughput where the records have them. Environment fingerprints are not required to match here: different
+hardware is the point. Published figures have no samples: their speedups are ratios, never a test.
 """
 
 from __future__ import annotations
@@ -19,21 +22,53 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.regress.metrics import field as record_field
 from harness.regress.metrics import number, step_samples
-
-MATCH_FIELDS = ("model", "mode", "batch_size", "resolution", "precision", "channels_last")
-MATCH_RULE = (
-    "cases match on model, mode, batch_size, resolution, precision and channels_last (and world size for DDP); "
-    "speedup = throughput / the first run's throughput for the same case; geometric mean per mode and precision"
+from harness.regress.pairing import (
+    CASE_FIELDS,
+    EXACT,
+    EXACT_RULE,
+    Index,
+    Pairing,
+    is_ok,
+    is_published,
+    known,
+    world_size,
 )
+
+MATCH_FIELDS = CASE_FIELDS
+MATCH_RULE = EXACT_RULE
+#: The columns of ``HardwareComparison.frame``, in order.
+ROW_COLUMNS = (
+    *CASE_FIELDS,
+    "world_size",
+    "case",
+    "run",
+    "run_index",
+    "run_dir",
+    "device_name",
+    "source",
+    "status",
+    "throughput_img_s",
+    "speedup",
+    "img_per_j",
+    "mfu",
+    "achieved_tflops",
+    "step_ms_median",
+    "step_ms_mean",
+    "n_samples",
+)
+#: The columns of ``HardwareComparison.summary``, in order.
+SUMMARY_COLUMNS = ("run", "run_index", "mode", "precision", "cases", "geomean_speedup", "min_speedup", "max_speedup")
 
 
 @dataclass
 class HardwareComparison:
-    """Runs side by side. ``frame`` has one row per (case, run): the match fields, ``case``, ``run`` (label),
-    ``run_index``, ``run_dir``, ``device_name``, ``source``, ``status``, ``throughput_img_s``, ``speedup`` (vs
-    run 0), ``img_per_j``, ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time
-    of published figures), ``n_samples``. ``summary`` has one row per (run, mode, precision) plus ``all``/``all``
-    per run: ``geomean_speedup``, ``min_speedup``, ``max_speedup``, ``cases``."""
+    """Runs side by side. ``frame`` has one row per (case, run), columns ``ROW_COLUMNS``: the case fields and
+    ``world_size``, ``case`` (its label), ``run`` (label), ``run_index``, ``run_dir``, ``device_name``,
+    ``source``, ``status``, ``throughput_img_s`` (global for DDP), ``speedup`` (vs run 0), ``img_per_j``,
+    ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time of published figures),
+    ``n_samples``. ``summary`` has one row per (run, mode, precision), plus ``all``/``all`` first for a run with
+    other than one such group: ``cases``, ``geomean_speedup``, ``min_speedup``, ``max_speedup``. ``manifests``
+    are the runs' manifests in run order (what a page shows about each run; not part of ``to_dict``)."""
 
     labels: list[str]
     run_dirs: list[str]
@@ -41,6 +76,7 @@ class HardwareComparison:
     summary: Any
     rule: str = MATCH_RULE
     notes: list[str] = field(default_factory=list)
+    manifests: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: labels, rule, notes, summary rows and case rows (NaN as null)."""
@@ -65,27 +101,34 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _label(run: Any) -> str:
-    env = run.manifest.get("environment") or {}
-    first = run.records[0] if run.records else {}
-    device = env.get("device_name") or first.get("device_name") or first.get("device") or "unknown device"
-    torch = env.get("torch")
-    return f"{device} (torch {torch})" if torch else str(device)
+def run_labels(runs: list[Any]) -> list[str]:
+    """One label per run, the one rule: the device (from the manifest's environment, else the first record), then
+    the torch version and ``published`` for an imported run in brackets. Of runs that share a label, all but the
+    last get their run folder's name appended."""
+    labels = []
+    for run in runs:
+        env = run.manifest.get("environment") or {}
+        first = run.records[0] if run.records else {}
+        device = env.get("device_name") or first.get("device_name") or first.get("device") or "unknown device"
+        parts = [f"torch {env['torch']}"] if env.get("torch") else []
+        if is_published(run):
+            parts.append("published")
+        labels.append(f"{device} ({', '.join(parts)})" if parts else str(device))
+    # One at a time, so the last of several runs that share a label keeps it as it is.
+    for i, label in enumerate(labels):
+        if labels.count(label) > 1:
+            labels[i] = f"{label} [{Path(runs[i].path).name}]"
+    return labels
 
 
-def _key(record: dict[str, Any]) -> tuple:
-    world = int(number(record.get("world_size")) or 1)
-    return (*(record.get(f) for f in MATCH_FIELDS), world)
+def imported_note(label: str, source: Any) -> str:
+    """The note that says run ``label`` holds published figures imported from ``source``."""
+    return f"{label}: imported from {source}: published figures, no samples, so speedups are ratios without a test"
 
 
-def _case_label(key: tuple) -> str:
-    model, mode, bs, res, precision, cl, world = key
-    text = f"{model}/{mode}/bs{bs}/{precision}" + ("/cl" if cl else "") + f"/r{res}"
-    return text + (f"/ws{world}" if world > 1 else "")
-
-
-def _throughput(record: dict[str, Any]) -> float | None:
-    if int(number(record.get("world_size")) or 1) > 1:
+def throughput(record: dict[str, Any]) -> float | None:
+    """The record's throughput in img/s: the global one (summed over ranks) for a DDP case."""
+    if world_size(record) > 1:
         return number(record.get("global_throughput_img_s")) or number(record.get("throughput_img_s"))
     return number(record.get("throughput_img_s"))
 
@@ -104,16 +147,18 @@ def _read(runs: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _index(run: Any, label: str, notes: list[str]) -> dict[tuple, dict[str, Any]]:
-    index: dict[tuple, dict[str, Any]] = {}
+def _index(run: Any, pairing: Pairing, label: str, notes: list[str]) -> Index:
+    """The run's cases by ``pairing.key``: one record per case (an ``ok`` one where there is one); a DDP case is
+    its rank 0, which carries the global throughput."""
+    index: Index = {}
     shared = 0
     for record in run.records:
-        if int(number(record.get("world_size")) or 1) > 1 and int(number(record.get("rank")) or 0) != 0:
-            continue  # a DDP case is one row: rank 0 carries the global throughput
-        key = _key(record)
+        if world_size(record) > 1 and int(number(record.get("rank")) or 0) != 0:
+            continue
+        key = pairing.key(record)
         if key in index:
             shared += 1
-            if index[key].get("status") == "ok" or record.get("status") != "ok":
+            if is_ok(index[key]) or not is_ok(record):
                 continue
         index[key] = record
     if shared:
@@ -121,91 +166,109 @@ def _index(run: Any, label: str, notes: list[str]) -> dict[tuple, dict[str, Any]
     return index
 
 
-def hardware_compare(runs: Iterable[Any]) -> HardwareComparison:
+def _row(record: dict[str, Any], case: str, i: int, run: Any, label: str, reference: float | None) -> dict[str, Any]:
+    ok = is_ok(record)
+    tput = throughput(record) if ok else None
+    samples = step_samples(record)
+    return {
+        **{f: record.get(f) for f in CASE_FIELDS},
+        "world_size": world_size(record),
+        "case": case,
+        "run": label,
+        "run_index": i,
+        "run_dir": str(run.path),
+        "device_name": record.get("device_name"),
+        "source": run.manifest.get("source") or "harness",
+        "status": record.get("status"),
+        "throughput_img_s": tput,
+        "speedup": tput / reference if tput and reference else None,
+        "img_per_j": number(record_field(record, "telemetry.img_per_j")) if ok else None,
+        "mfu": number(record.get("mfu")) if ok else None,
+        "achieved_tflops": number(record.get("achieved_tflops")) if ok else None,
+        "step_ms_median": number(record.get("step_ms_median")) if ok else None,
+        "step_ms_mean": number(record.get("step_ms_mean")) if ok else None,
+        "n_samples": 0 if samples is None else int(samples.size),
+    }
+
+
+def hardware_compare(runs: Iterable[Any], pairing: Pairing = EXACT) -> HardwareComparison:
     """Put ``runs`` (Runs or run folders; the first is the reference) side by side, case by case.
 
-    See the module docstring for the matching rule. Throughput is in img/s, speedup is a ratio to the first run,
-    ``img_per_j`` is images per joule and ``mfu`` a fraction of the measured peak. Runs without samples (imported
-    published figures) compare like any other: a speedup is a ratio of two numbers and needs no test.
+    ``pairing`` (``harness.regress.pairing``: ``EXACT`` or ``NEAREST_BATCH``, or ``pairing_for(runs)``) says which
+    records stand side by side; see the module docstring for the rest. Throughput is in img/s, speedup is a ratio
+    to the first run, ``img_per_j`` is images per joule and ``mfu`` a fraction of the measured peak. Runs without
+    samples (imported published figures) compare like any other: a speedup is a ratio of two numbers and needs no
+    test.
     """
     import pandas as pd
 
     runs = _read(runs)
     if len(runs) < 2:
         raise HarnessError(f"hardware compare needs at least two runs; got {len(runs)}")
-    labels = [_label(r) for r in runs]
-    for i, label in enumerate(labels):
-        if labels.count(label) > 1:
-            labels[i] = f"{label} [{Path(runs[i].path).name}]"
+    labels = run_labels(runs)
     notes: list[str] = [f"{Path(r.path).name}: {s}" for r in runs for s in r.skipped]
-    indexes = [_index(run, labels[i], notes) for i, run in enumerate(runs)]
-    for run, label in zip(runs, labels, strict=True):
-        if run.manifest.get("source"):
-            notes.append(f"{label}: imported from {run.manifest['source']}: published figures, no samples")
-    keys = list(dict.fromkeys(k for index in indexes for k in index))
+    indexes = [_index(run, pairing, labels[i], notes) for i, run in enumerate(runs)]
+    notes += [
+        imported_note(label, r.manifest["source"]) for r, label in zip(runs, labels, strict=True) if is_published(r)
+    ]
+    pairs = pairing.pairs(indexes)
     rows = []
-    for key in keys:
-        reference = indexes[0].get(key)
-        ref = _throughput(reference) if reference and reference.get("status") == "ok" else None
-        for i, index in enumerate(indexes):
-            record = index.get(key)
-            if record is None:
-                continue
-            ok = record.get("status") == "ok"
-            tput = _throughput(record) if ok else None
-            samples = step_samples(record)
-            rows.append(
-                {
-                    **dict(zip((*MATCH_FIELDS, "world_size"), key, strict=True)),
-                    "case": _case_label(key),
-                    "run": labels[i],
-                    "run_index": i,
-                    "run_dir": str(runs[i].path),
-                    "device_name": record.get("device_name"),
-                    "source": runs[i].manifest.get("source") or "harness",
-                    "status": record.get("status"),
-                    "throughput_img_s": tput,
-                    "speedup": tput / ref if tput and ref else None,
-                    "img_per_j": number(record_field(record, "telemetry.img_per_j")) if ok else None,
-                    "mfu": number(record.get("mfu")) if ok else None,
-                    "achieved_tflops": number(record.get("achieved_tflops")) if ok else None,
-                    "step_ms_median": number(record.get("step_ms_median")) if ok else None,
-                    "step_ms_mean": number(record.get("step_ms_mean")) if ok else None,
-                    "n_samples": 0 if samples is None else int(samples.size),
-                }
-            )
-    frame = pd.DataFrame(rows)
-    unmatched = [k for k in keys if k not in indexes[0]]
-    if unmatched:
-        notes.append(f"{len(unmatched)} case(s) are not in the first run and have no speedup")
-    return HardwareComparison(labels, [str(r.path) for r in runs], frame, _summary(frame, labels), notes=notes)
+    for pair in pairs:
+        reference = throughput(pair.records[0]) if is_ok(pair.records[0]) else None
+        for i, record in enumerate(pair.records):
+            if record is not None:
+                rows.append(_row(record, pair.label, i, runs[i], labels[i], reference))
+    frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    notes += pairing.notes(indexes, pairs, labels)
+    return HardwareComparison(
+        labels,
+        [str(r.path) for r in runs],
+        frame,
+        _summary(frame, labels),
+        pairing.rule,
+        notes,
+        [r.manifest for r in runs],
+    )
 
 
 def _summary(frame: Any, labels: list[str]) -> Any:
-    import numpy as np
+    """Each run's speedups (positive ones) per mode and precision, with ``all``/``all`` first unless the run has
+    exactly one such group (a run with none gets an ``all`` row of no cases)."""
     import pandas as pd
 
     rows = []
-    if frame.empty:
-        return pd.DataFrame(columns=["run", "run_index", "mode", "precision", "cases", "geomean_speedup"])
-    usable = frame[frame["speedup"].notna() & (frame["speedup"] > 0)]
     for i, label in enumerate(labels):
-        mine = usable[usable["run_index"] == i]
-        groups = [(k, g) for k, g in mine.groupby(["mode", "precision"], sort=True)]
-        if len(groups) != 1:
-            groups.insert(0, (("all", "all"), mine))
-        for (mode, precision), group in groups:
-            values = group["speedup"].to_numpy(dtype=float)
+        every: list[float] = []
+        groups: dict[tuple[Any, Any], list[float]] = {}
+        for r in frame[frame["run_index"] == i].to_dict("records"):
+            speedup = number(r["speedup"])
+            if speedup is None or speedup <= 0:
+                continue
+            every.append(speedup)
+            if known(r["mode"]) and known(r["precision"]):
+                groups.setdefault((r["mode"], r["precision"]), []).append(speedup)
+        ordered = sorted(groups.items(), key=lambda g: (str(g[0][0]), str(g[0][1])))
+        if len(ordered) != 1:
+            ordered.insert(0, (("all", "all"), every))
+        for (mode, precision), values in ordered:
             rows.append(
                 {
                     "run": label,
                     "run_index": i,
                     "mode": mode,
                     "precision": precision,
-                    "cases": int(values.size),
-                    "geomean_speedup": float(np.exp(np.log(values).mean())) if values.size else None,
-                    "min_speedup": float(values.min()) if values.size else None,
-                    "max_speedup": float(values.max()) if values.size else None,
+                    "cases": len(values),
+                    "geomean_speedup": geometric_mean(values),
+                    "min_speedup": min(values) if values else None,
+                    "max_speedup": max(values) if values else None,
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def geometric_mean(ratios: Iterable[Any]) -> float | None:
+    """The geometric mean of the positive finite ``ratios`` (others are left out); None when there are none."""
+    values = [v for v in (number(r) for r in ratios) if v is not None and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))

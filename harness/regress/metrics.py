@@ -17,11 +17,26 @@ import numpy as np
 from harness.regress.stats import harmonic_mean_rows, median_rows
 
 
-def number(value: Any) -> float | None:
-    """``value`` as a finite float, or None for None, NaN, infinities, booleans and non-numbers."""
+def number(value: Any, text: bool = False) -> float | None:
+    """``value`` as a finite float, or None: the one rule by which the harness reads a number from a record.
+
+    A number is an int or a float (numpy's included) that is finite; a boolean is not a number, and None, NaN,
+    infinities and other types read as None. With ``text=True`` a string that spells a finite number is read too:
+    the report shows what a hand-edited record holds in its untyped nested groups (telemetry, accuracy, profile
+    operators), while a comparison never judges on text (the loader types every top-level field, so only those
+    groups can hold text at all).
+    """
+    if isinstance(value, str) and text:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range is no measurement
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -83,10 +98,6 @@ class Metric:
     value: Callable[[dict[str, Any]], float | None]
     samples: Callable[[dict[str, Any]], np.ndarray | None] | None = None
     statistic: Callable[[np.ndarray], np.ndarray] | None = None
-
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
 
 
 METRICS: tuple[Metric, ...] = (

@@ -15,7 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from harness.errors import HarnessError
-from harness.report.data import PRECISION_ORDER, number, ordered, precision_colour
+from harness.regress.metrics import number
+from harness.report.data import PRECISION_ORDER, ordered, precision_colour
 from harness.report.figures import SYMBOLS, esc, layout, numeric
 
 
@@ -165,7 +166,7 @@ def measured_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for _, r in frame.iterrows():
         acc = r["accuracy"]
-        value = number(acc.get("acc1")) if isinstance(acc, dict) else None
+        value = number(acc.get("acc1"), text=True) if isinstance(acc, dict) else None
         if value is None:
             continue
         # Evaluations report acc@1 as a fraction or a percentage; the catalog states percentages.

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.report import accuracy as acc
 from harness.report import efficiency as eff
 from harness.report import trends as trend
 from harness.report.blocks import Cell, Code, Group, Heading, Note, Row, Section, Table, keys_of, num, pct, text
+from harness.report.builder import Builder
 from harness.report.data import MODE_ORDER, ReportData, column, ordered
-
-if TYPE_CHECKING:
-    from harness.report.sections import Builder
 
 
 def accuracy(b: Builder) -> Section:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.report.data import number
+from harness.regress.metrics import number
 
 
 @dataclass
@@ -135,7 +135,7 @@ def text(value: Any) -> str:
 
 def num(value: Any, digits: int = 4, unit: str = "", scale: float = 1.0, signed: bool = False) -> Cell:
     """A numeric cell shown with ``digits`` significant digits (and ``unit``), sorting by its value."""
-    n = number(value)
+    n = number(value, text=True)
     if n is None:
         return Cell("", None)
     n *= scale
@@ -147,7 +147,7 @@ def num(value: Any, digits: int = 4, unit: str = "", scale: float = 1.0, signed:
 
 def pct(value: Any, digits: int = 2, signed: bool = True) -> Cell:
     """A fraction shown as a percentage (0.0123 -> +1.23%), sorting by the fraction."""
-    n = number(value)
+    n = number(value, text=True)
     if n is None:
         return Cell("", None)
     return Cell(f"{n * 100:+.{digits}f}%" if signed else f"{n * 100:.{digits}f}%", n)

@@ -7,13 +7,13 @@ record of each case, and the trends section shows the history. Nothing here impo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.regress.metrics import number
 from harness.store.loader import Run, runs_to_frame
 from harness.store.skips import Skip
 
@@ -53,17 +53,6 @@ def column(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in frame.columns:
         return frame[name]
     return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-
-
-def number(value: Any) -> float | None:
-    """``value`` as a finite float, or None (for nulls, NaN, and anything that is not a number)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
 
 
 def truthy(value: Any) -> bool:

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import NEUTRAL_COLOUR, NEUTRAL_LIGHT, number
+from harness.regress.metrics import number
+from harness.report.data import NEUTRAL_COLOUR, NEUTRAL_LIGHT
 from harness.report.figures import case_order, esc, grouped_bars, layout, numeric, values
 
 #: Expected width (px) of the charts drawn side by side in pairs.
@@ -121,11 +122,11 @@ def profile_figure(top_ops: list[dict[str, Any]], case_id: str, keys: dict[str, 
     ops = [op for op in top_ops or [] if isinstance(op, dict) and op.get("name") is not None]
     if not ops:
         return None
-    device = any(number(op.get("self_cuda_time_ms")) for op in ops)
+    device = any(number(op.get("self_cuda_time_ms"), text=True) for op in ops)
     key = "self_cuda_time_ms" if device else "self_time_ms"
-    ops = sorted(ops, key=lambda op: number(op.get(key)) or 0.0)
+    ops = sorted(ops, key=lambda op: number(op.get(key), text=True) or 0.0)
     trace = go.Bar(
-        x=[number(op.get(key)) for op in ops],
+        x=[number(op.get(key), text=True) for op in ops],
         y=[esc(op["name"]) for op in ops],
         orientation="h",
         marker={"color": NEUTRAL_COLOUR},

@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from harness.regress.metrics import number
 from harness.report.data import (
     MODE_ORDER,
     PRECISION_ORDER,
     column,
     model_order,
-    number,
     ordered,
     precision_colour,
 )
@@ -186,6 +186,15 @@ def grouped_bars(
                 plus, minus = err
                 trace["error_y"] = {"type": "data", "array": plus, "arrayminus": minus, "color": "#333", "width": 3}
             traces.append(go.Bar(**trace))
+    return bar_figure(traces, title, ytitle, categories, width, bargap=0.25)
+
+
+def bar_figure(
+    traces: list, title: str, ytitle: str, categories: list[str], width: int = 1100, **extra: Any
+) -> go.Figure:
+    """Grouped bars over ``categories`` (escaped), in that order, with every trace in the legend; ``extra`` goes to
+    ``layout`` (an ``xaxis`` there is merged into the category axis)."""
+    xaxis = {"categoryorder": "array", "categoryarray": categories, **extra.pop("xaxis", {})}
     return go.Figure(
         data=traces,
         layout=layout(
@@ -196,8 +205,8 @@ def grouped_bars(
             legend=[t.name for t in traces],
             width=width,
             barmode="group",
-            bargap=0.25,
-            xaxis={"categoryorder": "array", "categoryarray": categories},
+            xaxis=xaxis,
+            **extra,
         ),
     )
 
@@ -217,33 +226,44 @@ def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitl
         sub = sub.sort_values("batch_size")
         y = values(numeric(sub, value))
         name = f"{model}{variant} · {precision} · {fmt}"
-        traces.append(
-            go.Scatter(
-                x=values(numeric(sub, "batch_size")),
-                y=y,
-                mode="lines+markers",
-                name=esc(name),
-                line={"color": precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
-                marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
-                hovertext=[f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)],
-                hovertemplate="%{hovertext}<extra></extra>",
-                showlegend=not many,
-                meta={"fk": {"model": str(model), "mode": mode, "precision": str(precision)}},
-            )
-        )
+        hover = [f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)]
+        x = values(numeric(sub, "batch_size"))
+        traces.append(case_line(x, y, esc(name), hover, (model, mode, precision, fmt), models, legend=not many))
     if many:
         traces = [*traces, *key_traces(models, ordered(rows["precision"], PRECISION_ORDER), ordered(rows["fmt"], ()))]
     sizes = sorted({int(b) for b in numeric(rows, "batch_size").dropna()})
+    return log_x_figure(traces, title, "batch size", ytitle, sizes)
+
+
+def case_line(
+    x: list, y: list, name: str, hover: list[str], case: tuple, models: list[str], legend: bool = True
+) -> go.Scatter:
+    """One line of a family of cases against an x axis. ``case`` is (model, mode, precision, memory format): the
+    colour is the precision's, channels_last is dotted, the marker is the model's (by its place in ``models``),
+    and the trace carries the page filter's keys. ``name`` and ``hover`` come escaped."""
+    model, mode, precision, fmt = case
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="lines+markers",
+        name=name,
+        line={"color": precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
+        marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
+        hovertext=hover,
+        hovertemplate="%{hovertext}<extra></extra>",
+        showlegend=legend,
+        meta={"fk": {"model": str(model), "mode": mode, "precision": str(precision)}},
+    )
+
+
+def log_x_figure(traces: list, title: str, xtitle: str, ytitle: str, ticks: list[int], **extra: Any) -> go.Figure:
+    """Lines against a log x axis ticked at ``ticks``, the legend on the right (without the traces kept out of
+    it); ``extra`` goes to ``layout``."""
+    axis = {"type": "log", "tickvals": ticks, "ticktext": [str(t) for t in ticks]}
+    legend = [t.name for t in traces if t.showlegend is not False]
     return go.Figure(
         data=traces,
-        layout=layout(
-            title,
-            "batch size",
-            ytitle,
-            legend=[t.name for t in traces if t.showlegend is not False],
-            legend_side="right",
-            xaxis={"type": "log", "tickvals": sizes, "ticktext": [str(s) for s in sizes]},
-        ),
+        layout=layout(title, xtitle, ytitle, legend=legend, legend_side="right", xaxis=axis, **extra),
     )
 
 

@@ -3,7 +3,8 @@
 It is the run report's page (same template, CSS, script, filter, sortable tables, plotly.js inlined once, nothing
 fetched) with the comparison's own sections: the runs compared and the matching rule, speedup bars per case
 group, geometric means, absolute throughput, images per joule and MFU, and cases that not every run has. Numbers
-come from ``harness.regress.hardware_compare`` unchanged; the page only lays them out.
+come from ``harness.regress.hardware_compare`` unchanged (its rows, summary, labels, notes and the runs' manifests);
+the page only lays them out.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError, StoreError
+from harness.regress.hardware import imported_note
 from harness.report import hardware_figures as hf
-from harness.report.blocks import Cell, Note, Plot, Row, Section, Table, num, pct, text
+from harness.report.blocks import Cell, Note, Row, Section, Table, num, pct, text
+from harness.report.builder import Charts
 from harness.report.data import FILTER_KEYS, MODE_ORDER, PRECISION_ORDER, model_order, ordered, run_label
 from harness.report.figures import case_order
 from harness.report.page import _asset, _plotly_js, script_json, write_html
@@ -49,13 +52,18 @@ def read_manifests(run_dirs: list[str]) -> tuple[list[dict[str, Any]], list[str]
     return manifests, notes
 
 
-class HardwarePage:
-    """Builds the sections of one comparison page, numbering the charts as it goes."""
+class HardwarePage(Charts):
+    """Builds the sections of one comparison page, numbering the charts as it goes. The runs' manifests are the
+    comparison's own (``manifests`` overrides them; they are read from the run folders only when neither has
+    them)."""
 
     def __init__(self, h: Any, manifests: list[dict[str, Any]] | None = None, notes: list[str] | None = None):
         if not hasattr(h, "frame") or not hasattr(h, "labels"):
             raise HarnessError(f"write_hardware_report takes a HardwareComparison, not a {type(h).__name__}")
+        super().__init__()
         self.h = h
+        if manifests is None and len(getattr(h, "manifests", None) or []) == len(h.run_dirs):
+            manifests = list(h.manifests)
         if manifests is None:
             manifests, notes = read_manifests(list(h.run_dirs))
         self.manifests = manifests
@@ -63,14 +71,6 @@ class HardwarePage:
         self.frame = hf.comparison_frame(h.frame)
         self.names = short_names(list(h.labels), self.devices())
         self.ok = self.frame[self.frame["status"] == "ok"] if not self.frame.empty else self.frame
-        self._count = 0
-
-    def plot(self, fig: Any, half: bool = False) -> Plot | None:
-        """A ``Plot`` block for a figure (None stays None)."""
-        if fig is None:
-            return None
-        self._count += 1
-        return Plot(f"plot-{self._count}", fig.to_plotly_json(), half)
 
     def devices(self) -> list[str]:
         """Each run's device name (from its manifest, else its records), in run order."""
@@ -153,10 +153,7 @@ class HardwarePage:
         if any(self.source(i).endswith("no samples") for i in range(len(self.manifests))):
             s.add(Note("Published figures hold one number per case: their speedups are plain ratios, no interval."))
         # The comparison's note on each imported run says what the source column already says.
-        said = {
-            f"{label}: imported from {m.get('source')}: published figures, no samples"
-            for label, m in zip(self.h.labels, self.manifests, strict=True)
-        }
+        said = {imported_note(label, m.get("source")) for label, m in zip(self.h.labels, self.manifests, strict=True)}
         for note in self.notes:
             if note not in said:
                 s.add(Note(note, "warn"))

@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import MODE_ORDER, PRECISION_ORDER, number
-from harness.report.figures import esc, layout, numeric, values
+from harness.regress.metrics import number
+from harness.report.data import MODE_ORDER, PRECISION_ORDER
+from harness.report.figures import bar_figure, esc, numeric, values
 
 #: The reference run is grey; the others take these colours in order (then repeat).
 REFERENCE_COLOUR = "#9aa5b1"
@@ -164,23 +165,18 @@ def run_bars(
         ]
         # The line's legend entry draws nothing and carries no filter keys, so the page filter leaves it alone.
         traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=f"{esc(reference)} = 1.0", line=line))
-    return go.Figure(
-        data=traces,
-        layout=layout(
-            title,
-            "",
-            ytitle,
-            height=380,
-            xlabels=categories,
-            legend=[t.name for t in traces],
-            width=width,
-            barmode="group",
-            bargap=0.22 if len(categories) > 3 else 0.55,
-            bargroupgap=0.05,
-            xaxis={"categoryorder": "array", "categoryarray": categories, "type": "category"},
-            yaxis={"rangemode": "tozero"},
-            **extra,
-        ),
+    return bar_figure(
+        traces,
+        title,
+        ytitle,
+        categories,
+        width,
+        height=380,
+        bargap=0.22 if len(categories) > 3 else 0.55,
+        bargroupgap=0.05,
+        xaxis={"type": "category"},
+        yaxis={"rangemode": "tozero"},
+        **extra,
     )
 
 

@@ -11,13 +11,11 @@ precision, memory format, compile, DDP world size and device.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import PRECISION_ORDER, column, model_order, ordered, precision_colour, truthy
-from harness.report.figures import MAX_LEGEND, SYMBOLS, _fmt, esc, key_traces, layout, numeric, values
+from harness.report.data import PRECISION_ORDER, column, model_order, ordered, truthy
+from harness.report.figures import MAX_LEGEND, _fmt, case_line, esc, key_traces, log_x_figure, numeric, values
 
 #: The resolution scaling is measured from: the catalog's stated figures are at 224 px.
 REFERENCE_PX = 224
@@ -63,22 +61,9 @@ def _figure(frame: pd.DataFrame, mode: str, title: str, ytitle: str, y_of, unit:
         if y is None:
             continue
         model, precision, fmt = key[0], key[2], key[3]
-        traces.append(
-            go.Scatter(
-                x=values(sub["_res"]),
-                y=y,
-                mode="lines+markers",
-                name=esc(_name(key, many_devices)),
-                line={"color": precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
-                marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
-                hovertext=[
-                    f"{esc(c)} · {esc(key[-1])}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)
-                ],
-                hovertemplate="%{hovertext}<extra></extra>",
-                showlegend=not many,
-                meta={"fk": {"model": str(model), "mode": mode, "precision": str(precision)}},
-            )
-        )
+        hover = [f"{esc(c)} · {esc(key[-1])}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)]
+        name = esc(_name(key, many_devices))
+        traces.append(case_line(values(sub["_res"]), y, name, hover, (model, mode, precision, fmt), models, not many))
     if not traces:
         return None
     sizes = sorted({int(r) for _, sub in lines for r in sub["_res"]})
@@ -96,19 +81,7 @@ def _figure(frame: pd.DataFrame, mode: str, title: str, ytitle: str, y_of, unit:
     if many:
         precisions = ordered((key[2] for key, _ in lines), PRECISION_ORDER)
         traces += key_traces(models, precisions, ordered((key[3] for key, _ in lines), ()))
-    axis: dict[str, Any] = {"type": "log", "tickvals": sizes, "ticktext": [str(s) for s in sizes]}
-    return go.Figure(
-        data=traces,
-        layout=layout(
-            title,
-            "input side (px)",
-            ytitle,
-            legend=[t.name for t in traces if t.showlegend is not False],
-            legend_side="right",
-            xaxis=axis,
-            yaxis={"type": "log"} if not ideal else {},
-        ),
-    )
+    return log_x_figure(traces, title, "input side (px)", ytitle, sizes, yaxis={"type": "log"} if not ideal else {})
 
 
 def throughput_vs_resolution(frame: pd.DataFrame, mode: str) -> go.Figure | None:

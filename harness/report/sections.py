@@ -2,59 +2,43 @@
 efficiency. The summary, failures and skipped input are in ``harness.report.summary``; accuracy, trends and
 profile in ``harness.report.analysis``.
 
-Each section function takes the ``Builder`` and returns a ``Section`` of blocks; a section without data says so
-in a note rather than failing.
+Each section function takes the ``Builder`` (``harness.report.builder``) and returns a ``Section`` of blocks; a
+section without data says so in a note rather than failing. This module alone knows the page order, so the section
+modules import only the builder, never each other.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from harness.report import analysis, resolution, summary
 from harness.report import efficiency as eff
 from harness.report import figures as figs
-from harness.report import resolution
-from harness.report.blocks import Cell, Note, Plot, Row, Section, Table, keys_of, num, pct, text
-from harness.report.data import MODE_ORDER, ReportData, ordered, run_label
+from harness.report.blocks import Cell, Note, Row, Section, Table, keys_of, num, pct, text
+from harness.report.builder import Builder
+from harness.report.data import ReportData, run_label
+from harness.store.record import TELEMETRY_FIELDS
 
-
-class Builder:
-    """Builds every section of one page from the report data, numbering the charts as it goes."""
-
-    def __init__(self, data: ReportData) -> None:
-        self.data = data
-        self.ok = data.ok
-        self.modes = ordered(self.ok["mode"], MODE_ORDER) if not self.ok.empty else []
-        self._count = 0
-
-    def plot(self, fig: Any, half: bool = False) -> Plot | None:
-        """A ``Plot`` block for a figure (None stays None)."""
-        if fig is None:
-            return None
-        self._count += 1
-        return Plot(f"plot-{self._count}", fig.to_plotly_json(), half)
-
-    def sections(self) -> list[Section]:
-        """Every section, in page order."""
-        from harness.report import analysis, summary
-
-        return [
-            summary.summary(self),
-            throughput(self),
-            speedups(self),
-            memory(self),
-            ops(self),
-            efficiency(self),
-            analysis.accuracy(self),
-            analysis.trends(self),
-            analysis.profile(self),
-            summary.failures(self),
-            summary.skipped(self),
-        ]
+#: The telemetry fields of the efficiency table, in its column order: every numeric one but the device memory.
+TELEMETRY_COLUMNS = tuple(f for f in TELEMETRY_FIELDS if f not in ("memory_used_mib", "throttle_reasons"))
 
 
 def build_sections(data: ReportData) -> list[Section]:
     """Every section of the page for ``data``, in page order."""
-    return Builder(data).sections()
+    b = Builder(data)
+    return [
+        summary.summary(b),
+        throughput(b),
+        speedups(b),
+        memory(b),
+        ops(b),
+        efficiency(b),
+        analysis.accuracy(b),
+        analysis.trends(b),
+        analysis.profile(b),
+        summary.failures(b),
+        summary.skipped(b),
+    ]
 
 
 def throughput(b: Builder) -> Section:
@@ -232,17 +216,8 @@ def efficiency(b: Builder) -> Section:
         reasons = r.get("telemetry.throttle_reasons")
         reason_text = ", ".join(map(str, reasons)) if isinstance(reasons, (list, tuple)) else text(reasons)
         cell = Cell(reason_text or "none", reason_text, "warn" if reason_text else "")
-        cols = (
-            "power_avg_w",
-            "power_max_w",
-            "energy_j",
-            "img_per_j",
-            "sm_clock_mhz",
-            "mem_clock_mhz",
-            "temperature_c",
-            "utilization_pct",
-        )
-        rows.append(Row([Cell(r["case_id"]), *(num(r.get(f"telemetry.{c}")) for c in cols), cell], keys_of(r)))
+        cells = [num(r.get(f"telemetry.{c}")) for c in TELEMETRY_COLUMNS]
+        rows.append(Row([Cell(r["case_id"]), *cells, cell], keys_of(r)))
     s.add(
         Table(
             [

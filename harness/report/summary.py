@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.report import figures as figs
 from harness.report.blocks import Cards, Cell, Heading, Note, Row, Section, Table, keys_of, num, text
+from harness.report.builder import Builder
 from harness.report.data import MODE_ORDER, PRECISION_ORDER, ReportData, run_label
-
-if TYPE_CHECKING:
-    from harness.report.sections import Builder
 
 
 def summary(b: Builder) -> Section:

@@ -168,6 +168,43 @@ def test_hardware_compare_gives_speedups_and_geometric_means(tmp_path):
     assert "cases match on model, mode, batch_size, resolution, precision and channels_last" in result.rule
 
 
+def test_both_pairings_build_the_same_rows_summary_and_labels(tmp_path):
+    from harness.regress import EXACT, NEAREST_BATCH
+
+    slow, fast = hardware_runs(tmp_path)
+    runs = [read_run(slow), read_run(fast)]
+    exact, nearest = hardware_compare(runs, EXACT), hardware_compare(runs, NEAREST_BATCH)
+    assert list(exact.frame.columns) == list(nearest.frame.columns)
+    assert list(exact.summary.columns) == list(nearest.summary.columns)
+    assert exact.labels == nearest.labels
+    # One batch size per case: the nearest batch is the same batch, so the numbers are the same.
+    assert exact.frame["speedup"].tolist() == nearest.frame["speedup"].tolist()
+    assert exact.summary.to_dict("records") == nearest.summary.to_dict("records")
+    assert "batch size is not matched" in nearest.rule and "batch_size" in exact.rule
+
+
+def test_nearest_batch_pairing_keeps_sweep_cases_of_every_rank(tmp_path):
+    from harness.regress import NEAREST_BATCH
+
+    # A sweep spreads cases over ranks with world size 1: the case rank 1 ran is a case like any other.
+    ref = make_run(tmp_path, [make_record(model="resnet18", rank=1, step_ms=50.0)], suite="hw", name="a")
+    other = make_run(tmp_path, [make_record(model="resnet18", batch_size=64, step_ms=50.0)], suite="hw", name="b")
+    result = hardware_compare([read_run(ref), read_run(other)], NEAREST_BATCH)
+    assert result.frame["speedup"].tolist()[1] == pytest.approx(2.0, rel=0.05)
+    assert result.frame["case"].tolist() == ["resnet18/inference/fp32/r224 bs 32 | 64"] * 2
+
+
+def test_an_empty_comparison_has_every_column(tmp_path):
+    runs = [read_run(make_run(tmp_path, [], suite="hw", name=name)) for name in ("a", "b")]
+    result = hardware_compare(runs)
+    assert result.frame.empty and "speedup" in result.frame.columns
+    assert result.summary[["run_index", "cases"]].to_dict("records") == [
+        {"run_index": 0, "cases": 0},
+        {"run_index": 1, "cases": 0},
+    ]
+    assert {"min_speedup", "max_speedup"} <= set(result.summary.columns)
+
+
 def test_hardware_cli_formats_and_the_html_flag(tmp_path, capsys):
     slow, fast = hardware_runs(tmp_path)
     code, out, _ = compare_cli(capsys, "--hardware", slow, fast)
