@@ -1,5 +1,5 @@
-"""Writing imported runs as run folders: ``<out>/<suite>/<folder>/`` with manifest.json, records.jsonl and a copy
-of the source file.
+"""Writing imported runs as run folders: ``<out>/<suite>/<folder>/`` with a manifest, the merged records and a
+copy of the source file.
 
 Folder names are deterministic (``timm-infer-amp-nchw/rtx4090-pt291-cu128``), so importing a file twice finds the
 first import: the second refuses unless ``--force``, and even then replaces only a folder that is itself an
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.errors import StoreError
 from harness.importers.timm import ImportedRun
-from harness.store.rundir import MANIFEST, MERGED, check_writable, write_json_atomic
+from harness.store.rundir import RunFolder, check_writable
 
 
 def target_of(run: ImportedRun, out_root: Path) -> Path:
@@ -45,7 +45,7 @@ def check_targets(runs: list[ImportedRun], out_root: Path, force: bool) -> list[
 
 def _check_replaceable(target: Path, run: ImportedRun, force: bool) -> None:
     try:
-        manifest = json.loads((target / MANIFEST).read_text())
+        manifest = json.loads(RunFolder(target).manifest_path.read_text())
         source = manifest.get("source")
     except (OSError, ValueError):
         manifest, source = None, None
@@ -70,13 +70,10 @@ def write_run(run: ImportedRun, target: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        with open(staging / MERGED, "w") as f:
-            for record in run.records:
-                f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        folder = RunFolder(staging)
+        folder.write_merged(run.records)
         shutil.copyfile(run.source, staging / run.source.name)
-        write_json_atomic(staging / MANIFEST, run.manifest)
+        folder.write_manifest(run.manifest)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.replaced-{os.getpid()}")

@@ -161,7 +161,7 @@ def ops(b: Builder) -> Section:
         s.add(
             Note(
                 "Measured: forward multiply-accumulates per image counted by FlopCounterMode (FLOPs / 2)."
-                " Stated: the published _ops, scaled to the resolution by area."
+                " Stated: the published 224-px _ops, carried to the resolution by the architecture's exact count."
             )
         )
         s.add(b.plot(eff.ops_figure(b.ok)))

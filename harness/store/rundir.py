@@ -435,14 +435,18 @@ class RunFolder:
         records: list[dict[str, Any]] = []
         for path in self.record_files():
             records.extend(read_jsonl(path))
+        self.write_merged(records)
+        return records
+
+    def write_merged(self, records: list[dict[str, Any]]) -> None:
+        """Write ``records.jsonl`` whole, through a temporary file and a rename (readers never see half of it)."""
         tmp = self.path / f".{MERGED}.tmp"
         with open(tmp, "w") as f:
             for record in records:
-                f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+                f.write(_line(record))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.merged_path)
-        return records
 
     def merged_records(self) -> list[dict[str, Any]]:
         """The merged records (empty before the run was closed)."""
