@@ -140,7 +140,7 @@ def print_summary(records: list[dict], file=None) -> None:
             mem = r.peak_allocated_mib or r.rss_peak_mib
             table.add_row(
                 r.case_id,
-                "ok",
+                Status.OK.value,
                 f"{r.throughput_img_s:.1f}",
                 f"{ci[0]:.1f}-{ci[1]:.1f}" if ci[0] is not None else "-",
                 f"{r.step_ms_median:.2f}",

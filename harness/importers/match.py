@@ -20,6 +20,7 @@ from harness.regress.hardware import HardwareComparison, geometric_mean, hardwar
 from harness.regress.pairing import NEAREST_BATCH, best_match, is_published, mixes_sources
 from harness.regress.pairing import PUBLISHED_FIELDS as MATCH_FIELDS
 from harness.regress.pairing import PUBLISHED_RULE as MATCH_RULE
+from harness.store.record import Status
 
 __all__ = [
     "COLUMNS",
@@ -57,7 +58,7 @@ def match_published(measured, published):
     import pandas as pd
 
     def records(frame) -> list[dict[str, Any]]:
-        frame = frame[frame["status"] == "ok"].copy()
+        frame = frame[frame["status"] == Status.OK].copy()
         frame["device_label"] = frame["env.device_name"] if "env.device_name" in frame else frame["device_name"]
         return frame.to_dict("records")
 

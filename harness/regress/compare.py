@@ -27,6 +27,7 @@ from harness.regress.inputs import Side, as_side, case_fields
 from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, number
 from harness.regress.stats import bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
 from harness.regress.steps import detect_steps
+from harness.store.record import Status
 
 BUCKETS = ("regressed", "newly_failing", "improved", "fixed", "still_failing", "missing", "new", "unchanged")
 
@@ -223,13 +224,13 @@ def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult
     latest = base[-1]
     b_status, c_status = latest.get("status"), cand.get("status")
     result = CaseResult(key, "unchanged", case_fields(cand), b_status, c_status, cand.get("message"))
-    if b_status == "ok" and c_status != "ok":
+    if b_status == Status.OK and c_status != Status.OK:
         result.bucket = "newly_failing"
         return result
-    if b_status != "ok":
-        result.bucket = "fixed" if c_status == "ok" else "still_failing"
+    if b_status != Status.OK:
+        result.bucket = "fixed" if c_status == Status.OK else "still_failing"
         return result
-    ok = [r for r in base if r.get("status") == "ok"]
+    ok = [r for r in base if r.get("status") == Status.OK]
     for metric in METRICS:
         outcome = compare_metric(metric, ok, cand, th)
         if isinstance(outcome, str):
@@ -246,7 +247,7 @@ def _steps(key: str, baseline: Side, candidate: Side, th: Thresholds) -> list[di
     series, labels = [], []
     for run in runs:
         record = run.index.get(key)
-        value = METRICS[0].value(record) if record and record.get("status") == "ok" else None
+        value = METRICS[0].value(record) if record and record.get("status") == Status.OK else None
         if value is not None:
             series.append(value)
             labels.append(run.label)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.regress.metrics import number
+from harness.store.record import Status
 
 Index = dict[tuple, dict[str, Any]]
 
@@ -51,7 +52,7 @@ def world_size(record: dict[str, Any]) -> int:
 
 def is_ok(record: dict[str, Any] | None) -> bool:
     """True for a record that measured something (status ``ok``)."""
-    return record is not None and record.get("status") == "ok"
+    return record is not None and record.get("status") == Status.OK
 
 
 def is_published(run: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.regress.hardware import HardwareComparison
 from harness.regress.render import MARKDOWN_ROWS, finite, value
+from harness.store.record import Status
 
 
 def _ratio(v: Any) -> str:
@@ -55,7 +56,7 @@ def case_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
             r = runs.get(i)
             if r is None:
                 cells = ["absent"]
-            elif r["status"] != "ok":
+            elif r["status"] != Status.OK:
                 cells = [str(r["status"])]
             else:
                 cells = [value(r["throughput_img_s"])]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.regress.metrics import number
 from harness.store.loader import Run, runs_to_frame
+from harness.store.record import Status
 from harness.store.skips import Skip
 
 #: The keys of the page-wide filter, in the order of the select boxes.
@@ -127,7 +128,7 @@ def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows with status ok and a measured throughput."""
     if frame.empty:
         return frame
-    return frame[(frame["status"] == "ok") & frame["tput"].notna()]
+    return frame[(frame["status"] == Status.OK) & frame["tput"].notna()]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from harness.report.builder import Charts
 from harness.report.data import FILTER_KEYS, MODE_ORDER, PRECISION_ORDER, model_order, ordered, run_label
 from harness.report.figures import case_order
 from harness.report.page import _asset, _plotly_js, script_json, write_html
+from harness.store.record import Status
 
 
 def short_names(labels: list[str], devices: list[str]) -> list[str]:
@@ -70,7 +71,7 @@ class HardwarePage(Charts):
         self.notes = [*(notes or []), *h.notes]
         self.frame = hf.comparison_frame(h.frame)
         self.names = short_names(list(h.labels), self.devices())
-        self.ok = self.frame[self.frame["status"] == "ok"] if not self.frame.empty else self.frame
+        self.ok = self.frame[self.frame["status"] == Status.OK] if not self.frame.empty else self.frame
 
     def devices(self) -> list[str]:
         """Each run's device name (from its manifest, else its records), in run order."""
@@ -119,7 +120,7 @@ class HardwarePage(Charts):
             m = self.manifests[i]
             env = m.get("environment") or {}
             mine = self.frame[self.frame["run_index"] == i] if not self.frame.empty else self.frame
-            ok = int((mine["status"] == "ok").sum()) if not mine.empty else 0
+            ok = int((mine["status"] == Status.OK).sum()) if not mine.empty else 0
             with_speedup = int(mine["speedup"].notna().sum()) if not mine.empty else 0
             date = m.get("started_at") or (f"imported {m['imported_at']}" if m.get("imported_at") else "unknown")
             cuda = env.get("cuda") or ("none (CPU)" if env.get("device_type") == "cpu" else "")
@@ -236,7 +237,7 @@ class HardwarePage(Charts):
                 r = runs.get(i)
                 if r is None:
                     cells.append(Cell("absent", None, "muted"))
-                elif r["status"] != "ok":
+                elif r["status"] != Status.OK:
                     cells.append(Cell(str(r["status"]), None, "bad"))
                 else:
                     cells.append(num(r["throughput_img_s"]))
@@ -320,7 +321,7 @@ class HardwarePage(Charts):
                     Row([Cell(first["case"], cls="nowrap"), Cell(", ".join(on)), Cell(", ".join(off))], _keys(first))
                 )
             for i, r in sorted(runs.items()):
-                if r["status"] != "ok":
+                if r["status"] != Status.OK:
                     failed.append(
                         Row([Cell(first["case"], cls="nowrap"), Cell(self.names[i]), Cell(str(r["status"]), cls="bad")])
                     )

@@ -12,6 +12,7 @@ from harness.report import figures as figs
 from harness.report.blocks import Cards, Cell, Heading, Note, Row, Section, Table, keys_of, num, text
 from harness.report.builder import Builder
 from harness.report.data import MODE_ORDER, PRECISION_ORDER, ReportData, run_label
+from harness.store.record import Status
 
 
 def summary(b: Builder) -> Section:
@@ -107,7 +108,7 @@ def failures(b: Builder) -> Section:
     """Every case whose latest record is not ok, with its status and message, and cases never recorded."""
     s = Section("failures", "Failures")
     snap = b.data.snapshot
-    bad = snap[snap["status"] != "ok"] if not snap.empty else snap
+    bad = snap[snap["status"] != Status.OK] if not snap.empty else snap
     rows = (
         [
             Row(

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from harness.report.data import column, precision_colour
 from harness.report.figures import esc, layout, numeric
 from harness.store.fingerprint import COMPARABLE_FIELDS, GPU_COMPARABLE_FIELDS
+from harness.store.record import Status
 
 DEFAULT_THRESHOLD = 0.05
 #: Above this many cases, a trends chart draws one trace per model, mode and precision instead of one per case.
@@ -86,7 +87,7 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
     """A line per case: its throughput (img/s) in each run (x: the run's start time), one trace per case up to
     ``MAX_TRACES`` cases, else one per model, mode and precision with a gap between cases. Steps found by
     ``detect_steps(series, threshold)`` are marked with a red ring on the first run after the step."""
-    ok = rows[(rows["status"] == "ok") & numeric(rows, "tput").notna()] if not rows.empty else rows
+    ok = rows[(rows["status"] == Status.OK) & numeric(rows, "tput").notna()] if not rows.empty else rows
     if ok.empty or ok["run_dir"].nunique() < 2:
         return None
     ok = ok.assign(_t=column(ok, "run_started_at").fillna("").astype(str)).sort_values(["_t", "rank"], kind="stable")
