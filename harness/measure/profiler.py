@@ -210,18 +210,12 @@ class ProfileTracker:
 
 
 def profile_case(
-    step_fn: Callable[[], Any],
-    trace_dir: Path,
-    rank: int = 0,
-    device: str = "cpu",
-    wait: int = 1,
-    warmup: int = 1,
-    active: int = 3,
-    top_k: int = 15,
+    step_fn: Callable[[], Any], trace_dir: Path, rank: int = 0, device: str = "cpu", **schedule
 ) -> dict[str, Any]:
     """Profile ``wait + warmup + active`` calls of ``step_fn()`` and write this rank's trace under ``trace_dir``.
 
+    ``schedule`` takes ``wait``, ``warmup``, ``active`` (1, 1, 3) and ``top_k`` (15) as ``ProfileTracker`` does.
     Returns the record's profile group (see ``ProfileTracker``). Never raises for a failure of the step or the
     profiler; the case keeps its measurement.
     """
-    return ProfileTracker(trace_dir, rank, device, wait, warmup, active, top_k).profile(step_fn)
+    return ProfileTracker(trace_dir, rank, device, **schedule).profile(step_fn)

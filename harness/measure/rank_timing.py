@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from harness.measure import collective
+from harness.measure.phases import announce
 from harness.measure.timing import WarmupResult, time_steps, warm_up
 
 
@@ -84,7 +85,6 @@ class DdpTiming(AloneTiming):
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx.dev)
-        self.ctx = ctx
         self.group = ctx.ddp_group
         self.board = ctx.ddp_board
         self.rank = ctx.rank
@@ -100,7 +100,6 @@ class DdpTiming(AloneTiming):
         """One training step of the bare model (no collective), where an out-of-memory shows on this rank alone;
         its gradients are dropped, so the timed steps start from the same state."""
         from harness.measure import scenarios
-        from harness.measure.phases import announce
 
         announce("trial", run)
         case = run.case
