@@ -103,7 +103,7 @@ def run_cases(
         written.append(record)
         if on_done:
             on_done(record)
-        lost = getattr(ctx, "notes", {}).get("device_lost")
+        lost = getattr(ctx, "device_lost", None)
         if lost:
             # A sticky CUDA error fails every later kernel of this process at once: stop, with the case recorded.
             from harness.measure.device import DeviceLostError

@@ -133,8 +133,8 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
                 mine = {
                     "status": record["status"],
                     "throughput_img_s": record["throughput_img_s"],
-                    "left_group": bool(ctx.notes.pop("ddp_abandoned", False)),
-                    "device_lost": ctx.notes.get("device_lost"),
+                    "left_group": sub.ddp_abandoned,
+                    "device_lost": sub.device_lost,
                 }
             summaries = groups.gather(mine)[:k]
             lost = [(r, m["device_lost"]) for r, m in enumerate(summaries) if m and m.get("device_lost")]

@@ -1,18 +1,20 @@
 """Measuring one case, start to finish, into a record. Failures are data: this function does not raise for them.
 
 Order of work for a case: check the device can run it (else ``skipped``); take the model from the cache,
-restored to its initial weights; count ops (cached, on the meta device); numerics against fp32 for AMP/TF32
-cases; warm up until stable; the timed window with memory tracking and telemetry beside it; the profiler for
-the cases a suite names. OOM, an exception, or the case's timeout become a record with that status.
+restored to its initial weights; then the recipe of phases (``harness.measure.phases``): inputs and numerics
+against fp32 for AMP/TF32 cases, (DDP) a trial step, warm-up until stable, the timed window with the trackers
+(memory, telemetry) around it, the record's statistics, ops (cached, on the meta device), MFU, and the profiler
+and accuracy for the cases that ask. Single-rank and DDP timing differ only in the case's timing strategy
+(``harness.measure.rank_timing``). OOM, an exception, or the case's timeout become a record with that status.
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import os
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,25 +42,19 @@ class CaseContext:
     accuracy: Any = None  # the suite's accuracy block (data, limit) or None
     ddp_group: Any = None  # a process group: all its ranks train the case together
     ddp_board: Any = None  # collective.FailureBoard of the DDP unit: how a rank's failure reaches its peers
-    notes: dict = field(default_factory=dict)
     dev: Any = None  # the device seam (harness.measure.device.Device) of ``device``; made from it when not given
+
+    #: Set by a case whose failure left the device unusable in this process (a sticky CUDA error, or a GPU group that
+    #: could not be aborted): why. The worker records the case, then stops so the rest run in a fresh process.
+    device_lost: str | None = field(default=None, init=False)
+    #: Set by a DDP case whose rank left its process group after a failure: the DDP loop builds a new group.
+    ddp_abandoned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.dev is None:
             from harness.measure import device as devices
 
             self.dev = devices.get(self.device)
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc's malloc_trim), so the next case's peak resident memory is not
-    the previous model's: glibc keeps freed blocks mapped, and resnet18 after wide_resnet101_2 would read 1.1 GiB."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class ModelCache:
@@ -83,6 +79,7 @@ class ModelCache:
         import torch
 
         from harness.measure import device as devices
+        from harness.measure.memory import trim_heap
         from harness.measure.numerics import calibrate_batchnorm
         from harness.zoo import build_model
 
@@ -91,7 +88,7 @@ class ModelCache:
         if key != self.key:
             self.key, self.model, self.initial = None, None, None
             gc.collect()
-            _trim_heap()
+            trim_heap()
             dev.empty_cache()
             torch.manual_seed(seed)
             model = build_model(name, weights=weights, impl=impl).to(dev.torch_device)
@@ -185,7 +182,7 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
                     f"{_short(exc)} (a sticky CUDA error: the device is unusable in this process; the remaining "
                     "cases run in a fresh one)"
                 )
-                ctx.notes["device_lost"] = rec.message
+                ctx.device_lost = rec.message
                 break
             if _is_oom(exc):
                 _release(ctx)
@@ -217,9 +214,9 @@ def _note_abandoned(ctx: CaseContext) -> None:
     board = ctx.ddp_board
     if board is None or board.abandoned is None:
         return
-    ctx.notes["ddp_abandoned"] = True
+    ctx.ddp_abandoned = True
     if board.abandoned is False and ctx.dev.is_cuda:
-        ctx.notes["device_lost"] = (
+        ctx.device_lost = (
             "this torch cannot abort a process group (torch 2.5+ can), so after a peer's failure a collective may "
             "still wait on the GPU; the remaining cases run in a fresh process"
         )
@@ -258,158 +255,51 @@ def _release(ctx: CaseContext) -> None:
 
 
 def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
+    """One attempt at ``case`` with ``batch`` images per step: the model from the cache, then the recipe."""
     import torch
 
-    from harness.measure.memory import MemoryTracker
+    from harness.measure import phases, trackers
+    from harness.measure.rank_timing import timing_for
 
     deadline = time.perf_counter() + case.timeout_s if case.timeout_s else None
-    dev = ctx.dev
     if ctx.device_name:
         rec.device_name = ctx.device_name
     torch.manual_seed(case.seed)
     cache = ctx.model_cache or ModelCache()
     # The cache frees the previous model before the memory marks are reset, so its memory is not this case's.
-    model = cache.get(case.model, case.impl, case.weights, dev, seed=case.seed, resolution=case.resolution)
-    memory = MemoryTracker(dev)
+    model = cache.get(case.model, case.impl, case.weights, ctx.dev, seed=case.seed, resolution=case.resolution)
+    run = phases.CaseRun(case, ctx, rec, batch, model, deadline, timing=timing_for(case, ctx))
+    run.trackers = trackers.build(run)
     try:
-        _run_phases(case, ctx, rec, batch, model, memory, deadline)
+        _run_phases(run)
     finally:
-        if memory.running:
-            memory.stop()
         if case.compile:
-            dev.reset_compile()  # the next case compiles for its own shapes, not on top of this one's graphs
+            ctx.dev.reset_compile()  # the next case compiles for its own shapes, not on top of this one's graphs
 
 
-def _prepare(case, ctx: CaseContext, rec: Record, batch: int, model, memory, ddp: bool):
-    """Everything before the first timed step that a rank can fail at alone: inputs, numerics against fp32 (whose
-    full fp32 forward is not the case's memory: the marks start after it), and for DDP a first training step of
-    the bare model, where an out-of-memory shows before any collective. Returns the inputs and targets."""
-    from harness.measure import hooks
-    from harness.measure.precision import memory_format
-    from harness.measure.scenarios import make_scenario, synthetic_batch
+def _run_phases(run) -> None:
+    """The recipe of a case (``harness.measure.phases``), under the case's precision flags.
 
-    dev = ctx.dev
-    model.to(memory_format=memory_format(case.channels_last))
-    # Data parallel: each rank trains on its own data (seed + rank), as it would on its shard of a dataset.
-    seed = case.seed + ctx.rank if ddp else case.seed
-    x, y = synthetic_batch(batch, case.resolution, dev, case.channels_last, seed=seed)
-    rec.numerics = hooks.numerics(model, x, case, dev)
-    _trim_heap()
-    memory.start()
-    if ddp:
-        hooks.fault_injection(case, ctx, "trial")
-        make_scenario("train", model, x, y, dev, case.precision).step()
-        dev.sync()
-        for p in model.parameters():
-            p.grad = None
-    return x, y
+    What a rank can fail at alone comes first, inside the strategy's ``alone`` block (DDP ranks agree on its
+    outcome before any collective); the ``case`` trackers (memory) start in it, after the numerics reference passes,
+    and stop after the timed window.
+    """
+    from harness.measure import phases, trackers
 
-
-def _run_phases(case, ctx: CaseContext, rec: Record, batch: int, model, memory, deadline) -> None:
-    import torch
-
-    from harness.measure import collective, hooks
-    from harness.measure.ops import count_ops
-    from harness.measure.scenarios import make_scenario
-    from harness.measure.timing import summarise, time_steps, warm_up
-
-    dev = ctx.dev
-    with dev.flags(case.precision) as flags:
-        rec.tf32_matmul, rec.cudnn_benchmark = flags["tf32_matmul"], flags["cudnn_benchmark"]
-        ddp = ctx.ddp_group is not None and case.mode == "train"
-        if ddp:
-            # A rank that fails here tells the others before any of them waits for it in a collective.
-            with collective.agreement(ctx.ddp_group, dev, ctx.ddp_board, ctx.rank):
-                x, y = _prepare(case, ctx, rec, batch, model, memory, ddp)
-        else:
-            x, y = _prepare(case, ctx, rec, batch, model, memory, ddp)
-        runnable = hooks.wrap_ddp(model, ctx, case)
-        if case.compile:
-            dev.reset_compile()
-            runnable = torch.compile(runnable)
-        scenario = make_scenario(case.mode, runnable, x, y, dev, case.precision)
-        step = hooks.guarded_step(scenario.step, case, ctx) if ddp else scenario.step
-        sync = collective.watched_sync(dev, ctx.ddp_board, ctx.rank, ctx.ddp_group) if ddp else dev.sync
-        # Telemetry opens its device now, not between warm-up and the timed window where the GPU would idle.
-        sampler = hooks.telemetry_sampler(ctx)
-        w = case.warmup
-        # DDP ranks must run equal step counts, so they agree on the warm-up's end and the timed window's length.
-        watch = {"board": ctx.ddp_board} if ddp else {}
-        warm = (collective.agreed_warm_up if ddp else warm_up)(
-            step,
-            sync,
-            *((ctx.ddp_group, dev) if ddp else ()),
-            min_iters=w.min_iters,
-            max_iters=w.max_iters,
-            max_seconds=w.max_seconds,
-            window=w.window,
-            tolerance=w.tolerance,
-            deadline=deadline,
-            **watch,
-        )
-        rec.warmup_iters, rec.warmup_s = warm.iters, round(warm.seconds, 3)
-        rec.warmup_reason = getattr(warm, "reason", None)
-        m = case.measure
-        samples: list[float] = []
-        wall: list[float] = []
-        if sampler:
-            sampler.start()
-        try:
-            agreed = collective.agreed_timed_iters(warm, m, w.window, ctx.ddp_group, dev, **watch) if ddp else None
-            for _ in range(max(1, m.repeats)):
-                if ddp:
-                    collective.synchronised_start(ctx.ddp_group, dev, **watch)
-                timed = time_steps(
-                    step,
-                    sync,
-                    min_iters=agreed or m.min_iters,
-                    min_seconds=0.0 if ddp else m.min_seconds,
-                    max_iters=agreed or m.max_iters,
-                    events=dev.step_events if dev.is_cuda else None,
-                    deadline=deadline,
-                    after_step=collective.deadline_vote(ctx.ddp_group, dev, deadline, **watch) if ddp else None,
-                )
-                samples.extend(timed.step_ms)
-                wall.extend(timed.wall_ms)
-        finally:
-            # A case that fails mid-window must not leave its sampling thread running for the rest of the sweep.
-            if sampler:
-                summary = sampler.stop(images=batch * len(samples))
-                if hasattr(sampler, "close"):
-                    sampler.close()
-        if sampler:
-            rec.telemetry = summary
-        if ddp and collective.checksum_requested():
-            collective.write_checksum(ctx.run_dir, case, ctx, model, x, len(samples))
-        for key, value in memory.stop().items():
-            setattr(rec, key, value)
-        rec.iters = len(samples)
-        rec.samples_ms = [round(s, 4) for s in samples]
-        rec.wall_ms = [round(s, 4) for s in wall] if dev.is_cuda else None
-        stats = summarise(samples, batch)
-        if not all(math.isfinite(v) for v in (stats.throughput_img_s, stats.step_ms_median)):
-            raise RuntimeError("timing produced a non-finite throughput")
-        rec.throughput_img_s = round(stats.throughput_img_s, 4)
-        rec.step_ms_median = round(stats.step_ms_median, 4)
-        rec.step_ms_mean = round(sum(samples) / len(samples), 4)
-        rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = (
-            round(stats.step_ms_p10, 4),
-            round(stats.step_ms_p90, 4),
-            round(stats.step_ms_p99, 4),
-        )
-        rec.throughput_ci95 = [round(v, 4) for v in stats.throughput_ci95]
-        ops = count_ops(case.model, case.resolution, case.mode)
-        fwd = count_ops(case.model, case.resolution, "inference")
-        rec.flops_per_img = ops.flops_per_img
-        rec.macs_per_img = fwd.macs_per_img
-        rec.stated_gmacs = round(fwd.stated_gmacs, 6)
-        rec.ops_deviation = round(fwd.ops_deviation, 6)
-        rec.achieved_tflops = round(ops.flops_per_img * stats.throughput_img_s / 1e12, 6)
-        rec.mfu = hooks.mfu(ctx.peak, case.precision, rec.achieved_tflops)
-        if rec.mfu is not None and rec.mfu > 1:
-            # The model cannot beat the matmul peak: the peak was measured low (a busy machine, a clock change).
-            rec.message = (
-                f"MFU {rec.mfu:.2f} > 1: the run's measured {case.precision} peak looks low; "
-                "treat MFU of this run with care"
-            )
-        hooks.after_measure(rec, scenario, case, ctx)
+    with run.dev.flags(run.case.precision) as flags:
+        run.rec.tf32_matmul, run.rec.cudnn_benchmark = flags["tf32_matmul"], flags["cudnn_benchmark"]
+        with ExitStack() as case_window:
+            with run.timing.alone():
+                phases.prepare(run)
+                case_window.enter_context(trackers.window(run.trackers, "case"))
+                run.timing.trial(run)
+            phases.build(run)
+            phases.warm_up(run)
+            phases.timed(run)
+        phases.record(run)
+        phases.ops(run)
+        phases.mfu(run)
+        if phases.wants_profile(run):
+            phases.profile(run)
+        if phases.wants_accuracy(run):
+            phases.accuracy(run)

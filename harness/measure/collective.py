@@ -13,17 +13,16 @@ launcher's store, and its peers read the post when their own collective breaks (
 the step: ``watched_sync``). Deadlines are voted on after every step. Every member then records the failed
 rank's outcome (``oom``, ``error``, ``timeout``) and the run goes on with a new group.
 
-``HARNESS_DDP_CHECKSUM=1`` makes every rank write a digest of its parameters (and of its inputs) after the timed
-window to ``<run>/checksums-rank<N>.jsonl``: with different inputs per rank, equal parameter digests show that
-the gradients were really averaged across the group. It is a debugging and testing aid; it costs one pass over
-the parameters after the measurement.
+``write_checksum`` appends a digest of a rank's parameters (and of its inputs) to ``<run>/checksums-rank<N>.jsonl``:
+called on every rank just after a DDP timed window, with different inputs per rank, equal parameter digests show
+that the gradients were really averaged across the group. It is a debugging and testing aid that a phase hook
+calls (``harness.measure.phases.PHASE_HOOKS``; the tests install one); it costs one pass over the parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -32,8 +31,6 @@ from pathlib import Path
 
 from harness.measure.timing import WarmupResult, settled
 from harness.store.rundir import append_record, utc_now
-
-CHECKSUM_ENV = "HARNESS_DDP_CHECKSUM"
 
 #: How often a rank waiting for its GPU looks at the failure board (s).
 BOARD_POLL_S = 0.05
@@ -330,11 +327,6 @@ def _digest(tensors) -> str:
     for t in tensors:
         h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def checksum_requested() -> bool:
-    """True when ``HARNESS_DDP_CHECKSUM`` asks for parameter digests after DDP timed windows."""
-    return os.environ.get(CHECKSUM_ENV, "") not in ("", "0")
 
 
 def write_checksum(run_dir: Path, case, ctx, model, inputs, steps: int) -> None:

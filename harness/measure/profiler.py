@@ -1,7 +1,7 @@
 """torch.profiler traces for the cases a suite names, and the operator table kept inside the record.
 
-``profile_case(step_fn, trace_dir, rank)`` runs ``step_fn`` under torch.profiler with a wait/warm-up/active
-schedule and writes one gzipped Chrome trace per rank::
+``profile_case(step_fn, trace_dir, rank)`` (the window of a ``ProfileTracker``) runs ``step_fn`` under
+torch.profiler with a wait/warm-up/active schedule and writes one gzipped Chrome trace per rank::
 
     <trace_dir>/rank<N>.<timestamp>.pt.trace.json.gz
 
@@ -97,53 +97,125 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
+class ProfileTracker:
+    """torch.profiler over a window of its own steps, as a tracker (``harness.measure.trackers``) of the ``profile``
+    window, which runs after the timed window so a profiled case keeps its measurement.
+
+    Entering makes ``trace_dir`` and starts the profiler with a ``wait``/``warmup``/``active`` schedule; the window
+    runs ``steps`` steps, calling ``step()`` after each; leaving stops the profiler and reads the operator table.
+    ``result`` is the record's profile group: ``trace_dir`` (str, or None when no trace was written), ``top_ops``
+    (see ``top_ops``; times in ms over the ``active`` steps) and ``error`` (None, or why there is no trace or
+    table). A failure of the folder, the profiler or a step becomes ``error``: leaving swallows a step's exception
+    (not an interrupt), and ``steps`` is 0 when the profiler could not start. ``fill(rec)`` writes ``rec.profile``,
+    its ``trace_dir`` relative to ``relative_to`` when given (the run folder, so the record stays right when the
+    folder is moved or copied).
+    """
+
+    window = "profile"
+
+    def __init__(
+        self,
+        trace_dir: Path,
+        rank: int = 0,
+        device: str = "cpu",
+        wait: int = 1,
+        warmup: int = 1,
+        active: int = 3,
+        top_k: int = 15,
+        relative_to: Path | None = None,
+    ) -> None:
+        import torch
+
+        self.trace_dir = Path(trace_dir)
+        self.rank = rank
+        self.device = device
+        self.schedule = (wait, warmup, active)
+        self.top_k = top_k
+        self.relative_to = relative_to
+        self.on_cuda = device.startswith("cuda") and torch.cuda.is_available()
+        self.result: dict[str, Any] = {"trace_dir": None, "top_ops": [], "error": None}
+        self._before: set[Path] | None = None
+        self._prof = None
+
+    @property
+    def steps(self) -> int:
+        """How many steps the window runs: the whole schedule once the profiler runs, else none."""
+        return sum(self.schedule) if self._prof is not None else 0
+
+    def __enter__(self) -> ProfileTracker:
+        from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+        try:
+            self.trace_dir.mkdir(parents=True, exist_ok=True)
+            self._before = trace_files(self.trace_dir, self.rank)
+        except OSError as exc:
+            self.result["error"] = f"cannot create trace folder {self.trace_dir}: {exc.strerror or exc}"
+            return self
+        wait, warmup, active = self.schedule
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.on_cuda else [])
+        try:
+            prof = profile(
+                activities=activities,
+                schedule=schedule(wait=wait, warmup=warmup, active=active, repeat=1),
+                on_trace_ready=tensorboard_trace_handler(
+                    str(self.trace_dir), worker_name=f"rank{self.rank}", use_gzip=True
+                ),
+                record_shapes=True,
+            )
+            self._prof = prof.__enter__()
+        except Exception as exc:  # a profiler that cannot start costs the trace, not the case
+            self.result["error"] = f"profiling failed: {_reason(exc)}"
+        return self
+
+    def step(self) -> None:
+        """Mark the end of one step of the window (after the device finished it)."""
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.synchronize(torch.device(self.device))
+        self._prof.step()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        failure = exc if isinstance(exc, Exception) else None
+        if self._prof is not None:
+            prof, self._prof = self._prof, None
+            try:
+                prof.__exit__(exc_type, exc, tb)
+                if exc is None:
+                    self.result["top_ops"] = top_ops(prof.key_averages(), self.on_cuda, self.top_k)
+            except Exception as err:  # a profiler failure costs the table, not the case
+                failure = err
+        if failure is not None:
+            self.result["error"] = f"profiling failed: {_reason(failure)}"
+        if self._before is not None:
+            if trace_files(self.trace_dir, self.rank) - self._before:
+                self.result["trace_dir"] = str(self.trace_dir)
+            elif self.result["error"] is None:
+                self.result["error"] = f"the profiler wrote no trace for rank {self.rank} under {self.trace_dir}"
+        return isinstance(exc, Exception)
+
+    def profile(self, step_fn: Callable[[], Any]) -> dict[str, Any]:
+        """Run the window: ``steps`` calls of ``step_fn()`` under the profiler; returns ``result``."""
+        with self:
+            for _ in range(self.steps):
+                step_fn()
+                self.step()
+        return self.result
+
+    def fill(self, rec) -> None:
+        """Write the profile group into ``rec.profile``."""
+        rec.profile = dict(self.result)
+        if rec.profile["trace_dir"] and self.relative_to is not None:
+            rec.profile["trace_dir"] = str(self.trace_dir.relative_to(self.relative_to))
+
+
 def profile_case(
-    step_fn: Callable[[], Any],
-    trace_dir: Path,
-    rank: int = 0,
-    device: str = "cpu",
-    wait: int = 1,
-    warmup: int = 1,
-    active: int = 3,
-    top_k: int = 15,
+    step_fn: Callable[[], Any], trace_dir: Path, rank: int = 0, device: str = "cpu", **schedule
 ) -> dict[str, Any]:
     """Profile ``wait + warmup + active`` calls of ``step_fn()`` and write this rank's trace under ``trace_dir``.
 
-    Returns the record's profile group: ``trace_dir`` (str, or None when no trace was written), ``top_ops``
-    (see ``top_ops``; times in ms over the ``active`` steps) and ``error`` (None, or why there is no trace or
-    table). Never raises for a failure of the step or the profiler; the case keeps its measurement.
+    ``schedule`` takes ``wait``, ``warmup``, ``active`` (1, 1, 3) and ``top_k`` (15) as ``ProfileTracker`` does.
+    Returns the record's profile group (see ``ProfileTracker``). Never raises for a failure of the step or the
+    profiler; the case keeps its measurement.
     """
-    import torch
-    from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
-
-    trace_dir = Path(trace_dir)
-    on_cuda = device.startswith("cuda") and torch.cuda.is_available()
-    result: dict[str, Any] = {"trace_dir": None, "top_ops": [], "error": None}
-    try:
-        trace_dir.mkdir(parents=True, exist_ok=True)
-        before = trace_files(trace_dir, rank)
-    except OSError as exc:
-        result["error"] = f"cannot create trace folder {trace_dir}: {exc.strerror or exc}"
-        return result
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    try:
-        with profile(
-            activities=activities,
-            schedule=schedule(wait=wait, warmup=warmup, active=active, repeat=1),
-            on_trace_ready=tensorboard_trace_handler(str(trace_dir), worker_name=f"rank{rank}", use_gzip=True),
-            record_shapes=True,
-        ) as prof:
-            for _ in range(wait + warmup + active):
-                step_fn()
-                if on_cuda:
-                    torch.cuda.synchronize(torch.device(device))
-                prof.step()
-        result["top_ops"] = top_ops(prof.key_averages(), on_cuda, top_k)
-    except Exception as exc:  # a profiler or step failure costs the trace, not the case
-        result["error"] = f"profiling failed: {_reason(exc)}"
-    written = trace_files(trace_dir, rank) - before
-    if written:
-        result["trace_dir"] = str(trace_dir)
-    elif result["error"] is None:
-        result["error"] = f"the profiler wrote no trace for rank {rank} under {trace_dir}"
-    return result
+    return ProfileTracker(trace_dir, rank, device, **schedule).profile(step_fn)

@@ -451,6 +451,7 @@ class TelemetrySampler:
         self.readings: list[Reading] = []
         self.error: str | None = None
         self._energy_start: float | None = None
+        self._energy_end: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -479,23 +480,34 @@ class TelemetrySampler:
         if self.reader is None:
             return
         self._stop.clear()
-        self._energy_start = self.reader.energy_mj()
+        self._energy_start, self._energy_end = self.reader.energy_mj(), None
         self.readings.append(self.reader.read())
         self._thread = threading.Thread(target=self._loop, name="harness-telemetry", daemon=True)
         self._thread.start()
 
     def stop(self, images: int | None = None) -> dict[str, Any]:
         """Stop sampling, take a last sample and the counter, and return the telemetry fields for ``images``."""
+        self.halt()
+        return self.summary(images)
+
+    def halt(self) -> None:
+        """Stop sampling and take a last sample and the energy counter; ``summary`` then reduces the window."""
         if self.reader is None:
-            return _nulls()
+            return
         if self._thread is None:
             raise RuntimeError("TelemetrySampler.stop() called before start()")
         self._stop.set()
         self._thread.join()
         self._thread = None
         self.readings.append(self.reader.read())
-        energy_end = self.reader.energy_mj()
-        return summarise(self.readings, self._energy_start, energy_end, images)
+        self._energy_end = self.reader.energy_mj()
+
+    def summary(self, images: int | None = None) -> dict[str, Any]:
+        """The telemetry fields of the last window (``start`` to ``halt``) for ``images`` images (every field None
+        without a reader)."""
+        if self.reader is None:
+            return _nulls()
+        return summarise(self.readings, self._energy_start, self._energy_end, images)
 
     def close(self) -> None:
         """Stop any sampling, and close the reader if it was given to this sampler (the shared one stays open)."""
@@ -511,3 +523,45 @@ class TelemetrySampler:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TelemetryTracker:
+    """The record's telemetry over a GPU case's timed window: a ``TelemetrySampler`` as a tracker
+    (``harness.measure.trackers``) of the ``timed`` window.
+
+    Entering starts the sampler, leaving halts and closes it (also when the window fails, so its thread does not run
+    for the rest of the sweep), and ``fill(rec)`` writes ``rec.telemetry`` with images per joule over the
+    ``batch_size * rec.iters`` images of the window.
+    """
+
+    window = "timed"
+
+    def __init__(self, sampler: TelemetrySampler, batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    @classmethod
+    def for_run(cls, run) -> TelemetryTracker | None:
+        """The tracker of a case's ``CaseRun`` when the run asks for telemetry and the device is a GPU, else None.
+
+        Built before the case's first phase, so NVML is opened then, not between the warm-up and the timed window
+        where the GPU would idle.
+        """
+        ctx = run.ctx
+        if not ctx.telemetry or not ctx.device.startswith("cuda"):
+            return None
+        return cls(TelemetrySampler(ctx.device, interval_ms=ctx.telemetry_interval_ms), run.batch)
+
+    def __enter__(self) -> TelemetryTracker:
+        self.sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.sampler.halt()
+        finally:
+            self.sampler.close()
+
+    def fill(self, rec) -> None:
+        """Write the window's telemetry fields into ``rec`` (after ``rec.iters`` is set)."""
+        rec.telemetry = self.sampler.summary(images=self.batch_size * (rec.iters or 0))

@@ -71,9 +71,14 @@ def write_suite(folder: Path, template: str, name: str, **fields) -> Path:
     return path
 
 
+#: On a subprocess's PYTHONPATH, this folder's ``sitecustomize`` installs the phase hooks that the test's environment
+#: asks for (``tests/support/faults.py``: ``HARNESS_TEST_FAIL``, ``HARNESS_DDP_CHECKSUM``) in every harness process.
+INJECT = ROOT / "tests" / "support" / "inject"
+
+
 def env(**extra: str) -> dict[str, str]:
-    """The test process's environment with the worktree importable and ``extra`` set."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    """The test process's environment with the worktree importable, the tests' phase hooks on call, and ``extra``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(INJECT), str(ROOT)]), **extra}
 
 
 def harness(*argv: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess:

@@ -149,15 +149,15 @@ def test_a_pinned_gpu_is_refused_for_several_ranks_on_a_node(fake):
 
 
 def test_memory_marks_start_after_the_numerics_reference_pass(tmp_path, fake, monkeypatch):
-    from harness.measure import hooks
+    from harness.measure import phases
 
-    real = hooks.numerics
+    real = phases.numerics
 
     def noted(model, x, case, device):
         fake.calls.append(("numerics",))
         return real(model, x, case, device)
 
-    monkeypatch.setattr(hooks, "numerics", noted)
+    monkeypatch.setattr(phases, "numerics", noted)
     ctx = CaseContext(run_id="r", suite="s", run_dir=tmp_path, device="cuda:0", model_cache=ModelCache())
     ctx.dev.activate()
     fake.calls.clear()
@@ -172,11 +172,11 @@ def test_memory_marks_start_after_the_numerics_reference_pass(tmp_path, fake, mo
 
 def test_cpu_peak_memory_of_an_amp_case_is_not_the_fp32_reference_pass(tmp_path, monkeypatch):
     """The process's peak-RSS mark is reset after the numerics pass (the CPU side of the same defect)."""
-    from harness.measure import hooks, memory
+    from harness.measure import memory, phases
 
     order: list[str] = []
-    real_numerics, real_start = hooks.numerics, memory.MemoryTracker.start
-    monkeypatch.setattr(hooks, "numerics", lambda *a: (order.append("numerics"), real_numerics(*a))[1])
+    real_numerics, real_start = phases.numerics, memory.MemoryTracker.start
+    monkeypatch.setattr(phases, "numerics", lambda *a: (order.append("numerics"), real_numerics(*a))[1])
 
     def start(self):
         order.append("memory.start")

@@ -133,10 +133,10 @@ def test_defect3_a_pinned_gpu_is_refused_for_several_workers():
 
 @pytest.mark.parametrize("precision", ["amp_bf16", "tf32"])
 def test_defect4_cuda_memory_marks_reset_after_the_numerics_pass(tmp_path, gpu, monkeypatch, precision):
-    from harness.measure import hooks
+    from harness.measure import phases
 
-    real = hooks.numerics
-    monkeypatch.setattr(hooks, "numerics", lambda *a: (gpu.append(("numerics",)), real(*a))[1])
+    real = phases.numerics
+    monkeypatch.setattr(phases, "numerics", lambda *a: (gpu.append(("numerics",)), real(*a))[1])
     rec = measure_case(_case(precision=precision), _gpu_ctx(tmp_path))
     assert rec["status"] == "ok", rec["message"]
     names = [c[0] for c in gpu]
@@ -145,11 +145,11 @@ def test_defect4_cuda_memory_marks_reset_after_the_numerics_pass(tmp_path, gpu, 
 
 
 def test_defect4_cpu_rss_mark_reset_after_the_numerics_pass(tmp_path, monkeypatch):
-    from harness.measure import hooks, memory
+    from harness.measure import memory, phases
 
     order: list[str] = []
-    real_numerics, real_start = hooks.numerics, memory.MemoryTracker.start
-    monkeypatch.setattr(hooks, "numerics", lambda *a: (order.append("numerics"), real_numerics(*a))[1])
+    real_numerics, real_start = phases.numerics, memory.MemoryTracker.start
+    monkeypatch.setattr(phases, "numerics", lambda *a: (order.append("numerics"), real_numerics(*a))[1])
     monkeypatch.setattr(memory.MemoryTracker, "start", lambda self: (order.append("start"), real_start(self))[1])
     ctx = CaseContext(run_id="r", suite="s", run_dir=tmp_path, device="cpu", model_cache=ModelCache())
     assert measure_case(_case(precision="amp_bf16"), ctx)["status"] == "ok"
