@@ -103,7 +103,7 @@ def run_cases(
         written.append(record)
         if on_done:
             on_done(record)
-        lost = getattr(ctx, "device_lost", None)
+        lost = ctx.device_lost
         if lost:
             # A sticky CUDA error fails every later kernel of this process at once: stop, with the case recorded.
             from harness.measure.device import DeviceLostError

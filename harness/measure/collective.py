@@ -13,7 +13,7 @@ launcher's store, and its peers read the post when their own collective breaks (
 the step: ``watched_sync``). Deadlines are voted on after every step. Every member then records the failed
 rank's outcome (``oom``, ``error``, ``timeout``) and the run goes on with a new group.
 
-``write_checksum`` appends a digest of a rank's parameters (and of its inputs) to ``<run>/checksums-rank<N>.jsonl``:
+``write_checksum`` appends a digest of a rank's parameters (and of its inputs) to the rank's checksums file:
 called on every rank just after a DDP timed window, with different inputs per rank, equal parameter digests show
 that the gradients were really averaged across the group. It is a debugging and testing aid that a phase hook
 calls (``harness.measure.phases.PHASE_HOOKS``; the tests install one); it costs one pass over the parameters.
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.measure.timing import WarmupResult, settled
-from harness.store.rundir import append_record, utc_now
+from harness.store.rundir import RunFolder, utc_now
 
 #: How often a rank waiting for its GPU looks at the failure board (s).
 BOARD_POLL_S = 0.05
@@ -330,9 +330,9 @@ def _digest(tensors) -> str:
 
 
 def write_checksum(run_dir: Path, case, ctx, model, inputs, steps: int) -> None:
-    """Append this rank's parameter and input digests for ``case`` to ``checksums-rank<N>.jsonl``."""
-    append_record(
-        Path(run_dir) / f"checksums-rank{ctx.rank}.jsonl",
+    """Append this rank's parameter and input digests for ``case`` to its checksums file in the run folder."""
+    RunFolder(run_dir).append_checksum(
+        ctx.rank,
         {
             "case_id": case.id,
             "rank": ctx.rank,

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.store.record import NUMERICS_FIELDS, Record
+from harness.store.rundir import RunFolder
 
 #: Called as ``hook(phase name, CaseRun)`` just before each phase of every case (see the module docstring).
 PHASE_HOOKS: list[Callable[[str, Any], None]] = []
@@ -117,8 +117,8 @@ def mfu_of(peak: dict | None, precision: str, achieved_tflops: float | None) -> 
 
 
 def profile_dir(run_dir: Path, case_id: str) -> Path:
-    """``<run>/profiles/<case id>``, with characters outside [A-Za-z0-9_.-/] replaced."""
-    return Path(run_dir) / "profiles" / re.sub(r"[^A-Za-z0-9_./-]", "_", case_id)
+    """The trace folder of one profiled case in the run folder (``RunFolder.profile_dir``)."""
+    return RunFolder(run_dir).profile_dir(case_id)
 
 
 @phase("prepare")
