@@ -46,7 +46,7 @@ def harness_case(seconds: float) -> float:
     """The throughput the harness records for the same case."""
     from pathlib import Path as P
 
-    from harness.measure.case import CaseContext, ModelCache, measure_case
+    from harness.measure.runner import CaseContext, ModelCache, measure_case
     from harness.suite import Case
 
     case = Case.from_dict(

@@ -44,7 +44,7 @@ def _event(folder: RunFolder, rank: int, case_id: str, event: str) -> None:
 
 def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
     """The record of a case that killed its worker ``attempts`` times."""
-    from harness.measure.case import base_record
+    from harness.measure.runner import base_record
 
     rec: Record = base_record(case, ctx)
     rec.status = Status.CRASHED
@@ -71,7 +71,7 @@ def run_cases(
     fresh process.
     """
     if measure is None:
-        from harness.measure.case import measure_case as measure
+        from harness.measure.runner import measure_case as measure
 
     folder = RunFolder(ctx.run_dir)
     done = finished_ids(folder, ctx.rank)

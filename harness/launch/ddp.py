@@ -95,7 +95,7 @@ def run_ddp(groups, cases: list, sizes: list[int], ctx, measure=None, one_rank_d
     outside the unit's sub-group wait there). ``one_rank_ddp`` trains the 1-rank unit in DDP too.
     """
     if measure is None:
-        from harness.measure.case import measure_case as measure
+        from harness.measure.runner import measure_case as measure
 
     rank = groups.rank
     # k = 1 trains the bare model (the scaling baseline) unless the suite asks for DDP over a one-rank group.

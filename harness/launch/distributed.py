@@ -181,7 +181,7 @@ def _measure_share(
 ) -> RankResult:
     from harness.launch.caseloop import run_cases
     from harness.launch.progress import RunProgress
-    from harness.measure.case import measure_case
+    from harness.measure.runner import measure_case
 
     manifest = session.manifest
     if int(manifest.world_size or 1) != env.world_size:

@@ -315,7 +315,7 @@ class RunSession:
 
     def context(self, settings: LaunchSettings, device: str, rank: int = 0, peak: dict | None = None):
         """The ``CaseContext`` every case of this process is measured with."""
-        from harness.measure.case import CaseContext, ModelCache
+        from harness.measure.runner import CaseContext, ModelCache
 
         return CaseContext(
             run_id=self.manifest.run_id,

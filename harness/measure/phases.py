@@ -1,4 +1,4 @@
-"""The phases of one case's measurement and the state they share; ``case.py`` runs them as a recipe.
+"""The phases of one case's measurement and the state they share; ``runner.py`` runs them as a recipe.
 
 Each phase is a small function of a ``CaseRun``: it reads what the phases before it left there and writes its
 record fields. In the recipe's order:

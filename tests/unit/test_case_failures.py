@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.measure import case as case_mod
-from harness.measure.case import CaseContext, ModelCache, measure_case
+from harness.measure import runner as case_mod
+from harness.measure.runner import CaseContext, ModelCache, measure_case
 from harness.suite import Case
 from tests.synthetic import tiny_case
 

@@ -16,7 +16,7 @@ import torch
 
 from harness.errors import HarnessError, LaunchError
 from harness.measure import device as devices
-from harness.measure.case import CaseContext, ModelCache, measure_case
+from harness.measure.runner import CaseContext, ModelCache, measure_case
 from tests.synthetic import tiny_case
 
 SUITE = """

@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from harness.measure import collective
 from harness.measure import device as devices
-from harness.measure.case import CaseContext, _peer_failure
+from harness.measure.runner import CaseContext, _peer_failure
 
 
 def _board(store, rank):

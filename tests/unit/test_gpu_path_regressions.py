@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from harness.measure.case import CaseContext, ModelCache, measure_case
+from harness.measure.runner import CaseContext, ModelCache, measure_case
 from tests.synthetic import tiny_case
 
 _case = tiny_case

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import phases, trackers
-from harness.measure.case import CaseContext, ModelCache, measure_case
+from harness.measure.runner import CaseContext, ModelCache, measure_case
 from tests.synthetic import tiny_case
 
 
