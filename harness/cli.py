@@ -14,7 +14,6 @@ import pkgutil
 import sys
 
 from harness import __version__
-from harness.errors import HarnessError
 
 
 def _command_modules() -> dict:
@@ -48,20 +47,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from harness.errors import run_reporting
+
     warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except HarnessError as exc:
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"harness {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting(f"harness {args.command}", args._run, args)
 
 
 if __name__ == "__main__":

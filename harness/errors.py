@@ -28,6 +28,21 @@ class HarnessError(Exception):
     exit_code = 2
 
 
+def run_reporting(who: str, fn, *args) -> int:
+    """``fn(*args)`` as an exit code: a HarnessError is printed as one line ``WHO: error: MESSAGE`` on stderr and
+    exits with its code, Ctrl-C with 130; no traceback either way."""
+    import sys
+
+    try:
+        return int(fn(*args) or 0)
+    except HarnessError as exc:
+        print(f"{who}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{who}: interrupted", file=sys.stderr)
+        return 130
+
+
 class UnknownModelError(HarnessError, KeyError):
     """A model name that is not in the zoo."""
 

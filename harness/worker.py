@@ -33,26 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    from harness.errors import HarnessError
-    from harness.launch.distributed import run_rank
+    from harness.errors import run_reporting
 
     args = build_parser().parse_args(argv)
-    rank = os.environ.get("RANK", "0")
-    try:
-        result = run_rank(args)
-        if result.run_dir is not None and not args.launched_by_harness:
-            from harness.commands.run import report
-            from harness.launch.session import RunOutcome
+    return run_reporting(f"harness.worker (rank {os.environ.get('RANK', '0')})", _rank, args)
 
-            # rank 0 of a run it opened itself (a bare torchrun): the summary is this process's to print
-            return report(RunOutcome("", result.records, result.run_dir, result.code, scaling=True))
-        return result.code
-    except HarnessError as exc:
-        print(f"harness.worker (rank {rank}): error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"harness.worker (rank {rank}): interrupted", file=sys.stderr)
-        return 130
+
+def _rank(args) -> int:
+    from harness.launch.distributed import run_rank
+
+    result = run_rank(args)
+    if result.run_dir is not None and not args.launched_by_harness:
+        from harness.commands.run import report
+        from harness.launch.session import RunOutcome
+
+        # rank 0 of a run it opened itself (a bare torchrun): the summary is this process's to print
+        return report(RunOutcome("", result.records, result.run_dir, result.code, scaling=True))
+    return result.code
 
 
 def main(argv: list[str] | None = None) -> int:

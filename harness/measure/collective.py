@@ -238,12 +238,8 @@ def agreed_warm_up(
     sync: Callable[[], None],
     group,
     device,
+    limits,
     *,
-    min_iters: int = 5,
-    max_iters: int = 200,
-    max_seconds: float = 30.0,
-    window: int = 5,
-    tolerance: float = 0.02,
     deadline: float | None = None,
     board: FailureBoard | None = None,
 ) -> WarmupResult:
@@ -252,9 +248,13 @@ def agreed_warm_up(
     The test of stability is the single-process one (the median of the last ``window`` step times is no more
     than ``tolerance`` below the median of the ``window`` before), taken by each rank on its own times; the
     phase ends when all ranks pass it, or as soon as one rank reaches ``max_iters``/``max_seconds``. A rank
-    past the case's deadline makes every rank raise TimeoutError together.
+    past the case's deadline makes every rank raise TimeoutError together. ``limits`` are the case's warm-up
+    settings (``harness.suite.case.Warmup``: min_iters, max_iters, max_seconds, window, tolerance).
     """
     import torch.distributed as dist
+
+    min_iters, max_iters, max_seconds = limits.min_iters, limits.max_iters, limits.max_seconds
+    window, tolerance = limits.window, limits.tolerance
 
     size = dist.get_world_size(group)
     times: list[float] = []

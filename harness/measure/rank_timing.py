@@ -119,10 +119,7 @@ class DdpTiming(AloneTiming):
 
     def warm_up(self, step, sync, warmup, deadline: float | None) -> WarmupResult:
         """Warm up until every rank is stable (``collective.agreed_warm_up``); all ranks run the same steps."""
-        limits = _warmup_limits(warmup)
-        return collective.agreed_warm_up(
-            step, sync, self.group, self.dev, deadline=deadline, board=self.board, **limits
-        )
+        return collective.agreed_warm_up(step, sync, self.group, self.dev, warmup, deadline=deadline, board=self.board)
 
     def _window_limits(self, warm: WarmupResult, case, deadline: float | None) -> dict[str, Any]:
         # The one step count every rank runs; min_seconds is already in it.
