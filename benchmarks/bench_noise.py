@@ -127,7 +127,8 @@ def show(data: dict) -> None:
             text = f"{change:+7.1%}" if change is not None else "    n/a"
             print(f"    {case['key']:<40} {name:<13} throughput {text}  {changed}  {reasons}".rstrip())
     for busy in data.get("run_inconclusive") or []:
-        print(f"    run level inconclusive: {busy}")
+        said = [busy.get("reason"), busy.get("hint")] if isinstance(busy, dict) else [busy]
+        print("    run level inconclusive: " + "; ".join(str(s) for s in said if s))
 
 
 def counts(equal: dict, slowed: dict) -> tuple[int, int, int]:
