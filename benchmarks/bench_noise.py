@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,8 @@ def counts(equal: dict, slowed: dict) -> tuple[int, int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
+    # A terminated benchmark still stops its CPU-hungry processes (harness_run's finally block).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-noise-") as tmp:
         tmp = Path(tmp)
