@@ -18,7 +18,7 @@ JSON by name; a bucket the JSON lacks (``inconclusive`` before it existed) count
 throughput change and (where compare says) why it is noisy are printed, then the two counts, their goals and the
 wall time. Target: the whole benchmark under 10 minutes on a 2-core machine.
 
-Run: .venv/bin/python benchmarks/bench_noise.py
+Run: .venv/bin/python benchmarks/bench_noise.py [--keep DIR]
 """
 
 from __future__ import annotations
@@ -140,12 +140,17 @@ def counts(equal: dict, slowed: dict) -> tuple[int, int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep the three runs and the comparisons under DIR (new or empty)"
+    )
+    args = parser.parse_args()
+    if args.keep and Path(args.keep).is_dir() and any(Path(args.keep).iterdir()):
+        parser.error(f"--keep {args.keep}: give a new or empty folder (the runs are found by listing it)")
     # A terminated benchmark still stops its CPU-hungry processes (harness_run's finally block).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-noise-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="bench-noise-") as scratch:
+        tmp = Path(args.keep or scratch)
         quiet, quiet_s = harness_run(tmp / "quiet")
         print(f"quiet run: {quiet_s:.0f} s", flush=True)
         hog, hog_s = harness_run(tmp / "hog", hog=HOG)
