@@ -314,7 +314,7 @@ class RunSession:
         after a restart or a resume, what was probed then (a resumed run keeps its first start probe), else probed
         now. Where an end probe was taken earlier (a resumed run), the peak is the best of the two."""
         holder = self._holder(rank)
-        known = (holder.health or {}).get("start") if isinstance(holder.health, dict) else None
+        known = holder.health.get("start") if isinstance(holder.health, dict) else None
         if known is not None or holder.peak:
             return holder.peak or best_of(known, holder.health.get("end"))
         start = self._probe(device)
