@@ -105,17 +105,6 @@ def numerics(model, x, case, device) -> dict[str, Any]:
     return compare_with_fp32(model, x, case.precision, device, channels_last=case.channels_last)
 
 
-def mfu_of(peak: dict | None, precision: str, achieved_tflops: float | None) -> float | None:
-    """Achieved TFLOP/s over the run's measured matmul peak of the case's precision (None when unknown)."""
-    if not peak or achieved_tflops is None:
-        return None
-    from harness.measure.peak import mfu as ratio
-    from harness.measure.peak import peak_for_precision
-
-    value = ratio(achieved_tflops, peak_for_precision(peak, precision))
-    return None if value is None else round(value, 6)
-
-
 def profile_dir(run_dir: Path, case_id: str) -> Path:
     """The trace folder of one profiled case in the run folder (``RunFolder.profile_dir``)."""
     return RunFolder(run_dir).profile_dir(case_id)
@@ -216,14 +205,15 @@ def ops(run: CaseRun) -> None:
 
 @phase("mfu")
 def mfu(run: CaseRun) -> None:
-    """MFU against the run's measured peak; above 1 the record's message says the peak looks low."""
-    rec, precision = run.rec, run.case.precision
-    rec.mfu = mfu_of(run.ctx.peak, precision, rec.achieved_tflops)
-    if rec.mfu is not None and rec.mfu > 1:
-        # The model cannot beat the matmul peak: the peak was measured low (a busy machine, a clock change).
-        rec.message = (
-            f"MFU {rec.mfu:.2f} > 1: the run's measured {precision} peak looks low; treat MFU of this run with care"
-        )
+    """MFU against the rank's measured peak of the case's dtype and memory format (``peak.case_mfu``): never above
+    1; where the case achieved more than the peak, the MFU is null and the record's message says it is unknown.
+    The run computes it again when it closes, against the best of its start and end probes (``peak.with_mfu``)."""
+    from harness.measure.peak import case_mfu
+
+    rec, case = run.rec, run.case
+    rec.mfu, note = case_mfu(rec.achieved_tflops, run.ctx.peak, case.precision, case.channels_last)
+    if note is not None:
+        rec.message = note
 
 
 def wants_profile(run: CaseRun) -> bool:
