@@ -13,7 +13,8 @@ with one probe). A machine moves by its own spread within one run, and by up to 
 that, the run with the lower probe ran with something else on the machine. The comparison is then inconclusive
 at run level, naming that run and the numbers. The probes run through the same libraries as the models, so a
 software setting that slows the models (an older instruction set, another thread count) lowers them too: the
-message says the run "looks busy", and per-case verdicts stand on their own samples.
+message says the run "looks busy", per-case verdicts stand on their own samples, and where the copy bandwidth
+(the probe that least depends on the software) agrees while compute probes do not, the finding says so.
 
 Runs measured in different environments (fingerprints) are not held against each other: their probes differ by
 design. Imports neither torch nor pandas.
@@ -111,13 +112,26 @@ class ProbeGap:
 @dataclass
 class BusyRun:
     """A run that looks busy next to another: which side (``role``: baseline or candidate), the run and the run
-    it was held against (labels), where the probes came from, and the probes that differ beyond their spread."""
+    it was held against (labels), where the probes came from, the probes that differ beyond their spread, and
+    ``copy_agrees``: (this run's, the other's) copy GB/s when those agree although compute probes differ."""
 
     role: str
     run: str
     against: str
     source: str
     gaps: list[ProbeGap] = field(default_factory=list)
+    copy_agrees: tuple[float, float] | None = None
+
+    @property
+    def hint(self) -> str:
+        """What else could explain the gap (empty when nothing is known)."""
+        if self.copy_agrees is None:
+            return ""
+        mine, other = self.copy_agrees
+        return (
+            f"copy bandwidth agrees ({mine:.3g} vs {other:.3g} GB/s): a software or setting difference (oneDNN's "
+            "instruction set, threads) explains this as well as a busy machine"
+        )
 
     @property
     def reason(self) -> str:
@@ -132,6 +146,7 @@ class BusyRun:
             "source": self.source,
             "reason": self.reason,
             "probes": {g.key: {"busy": g.busy, "other": g.other, "allowed": g.allowed} for g in self.gaps},
+            **({"hint": self.hint} if self.hint else {}),
         }
 
 
@@ -148,6 +163,12 @@ def held_against(base: Probes, cand: Probes, base_label: str, cand_label: str) -
         else:
             busy = found.setdefault("candidate", BusyRun("candidate", cand_label, base_label, cand.source))
         busy.gaps.append(ProbeGap(key, min(a, b), max(a, b), allowed))
+    # Copy bandwidth within the rule while compute probes are not: said beside the finding.
+    held = "copy_gbps" in base.values and "copy_gbps" in cand.values
+    if held and not any(g.key == "copy_gbps" for busy in found.values() for g in busy.gaps):
+        for busy in found.values():
+            mine, other = (base, cand) if busy.role == "baseline" else (cand, base)
+            busy.copy_agrees = (mine.values["copy_gbps"], other.values["copy_gbps"])
     return [found[r] for r in ("baseline", "candidate") if r in found]
 
 

@@ -106,7 +106,7 @@ def busy_lines(c: Comparison) -> list[str]:
         probes = "start and end probes" if b.source == "health" else "peak probe"
         out.append(
             f"run inconclusive: {b.reason} ({b.role} {b.run}, against {b.against}; {probes}, beyond the {allowed:.0%} "
-            "that their own spread and 10% between runs allow)"
+            "that their own spread and 10% between runs allow)" + (f"; {b.hint}" if b.hint else "")
         )
     if len(c.busy) > BUSY_LINES:
         out.append(f"run inconclusive: ... and {len(c.busy) - BUSY_LINES} more in regressions.json")

@@ -300,6 +300,7 @@ def test_probes_that_differ_beyond_their_spread_make_the_run_inconclusive_naming
     assert found.role == "baseline" and found.run == str(base.path) and found.against == str(cand.path)
     assert found.reason == "baseline looks busy: copy 7.6 vs 23.5 GB/s, bf16 matmul 0.025 vs 0.058 TFLOP/s"
     assert found.source == "health" and [g.key for g in found.gaps] == ["copy_gbps", "matmul_tflops.bf16"]
+    assert found.copy_agrees is None and "hint" not in found.to_dict()
     out = result.to_dict()["run_inconclusive"][0]
     assert out["role"] == "baseline" and out["reason"] == found.reason and out["probes"]["copy_gbps"]["busy"] == 7.6
     # The other way round, the candidate is the busy one.
@@ -332,6 +333,9 @@ def test_runs_without_health_fall_back_to_their_peak_and_other_environments_are_
     cand = manifest_run(tmp_path, "b", peak=probe(20.0, {"fp32": 0.5}))
     (found,) = compare(base, cand).busy
     assert found.source == "peak" and found.reason == "candidate looks busy: fp32 matmul 0.5 vs 1 TFLOP/s"
+    # Copy bandwidth agrees while a compute probe does not: a software setting explains it as well, and it says so.
+    assert found.copy_agrees == (20.0, 20.0) and found.hint.startswith("copy bandwidth agrees (20 vs 20 GB/s)")
+    assert found.to_dict()["hint"] == found.hint
     other = manifest_run(tmp_path, "c", peak=probe(5.0), fingerprint={**FINGERPRINT, "cpu_model": "Other CPU"})
     result = compare(other, cand)
     assert (
