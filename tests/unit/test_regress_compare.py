@@ -188,6 +188,10 @@ def test_runs_and_dataframes_give_the_same_verdicts(tmp_path):
     from_frames = compare(load(a), load(b))
     assert from_runs.counts() == from_frames.counts() == {**from_runs.counts(), "regressed": 1, "unchanged": 1}
     assert from_runs.regressed[0].metrics[0].p == pytest.approx(from_frames.regressed[0].metrics[0].p)
+    # The noise marking reads the same from a flattened frame.
+    c = make_run(tmp_path, [make_record(seed=5, step_ms=115, noisy=["busy"]), make_record(model="resnet18")], name="c")
+    for result in (compare(read_run(a), read_run(c)), compare(load(a), load(c))):
+        assert [case.noise for case in result.inconclusive] == [["candidate: busy"]]
 
 
 def test_disjoint_cases_are_all_missing_and_new_and_said_plainly():
