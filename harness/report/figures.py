@@ -316,9 +316,14 @@ def noise_hover(r: pd.Series) -> str:
 
 def _ci_hover(r: pd.Series) -> str:
     c = r.get("throughput_ci95")
+    # Images over the total time, where stalled steps moved it away from the median step's figure (one-rank cases:
+    # a DDP bar is the global throughput, the record's figures are its rank's).
+    total, median = number(r.get("throughput_total_img_s")), number(r.get("throughput_img_s"))
+    moved = total and median and (number(r.get("world_size")) or 1) <= 1 and abs(total / median - 1) > 0.01
+    extra = f"<br>over the total time: {total:.4g} img/s" if moved else ""
     if isinstance(c, list) and len(c) == 2 and number(c[0]) is not None and number(c[1]) is not None:
-        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}"
-    return "<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval"
+        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}{extra}"
+    return ("<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval") + extra
 
 
 def throughput_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:

@@ -140,7 +140,9 @@ def test_a_noisy_case_is_marked_with_its_reason_and_does_not_set_the_heatmap_col
     records = [
         make_record("resnet18", "inference", 8, "fp32", step_ms=10.0, seed=1),
         # One noisy cell reading 20x: the colour range stays fixed, the cell is marked and says why.
-        make_record("resnet18", "inference", 8, "amp_bf16", step_ms=0.5, seed=2, noisy=[NOISE]),
+        make_record(
+            "resnet18", "inference", 8, "amp_bf16", step_ms=0.5, seed=2, noisy=[NOISE], throughput_total_img_s=8000.0
+        ),
         make_record("resnet34", "inference", 8, "fp32", step_ms=20.0, seed=3),
         make_record("resnet34", "inference", 8, "amp_bf16", step_ms=16.0, seed=4),
     ]
@@ -161,6 +163,9 @@ def test_a_noisy_case_is_marked_with_its_reason_and_does_not_set_the_heatmap_col
     assert f"⚠ noisy: resnet18/inference/bs8/amp_bf16: {reason}" in heat.customdata[noisy_row][0]
     bars = trace_named(figs.throughput_bars(ok, "inference"), "amp_bf16 · NCHW")
     assert list(bars.text) == ["⚠", ""] and "⚠ noisy: 2 stalled steps" in bars.hovertext[0]
+    assert "over the total time: 8000 img/s" in bars.hovertext[0]
+    # The images-over-total-time figure is in the hover where stalls moved it away from the median step's.
+    assert "over the total time" not in bars.hovertext[1]
     assert trace_named(figs.throughput_bars(ok, "inference"), "fp32 · NCHW").text is None
     # The throughput table marks the figure and gives the reason; the headline table marks the figure.
     page, _ = build_report([run])
