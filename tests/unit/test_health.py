@@ -167,7 +167,8 @@ def test_an_inline_run_probes_at_start_and_end_and_holds_mfu_against_the_best(tm
     for r in records:
         bound = 1.0 if r["channels_last"] else 0.8
         assert r["status"] == "ok" and r["message"] is None
-        assert 0 < r["mfu"] <= 1 and r["mfu"] == pytest.approx(r["achieved_tflops"] / bound, rel=1e-3)
+        # mfu is stored to 6 decimals: a tiny MFU is only that close
+        assert 0 < r["mfu"] <= 1 and r["mfu"] == pytest.approx(r["achieved_tflops"] / bound, rel=1e-3, abs=1e-6)
     from harness.store.loader import read_run
 
     assert [r["mfu"] for r in read_run(session.run_dir).records] == [r["mfu"] for r in records]
