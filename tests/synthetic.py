@@ -80,10 +80,11 @@ def make_record(
 
         rec.samples_ms = samples
         rec.iters = n
-        rec.throughput_img_s = batch_size * n / total
         rec.step_ms_median, rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = q(0.5), q(0.1), q(0.9), q(0.99)
-        tput = batch_size * 1000 / ordered[len(ordered) // 2]
+        tput = rec.throughput_img_s = batch_size * 1000 / rec.step_ms_median  # the median step's, as a run records
+        rec.throughput_total_img_s = batch_size * n / total
         rec.throughput_ci95 = [tput * (1 - 2 * noise / n**0.5), tput * (1 + 2 * noise / n**0.5)]
+        rec.stalled_steps, rec.noisy = 0, False
         rec.rss_peak_mib = 500.0 + batch_size * 10
         rec.flops_per_img = 8.18e9 * (resolution / 224) ** 2
         rec.macs_per_img = rec.flops_per_img / 2
