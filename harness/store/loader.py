@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.errors import StoreError
 from harness.store.record import GROUPS, SCHEMA_VERSION, normalise, problems
 from harness.store.rundir import MANIFEST, ManifestError, RunFolder, not_a_record, read_manifest, read_values
@@ -48,9 +50,15 @@ def _positive(value: Any) -> bool:
 def _median_interval(samples: Any, batch_size: int) -> list[float] | None:
     """The bootstrap interval (img/s) of the median-step throughput of ``samples``, or None where they are not a
     list of positive finite step times."""
-    if not isinstance(samples, list) or not samples or not all(_positive(x) for x in samples):
+    if not isinstance(samples, list) or not samples:
         return None
-    lo, hi = throughput_interval(samples, batch_size, resamples=MIGRATION_RESAMPLES)
+    try:
+        steps = np.asarray(samples, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if steps.ndim != 1 or not (np.isfinite(steps).all() and (steps > 0).all()):
+        return None
+    lo, hi = throughput_interval(steps, batch_size, resamples=MIGRATION_RESAMPLES)
     return [round(lo, 4), round(hi, 4)]
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness.measure.timing import stall_reason, stalls, summarise, time_steps, warm_up
+from harness.store.stats import bootstrap_medians, throughput_interval
 
 
 class FakeClockStep:
@@ -69,6 +70,19 @@ def test_summary_is_the_median_step_with_percentiles_and_interval():
     assert lo < s.throughput_img_s < hi
     # The interval of the median of 200 steps with 5% noise is about +-0.6% wide: not a min/max band.
     assert (hi - lo) / s.throughput_img_s < 0.02
+
+
+@pytest.mark.parametrize("n", [2, 8, 31, 40])
+def test_the_interval_is_the_bootstrap_of_the_median(n):
+    # Drawn through the resamples' middle order statistics, the medians are those of resampling the steps: the
+    # same percentiles as a brute-force bootstrap of many resamples, for odd and even lengths.
+    steps = 100 + np.random.default_rng(n).lognormal(0, 1, size=n) * 10
+    drawn = bootstrap_medians(steps, 40_000, seed=1)
+    brute = np.median(steps[np.random.default_rng(2).integers(0, n, size=(40_000, n))], axis=1)
+    assert np.percentile(drawn, [2.5, 50, 97.5]) == pytest.approx(np.percentile(brute, [2.5, 50, 97.5]))
+    assert np.std(drawn) == pytest.approx(np.std(brute), rel=0.03)
+    lo, hi = throughput_interval(list(steps), 4, resamples=40_000, seed=1)
+    assert (lo, hi) == pytest.approx((4000 / np.percentile(drawn, 97.5), 4000 / np.percentile(drawn, 2.5)), rel=1e-3)
 
 
 def test_one_stall_barely_moves_the_throughput_and_is_named():
