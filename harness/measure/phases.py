@@ -15,7 +15,8 @@ record fields. In the recipe's order:
 ``accuracy``  top-1/top-5 on the suite's data set, on rank 0, when the suite asks
 
 Where the single-rank and the DDP timing differ, a phase asks the case's strategy (``run.timing``, see
-``rank_timing``); what watches the case (memory, telemetry) are its trackers (``run.trackers``, see ``trackers``).
+``rank_timing``); what watches the case (memory, telemetry, contention) are its trackers (``run.trackers``, see
+``trackers``).
 
 Phase hooks: ``PHASE_HOOKS`` is a list of callables ``hook(phase, run)``, empty unless something installs one. Each
 is called just before a phase begins, with the phase's name from the table above (only phases that run: no
