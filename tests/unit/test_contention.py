@@ -225,11 +225,14 @@ def test_a_stalled_step_is_replaced_kept_and_named(ctx, monkeypatch):
 
     monkeypatch.setattr(phases, "PHASE_HOOKS", [stall_the_third_step])
     rec = measure_case(tiny_case(measure={"min_seconds": 0.0, "min_iters": 5}), ctx)
+    seen = rec["samples_ms"], rec["noise"]
     # (a busy machine may stall another step of its own: at least the injected one is counted)
-    assert rec["status"] == "ok" and rec["stalled_steps"] >= 1
-    # every step is in the record, the stall where it happened, and five that are not stalls beside it
-    assert rec["iters"] == len(rec["samples_ms"]) == 5 + rec["stalled_steps"]
-    assert rec["samples_ms"][2] > 3 * rec["step_ms_median"]
+    assert rec["status"] == "ok" and rec["stalled_steps"] >= 1, seen
+    # every step is in the record, the stall where it happened, and the window ran on past its five steps: to
+    # five that are not stalls, unless more steps of the machine's own stalled and the window's time bound ended it
+    assert rec["iters"] == len(rec["samples_ms"]) >= 6, seen
+    assert rec["iters"] - rec["stalled_steps"] == 5 or rec["stalled_steps"] > 1, seen
+    assert rec["samples_ms"][2] > 3 * rec["step_ms_median"], seen
     assert rec["noisy"] is True
     stalled = f"{rec['stalled_steps']} stalled step"
     assert any(r.startswith(stalled) and "> 3x the median" in r for r in rec["noise"]), rec["noise"]
