@@ -10,11 +10,10 @@ a record can be marked noisy with its reasons, and a run can carry the machine p
 from __future__ import annotations
 
 import random
-import statistics
 from pathlib import Path
 from typing import Any
 
-from harness.store.record import Record
+from harness.store.record import CONTENTION_FIELDS, Record
 from harness.store.rundir import RunFolder, append_record, new_manifest, status_counts, write_json_atomic
 from harness.suite import Case
 
@@ -31,17 +30,6 @@ FINGERPRINT = {
     "num_threads": 2,
     "git_revision": "abc123",
 }
-
-#: The keys of a record's ``contention`` group (all null: not measured).
-CONTENTION_FIELDS = (
-    "steal_pct",
-    "other_cpu_pct",
-    "load_avg",
-    "cpus",
-    "gpu_other_processes",
-    "gpu_clock_events",
-    "gpu_temperature_c",
-)
 
 
 def case_id(model: str, mode: str, bs: int, precision: str, cl: bool, res: int = 224) -> str:
@@ -102,8 +90,7 @@ def make_record(
         rec.samples_ms = samples
         rec.iters = n
         rec.step_ms_median, rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = q(0.5), q(0.1), q(0.9), q(0.99)
-        tput = batch_size * 1000 / statistics.median(samples)
-        rec.throughput_img_s = tput
+        tput = rec.throughput_img_s = batch_size * 1000 / rec.step_ms_median  # the median step's, as a run records
         rec.throughput_ci95 = [tput * (1 - 2 * noise / n**0.5), tput * (1 + 2 * noise / n**0.5)]
         rec.rss_peak_mib = 500.0 + batch_size * 10
         rec.flops_per_img = 8.18e9 * (resolution / 224) ** 2
@@ -118,7 +105,7 @@ def make_record(
     reasons = list(noisy) if isinstance(noisy, list) else []
     out.update(
         throughput_total_img_s=batch_size * n / total if ok else None,
-        stalled_steps=None,
+        stalled_steps=0 if ok else None,
         noisy=True if reasons else noisy if isinstance(noisy, bool) else None,
         noise=reasons,
         contention=dict.fromkeys(CONTENTION_FIELDS),

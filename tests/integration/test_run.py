@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.store.record import SCHEMA_VERSION
 from tests.conftest import ROOT, run_cli
 
 TINY = """
@@ -53,7 +54,7 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     run_dir = _run_dir(result.stdout)
     assert run_dir.parent == tmp_path / "out" / "tiny"
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["schema_version"] == 1
+    assert manifest["status"] == "complete" and manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["environment"]["torch"] and manifest["environment"]["cpu_model"]
     assert manifest["counts"] == {"ok": 4, "skipped": 2}
     records = {r["case_id"]: r for r in _records(run_dir)}
@@ -61,6 +62,11 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     ok = records["resnet18/train/bs2/fp32/r32"]
     assert ok["status"] == "ok" and len(ok["samples_ms"]) == ok["iters"] >= 3
     assert ok["throughput_ci95"][0] <= ok["throughput_img_s"] <= ok["throughput_ci95"][1]
+    # the throughput is the median step's; images over the total time is kept beside it
+    assert ok["throughput_img_s"] == pytest.approx(2 * 1000 / ok["step_ms_median"], rel=1e-3)
+    assert ok["throughput_total_img_s"] > 0 and isinstance(ok["stalled_steps"], int)
+    assert isinstance(ok["noisy"], bool) and ok["noisy"] == bool(ok["noise"])
+    assert ok["contention"]["cpus"] >= 1
     assert ok["rss_peak_mib"] > 0 and ok["flops_per_img"] > 0
     assert ok["numerics"] == {"top1_agreement": None, "max_rel_err": None}
     bf16 = records["resnet18/inference/bs2/amp_bf16/r32"]
