@@ -13,14 +13,25 @@ samples are pooled across runs for the test, and when at least three runs hold a
 outside ``history_k`` times their run-to-run noise (1.4826 x MAD of the per-run values): a case that is known to
 move by 8% between nights is not flagged for moving by 6%.
 
-A third verdict, **inconclusive**, is for numbers that cannot carry one. A case is inconclusive when either side's
-record is marked noisy (``noisy: true``, measured under contention or with stalled steps; ``noise`` says why), or
-the 95% interval of either side's throughput (``throughput_ci95``) is wider, relative to its throughput, than
-``Thresholds.interval`` (default twice the throughput threshold: 10%). Its timed metrics (throughput, step time,
-energy) are then not judged, whatever the numbers say; memory is judged as usual, so a memory regression still
-counts. With a history, noisy baseline runs are left out of the timed metrics while a quiet one is left. At run
-level (``harness.regress.health``) the comparison is inconclusive when the two runs' machine probes differ beyond
-their own spread; that names the run that looks busy and leaves the per-case verdicts as they are.
+A third verdict, **inconclusive**, is for numbers that cannot carry one. It concerns the timed metrics (throughput,
+step time, energy); memory is judged as usual, so a memory regression still counts.
+
+- When the 95% interval of either side's throughput (``throughput_ci95``) is wider, relative to its throughput,
+  than ``Thresholds.interval`` (default twice the throughput threshold: 10%), the case is inconclusive.
+- When either side's record is marked noisy (``noisy: true``; ``noise`` says why), its verdict is held against
+  what the noise can explain (``contention_slack``). Other processes and steal that took a share ``s`` of the
+  cores the case ran on can make its steps at most ``1 / (1 - s)`` times slower (the case got at least ``1 - s`` of
+  the CPU time it would have had; shares from the record's ``contention`` group, capped at 95%); contention on a
+  GPU (another process on it, a thermal or power-brake clock event) and a noisy mark without numbers cannot be
+  bounded. Contention only ever slows a side down, so a regression stands when the candidate, given the most
+  speed its contention could have cost it, is still worse beyond the threshold; an improvement stands when the
+  baseline, given the same, is still beaten. Otherwise (and for an "unchanged" reading, which contention can hide
+  either way) the case is inconclusive, unless the slack is below half the threshold (stalled steps alone: the
+  median step does not move with them). The result says which side was busy and by how much.
+
+With a history, noisy baseline runs are left out of the timed metrics while a quiet one is left. At run level
+(``harness.regress.health``) the comparison is inconclusive when the two runs' machine probes differ beyond their
+own spread; that names the run that looks busy and leaves the per-case verdicts as they are.
 """
 
 from __future__ import annotations
@@ -306,10 +317,17 @@ def throughput_interval(record: dict[str, Any]) -> tuple[float, float, float] | 
     return (lo, hi, (hi - lo) / tput) if lo is not None and hi is not None else None
 
 
+def interval_too_wide(record: dict[str, Any], th: Thresholds) -> bool:
+    """Whether the record's throughput interval is wider, relative to its throughput, than ``th.max_interval()``."""
+    interval = throughput_interval(record)
+    return interval is not None and interval[2] > th.max_interval()
+
+
 def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
-    """Why a record's timed numbers cannot carry a verdict, one reason per line (empty: they can): the record is
-    marked ``noisy`` (its ``noise`` reasons), or its throughput interval is wider than ``th.max_interval()``. A
-    record without the marking (written before it existed) reads as not noisy."""
+    """What may keep a record's timed numbers from a verdict, one reason per line (empty: nothing): the record is
+    marked ``noisy`` (its ``noise`` reasons; ``contention_slack`` says how far they can move it), or its throughput
+    interval is wider than ``th.max_interval()``. A record without the marking (written before it existed) reads as
+    not noisy."""
     reasons: list[str] = []
     noisy = record_field(record, "noisy")
     if isinstance(noisy, (bool, np.bool_)) and noisy:
@@ -317,7 +335,7 @@ def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
         given = [str(r) for r in given if r] if isinstance(given, (list, tuple, np.ndarray)) else []
         reasons += given or ["marked noisy (no reason recorded)"]
     interval = throughput_interval(record)
-    if interval is not None and interval[2] > th.max_interval():
+    if interval_too_wide(record, th):
         lo, hi, width = interval
         reasons.append(
             f"throughput 95% interval {lo:.4g} to {hi:.4g} img/s is {width:.0%} wide (over {th.max_interval():.0%})"
@@ -325,11 +343,65 @@ def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
     return reasons
 
 
-def _inconclusive(m: MetricChange) -> None:
-    if m.verdict != "unchanged":
-        said = f"the numbers alone read as {m.verdict}"
-        m.note = f"{m.note}; {said}" if m.note else said
+def _inconclusive(m: MetricChange, why: str | None = None) -> None:
+    said = f"the numbers alone read as {m.verdict}" if m.verdict != "unchanged" else None
+    for text in (said, why):
+        if text:
+            m.note = f"{m.note}; {text}" if m.note else text
     m.verdict = "inconclusive"
+
+
+#: The most of its cores' time that contention is taken to have cost a side (a share of 1 would bound nothing).
+MAX_SHARE = 0.95
+
+
+def contention_slack(record: dict[str, Any]) -> float:
+    """How many times slower a record's timed numbers can be because of what it was measured beside (>= 1; inf
+    when that cannot be bounded); 1.0 for a record that is not marked noisy. See the module docstring."""
+    noisy = record_field(record, "noisy")
+    if not (isinstance(noisy, (bool, np.bool_)) and noisy):
+        return 1.0
+    group = record_field(record, "contention")
+    group = group if isinstance(group, dict) else {}
+    if number(group.get("gpu_other_processes")) or group.get("gpu_clock_events"):
+        return float("inf")
+    shares = [number(group.get(key)) for key in ("other_cpu_pct", "steal_pct")]
+    if all(v is None for v in shares):
+        stalls = number(record_field(record, "stalled_steps"))
+        return 1.0 if stalls else float("inf")  # stalls alone: the median step does not move with them
+    share = min(sum(v for v in shares if v is not None) / 100.0, MAX_SHARE)
+    return 1.0 / (1.0 - max(share, 0.0))
+
+
+def _hold_against_contention(m: MetricChange, slack_base: float, slack_cand: float) -> None:
+    """Keep ``m``'s verdict when it survives the contention of either side (module docstring), else make it
+    inconclusive, saying why."""
+    worst = max(slack_base, slack_cand)
+    if worst <= 1.0 + m.threshold / 2:
+        return  # too little contention to move a verdict
+    up = m.higher_is_better
+    # the candidate given back what its contention could have cost it, and the baseline likewise
+    best_cand = m.candidate * slack_cand if up else m.candidate / slack_cand
+    best_base = m.baseline * slack_base if up else m.baseline / slack_base
+    if m.verdict == "regressed" and m.baseline:
+        left = best_cand / m.baseline - 1
+        if (left <= -m.threshold) if up else (left >= m.threshold):
+            m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_cand)} slower at most)")
+            return
+    if m.verdict == "improved" and best_base:
+        left = m.candidate / best_base - 1
+        if (left >= m.threshold) if up else (left <= -m.threshold):
+            m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_base)} slower at most)")
+            return
+    _inconclusive(m, None if worst == float("inf") else f"contention can explain up to {_times(worst)}")
+
+
+def _times(factor: float) -> str:
+    return "an unbounded slowdown" if factor == float("inf") else f"{factor:.2f}x"
+
+
+def _joined(note: str | None, text: str) -> str:
+    return f"{note}; {text}" if note else text
 
 
 def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult:
@@ -352,23 +424,23 @@ def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult
         result.noise += [f"{side}: {reason}" for reason in base_noise[-1]]
     elif len(quiet) < len(ok):
         result.notes.append(f"{len(ok) - len(quiet)} noisy baseline run(s) left out of the timed metrics")
+    wide = any(interval_too_wide(r, th) for r in [cand, *(quiet or ok)])
+    slack_base = max(contention_slack(r) for r in (quiet or ok))
+    slack_cand = contention_slack(cand)
     for metric in METRICS:
         outcome = compare_metric(metric, (quiet or ok) if metric.timed else ok, cand, th)
         if isinstance(outcome, str):
             result.notes.append(outcome)
         elif outcome is not None:
-            if metric.timed and result.noise:
+            if metric.timed and wide:
                 _inconclusive(outcome)
+            elif metric.timed and result.noise:
+                _hold_against_contention(outcome, slack_base, slack_cand)
             result.metrics.append(outcome)
     verdicts = {m.verdict for m in result.metrics}
-    result.bucket = (
-        "regressed"
-        if "regressed" in verdicts
-        else "inconclusive"
-        if result.noise
-        else "improved"
-        if "improved" in verdicts
-        else "unchanged"
+    result.bucket = next(
+        (v for v in ("regressed", "inconclusive", "improved") if v in verdicts),
+        "unchanged",
     )
     return result
 

@@ -178,8 +178,9 @@ def read_records(path: Path, skips: list[Skip] | None = None) -> list[dict[str, 
 def records_files(path: Path) -> list[Path]:
     """The records files of a run folder: every ``records-rank*.jsonl`` (rescued files after their rank's), or
     the merged ``records.jsonl`` when it is newer than all of them."""
-    # The rank files are what the workers append to; the merged file is a copy made at the end of a run, and is
-    # stale when a rank file changed after it (a resumed run that died before merging again).
+    # The rank files are what the workers append to; the merged file is made from them when the run closes (with
+    # each case's MFU held against the run's best probe), and is stale when a rank file changed after it (a resumed
+    # run that died before merging again).
     folder = RunFolder(path)
     files = folder.record_files()
     merged = folder.merged_path

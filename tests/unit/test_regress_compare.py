@@ -245,6 +245,44 @@ def test_a_case_measured_under_noise_is_inconclusive_whatever_the_numbers_say(si
     assert result.fails("inconclusive") and not result.fails("regression") and not result.fails("never")
 
 
+def busy(share_pct: float, **kw):
+    """A record measured beside other processes that used ``share_pct`` of its cores (the contention group's
+    numbers, as the measurement writes them)."""
+    contention = {"other_cpu_pct": share_pct, "steal_pct": 0.0, "load_avg": 3.0, "cpus": 2}
+    return make_record(noisy=[CONTENTION], contention=contention, **kw)
+
+
+def test_a_change_larger_than_the_contention_can_explain_stands():
+    quiet = [make_record(step_ms=100, seed=1)]
+    # 46% of the cores taken: at most 1/(1-0.46) = 1.85x slower. A 10x slowdown is not the contention's doing.
+    case = only(compare(quiet, [busy(46.0, step_ms=1000, seed=2)]), "regressed")
+    tput = metric(case, "throughput_img_s")
+    assert tput.verdict == "regressed" and "beyond what the contention can explain (1.85x slower at most)" in tput.note
+    assert case.noise == [f"candidate: {CONTENTION}"]
+    # 30% slower is within what it can explain: no verdict.
+    case = only(compare(quiet, [busy(46.0, step_ms=130, seed=3)]), "inconclusive")
+    assert metric(case, "throughput_img_s").note == (
+        "the numbers alone read as regressed; contention can explain up to 1.85x"
+    )
+    # A busy baseline cannot hide a regression that the candidate shows on a quiet machine...
+    assert only(compare([busy(46.0, step_ms=100, seed=4)], [make_record(step_ms=1000, seed=5)]), "regressed")
+    # ...but it can fake an improvement: 1.5x faster than a baseline that was up to 1.85x slow is no verdict,
+    assert only(compare([busy(46.0, step_ms=150, seed=6)], [make_record(step_ms=100, seed=7)]), "inconclusive")
+    # while 4x faster is.
+    assert only(compare([busy(46.0, step_ms=400, seed=8)], [make_record(step_ms=100, seed=9)]), "improved")
+
+
+def test_contention_on_a_gpu_cannot_be_bounded_and_stalls_alone_do_not_move_the_median():
+    quiet = [make_record(step_ms=100, seed=1)]
+    gpu = {"gpu_other_processes": 1, "gpu_clock_events": None}
+    on_gpu = make_record(step_ms=1000, seed=2, noisy=["another process on the GPU"], contention=gpu)
+    case = only(compare(quiet, [on_gpu]), "inconclusive")
+    assert metric(case, "throughput_img_s").note == "the numbers alone read as regressed"
+    stalls = {"other_cpu_pct": 2.0, "steal_pct": 0.0, "cpus": 2}
+    stalled = make_record(step_ms=100, seed=3, noisy=[STALLS], contention=stalls, stalled_steps=2)
+    assert only(compare(quiet, [stalled]), "unchanged").noise == [f"candidate: {STALLS}"]
+
+
 def test_noise_leaves_memory_judged_and_an_unmarked_record_reads_as_quiet():
     base = [make_record(step_ms=100, seed=1, rss_peak_mib=1000.0)]
     cand = [make_record(step_ms=100, seed=2, rss_peak_mib=1300.0, noisy=True)]
@@ -282,9 +320,12 @@ def test_a_history_leaves_noisy_runs_out_of_the_timed_metrics_while_a_quiet_one_
     tput = metric(case, "throughput_img_s")
     assert tput.baseline_runs == 1 and tput.n_baseline == 30
     assert "2 noisy baseline run(s) left out of the timed metrics" in case.notes
-    # Every baseline run noisy: nothing quiet to judge against.
+    # Every baseline run noisy: nothing quiet to judge against. Contention only slows a run down, so a busy
+    # baseline cannot hide the candidate's slowdown; it can fake a speed-up, which is then no verdict.
     all_noisy = [[make_record(step_ms=100, seed=i, noisy=[CONTENTION])] for i in range(3)]
-    case = only(compare(all_noisy, slow), "inconclusive")
+    case = only(compare(all_noisy, slow), "regressed")
+    assert case.noise == [f"baseline (every one of its 3 runs; the latest): {CONTENTION}"]
+    case = only(compare(all_noisy, [make_record(step_ms=80, seed=9)]), "inconclusive")
     assert case.noise == [f"baseline (every one of its 3 runs; the latest): {CONTENTION}"]
 
 
