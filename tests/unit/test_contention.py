@@ -212,14 +212,13 @@ def test_a_case_measured_beside_cpu_hungry_processes_is_marked_noisy(ctx, hogs):
 def test_a_stalled_step_is_replaced_kept_and_named(ctx, monkeypatch):
     def stall_the_third_step(name, run):
         if name == "timed":
-            step, took = run.step, []
+            took = []
 
             def stalling():
-                if len(took) == 2:  # ten times the slower of the first two steps: a stall however busy the machine
-                    time.sleep(max(0.5, 10 * max(took)))
-                t0 = time.perf_counter()
-                step()
-                took.append(time.perf_counter() - t0)
+                # Steps of a set length (sleeps, not the model's work, which a busy machine can slow down tenfold
+                # from one step to the next): 50 ms, and 2 s for the third, a stall however busy the machine.
+                time.sleep(2.0 if len(took) == 2 else 0.05)
+                took.append(1)
 
             run.step = stalling
 
