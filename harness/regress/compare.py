@@ -365,12 +365,29 @@ def contention_slack(record: dict[str, Any]) -> float:
     group = group if isinstance(group, dict) else {}
     if number(group.get("gpu_other_processes")) or group.get("gpu_clock_events"):
         return float("inf")
+    if _stalls_only(record, group):
+        return 1.0  # stalls alone: the median step does not move with them
+    if number(record_field(record, "num_threads")) != 1:
+        # Several threads wait for each other at every parallel region: one descheduled thread holds them all, so
+        # a share taken by others can cost far more than its size (measured here: 20-60x slower at half the cores).
+        return float("inf")
     shares = [number(group.get(key)) for key in ("other_cpu_pct", "steal_pct")]
     if all(v is None for v in shares):
-        stalls = number(record_field(record, "stalled_steps"))
-        return 1.0 if stalls else float("inf")  # stalls alone: the median step does not move with them
+        return float("inf")
     share = min(sum(v for v in shares if v is not None) / 100.0, MAX_SHARE)
     return 1.0 / (1.0 - max(share, 0.0))
+
+
+#: The contention rule's limits, as the measurement applies them (``harness.measure.contention``): below both, a
+#: noisy record is noisy for its stalled steps.
+STEAL_PCT, OTHER_CPU_PCT = 5.0, 20.0
+
+
+def _stalls_only(record: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Whether the record is noisy for its stalled steps alone (no contention share over the rule's limits)."""
+    other, steal = number(group.get("other_cpu_pct")), number(group.get("steal_pct"))
+    quiet = (other is None or other < OTHER_CPU_PCT) and (steal is None or steal < STEAL_PCT)
+    return quiet and bool(number(record_field(record, "stalled_steps")))
 
 
 def _hold_against_contention(m: MetricChange, slack_base: float, slack_cand: float) -> None:

@@ -249,7 +249,7 @@ def busy(share_pct: float, **kw):
     """A record measured beside other processes that used ``share_pct`` of its cores (the contention group's
     numbers, as the measurement writes them)."""
     contention = {"other_cpu_pct": share_pct, "steal_pct": 0.0, "load_avg": 3.0, "cpus": 2}
-    return make_record(noisy=[CONTENTION], contention=contention, **kw)
+    return make_record(noisy=[CONTENTION], contention=contention, num_threads=kw.pop("num_threads", 1), **kw)
 
 
 def test_a_change_larger_than_the_contention_can_explain_stands():
@@ -270,6 +270,9 @@ def test_a_change_larger_than_the_contention_can_explain_stands():
     assert only(compare([busy(46.0, step_ms=150, seed=6)], [make_record(step_ms=100, seed=7)]), "inconclusive")
     # while 4x faster is.
     assert only(compare([busy(46.0, step_ms=400, seed=8)], [make_record(step_ms=100, seed=9)]), "improved")
+    # Several threads: a share taken can cost far more than its size, so nothing is bounded.
+    several = [busy(46.0, step_ms=1000, seed=10, num_threads=2)]
+    assert metric(only(compare(quiet, several), "inconclusive"), "throughput_img_s").verdict == "inconclusive"
 
 
 def test_contention_on_a_gpu_cannot_be_bounded_and_stalls_alone_do_not_move_the_median():
