@@ -1,7 +1,10 @@
 """Synthetic run folders in the real store format, for tests and benchmarks of compare and report.
 
 The records are made with ``Record`` and written with the store's own writers, so they are exactly what a real
-run writes; only the numbers are generated (from a seeded RNG, around the given means).
+run writes; only the numbers are generated (from a seeded RNG, around the given means). ``throughput_img_s`` is
+that of the median step (batch size x 1000 / median ms) and ``throughput_total_img_s`` images over the total time;
+a record can be marked noisy with its reasons, and a run can carry the machine probes of its manifest
+(``peak``, and ``health``: start and end probes with their spread; see ``probe`` and ``health``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.store.record import Record
+from harness.store.record import CONTENTION_FIELDS, Record
 from harness.store.rundir import RunFolder, append_record, new_manifest, status_counts, write_json_atomic
 from harness.suite import Case
 
@@ -50,9 +53,15 @@ def make_record(
     status: str = "ok",
     run_id: str = "run",
     suite: str = "synthetic",
+    noisy: list[str] | bool | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One record whose ``n`` step samples are normal around ``step_ms`` with relative sd ``noise``."""
+    """One record whose ``n`` step samples are normal around ``step_ms`` with relative sd ``noise``.
+
+    ``noisy``: None writes the noise fields as a record that did not measure contention has them (``noisy``
+    null, no reasons); a list of reasons marks the record noisy with them; True or False sets the flag alone.
+    Any other field may be given (or overridden) by name in ``extra``.
+    """
     rng = random.Random(seed)
     cid = case_id(model, mode, batch_size, precision, channels_last, resolution)
     rec = Record(
@@ -80,9 +89,8 @@ def make_record(
 
         rec.samples_ms = samples
         rec.iters = n
-        rec.throughput_img_s = batch_size * n / total
         rec.step_ms_median, rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = q(0.5), q(0.1), q(0.9), q(0.99)
-        tput = batch_size * 1000 / ordered[len(ordered) // 2]
+        tput = rec.throughput_img_s = batch_size * 1000 / rec.step_ms_median  # the median step's, as a run records
         rec.throughput_ci95 = [tput * (1 - 2 * noise / n**0.5), tput * (1 + 2 * noise / n**0.5)]
         rec.rss_peak_mib = 500.0 + batch_size * 10
         rec.flops_per_img = 8.18e9 * (resolution / 224) ** 2
@@ -93,8 +101,45 @@ def make_record(
     else:
         rec.message = f"synthetic {status}"
     out = rec.to_dict()
+    ok = status == "ok"
+    reasons = list(noisy) if isinstance(noisy, list) else []
+    out.update(
+        throughput_total_img_s=batch_size * n / total if ok else None,
+        stalled_steps=0 if ok else None,
+        noisy=True if reasons else noisy if isinstance(noisy, bool) else None,
+        noise=reasons,
+        contention=dict.fromkeys(CONTENTION_FIELDS),
+    )
     out.update(extra)
     return out
+
+
+def probe(copy_gbps: float, matmul: dict[str, float] | None = None, conv: dict[str, float] | None = None) -> dict:
+    """A machine probe as a run's manifest records it (``measure_peak``'s numbers): copy bandwidth (GB/s),
+    matmul TFLOP/s by dtype (default fp32 1.0, bf16 2.0) and conv TFLOP/s by dtype and memory format."""
+    return {
+        "matmul_tflops": dict(matmul or {"fp32": 1.0, "bf16": 2.0}),
+        "conv_tflops": dict(conv or {}),
+        "copy_gbps": copy_gbps,
+        "at": "2026-01-01T00:00:00Z",
+    }
+
+
+def health(start: dict, end: dict | None = None) -> dict:
+    """A manifest's ``health``: the start and end probes, and the spread of every number both have
+    (|start - end| / max(start, end), keyed ``copy_gbps``, ``matmul_tflops.<dtype>``, ``conv_tflops.<key>``)."""
+
+    def numbers(p: dict) -> dict[str, float]:
+        out = {"copy_gbps": p["copy_gbps"]}
+        for group in ("matmul_tflops", "conv_tflops"):
+            out.update({f"{group}.{k}": v for k, v in p.get(group, {}).items()})
+        return out
+
+    spread = {}
+    if end is not None:
+        a, b = numbers(start), numbers(end)
+        spread = {k: abs(a[k] - b[k]) / max(a[k], b[k]) for k in a if k in b}
+    return {"start": start, "end": end, "spread": spread}
 
 
 def make_run(
@@ -104,8 +149,12 @@ def make_run(
     started_at: str = "2026-01-01T00:00:00Z",
     fingerprint: dict[str, Any] | None = None,
     name: str | None = None,
+    peak: dict[str, Any] | None = None,
+    health: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete run folder (manifest, rank file, merged records) under ``root``; returns its path."""
+    """Write a complete run folder (manifest, rank file, merged records) under ``root``; returns its path. ``peak``
+    and ``health`` go into the manifest (see ``probe`` and ``health``); a run given ``health`` alone gets the best
+    of its start and end probes as its ``peak``, as a real run does."""
     run_dir = Path(root) / suite / (name or started_at.replace(":", "").replace("-", ""))
     run_dir.mkdir(parents=True)
     for r in records:
@@ -113,6 +162,19 @@ def make_run(
     RunFolder(run_dir).merge()
     manifest = new_manifest(run_dir.name, {"name": suite}, fingerprint or dict(FINGERPRINT))
     manifest.update(started_at=started_at, finished_at=started_at, status="complete", counts=status_counts(records))
+    if health is not None:
+        manifest["health"] = health
+        if peak is None:
+            probes = [p for p in (health["start"], health.get("end")) if p]
+            peak = {
+                "matmul_tflops": {
+                    k: max(p["matmul_tflops"].get(k, 0) for p in probes) for k in probes[0]["matmul_tflops"]
+                },
+                "conv_tflops": {k: max(p["conv_tflops"].get(k, 0) for p in probes) for k in probes[0]["conv_tflops"]},
+                "copy_gbps": max(p["copy_gbps"] for p in probes),
+            }
+    if peak is not None:
+        manifest["peak"] = peak
     write_json_atomic(run_dir / "manifest.json", manifest)
     return run_dir
 

@@ -2,9 +2,10 @@
 
 ``harness compare BASELINE... CANDIDATE`` and ``harness compare --history N --root DIR CANDIDATE`` print a table
 (or ``--format json|markdown``), write ``regressions.json`` and ``summary.md`` to ``--out`` (default: the
-candidate's run folder) and exit 1 under ``--fail-on regression`` when a case regressed or newly failed. Input the
-loader skipped (lines, or runs under ``--root`` whose manifest cannot be read) is listed in the notes and on stderr,
-and makes the exit code ``harness.store.skips.EXIT_SKIPPED`` when no other code applies.
+candidate's run folder) and exit 1 under ``--fail-on regression`` when a case regressed or newly failed, and under
+``--fail-on inconclusive`` also when a case or the whole comparison is inconclusive (a noisy case, a run that looks
+busy). Input the loader skipped (lines, or runs under ``--root`` whose manifest cannot be read) is listed in the
+notes and on stderr, and makes the exit code ``harness.store.skips.EXIT_SKIPPED`` when no other code applies.
 ``harness compare --hardware RUN_A RUN_B ...`` puts runs from different machines side by side.
 """
 
@@ -37,9 +38,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--p", type=float, default=0.001, help="significance level of the U test (default: 0.001)")
     parser.add_argument(
         "--fail-on",
-        choices=["regression", "never"],
+        choices=["regression", "inconclusive", "never"],
         default="never",
-        help="exit 1 when a case regressed or newly failed (default: never)",
+        help="exit 1 when a case regressed or newly failed (regression), or also when a case or the whole "
+        "comparison is inconclusive (inconclusive); default: never",
+    )
+    parser.add_argument(
+        "--max-interval",
+        type=float,
+        metavar="FRACTION",
+        help="widest relative 95%% interval of a case's throughput that still allows a verdict on its timed "
+        "metrics; wider is inconclusive (default: twice the threshold)",
     )
     parser.add_argument("--out", metavar="DIR", help="where to write regressions.json and summary.md")
     parser.add_argument(
@@ -187,7 +196,9 @@ def _compare(args) -> int:
         baselines, notes = read_baselines(baseline_paths, candidate, skips)
     notes[:0] = [str(s) for s in skips]
     notes += check_compatible(baselines, candidate, args.allow_mismatch)
-    thresholds = Thresholds(relative=threshold, p=args.p, per_metric=_metric_thresholds(args.metric_threshold))
+    thresholds = Thresholds(
+        relative=threshold, p=args.p, per_metric=_metric_thresholds(args.metric_threshold), interval=args.max_interval
+    )
     comparison = compare(baselines, candidate, thresholds)
     comparison.notes[:0] = notes
     written = _write(
@@ -197,4 +208,4 @@ def _compare(args) -> int:
     print("wrote " + ", ".join(written), file=sys.stderr)
     skips += [s for run in (*baselines, candidate) for s in run.skips]
     print_skips("compare", skips)
-    return exit_code(skips, 1 if args.fail_on == "regression" and comparison.failed else 0)
+    return exit_code(skips, 1 if comparison.fails(args.fail_on) else 0)

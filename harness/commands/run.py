@@ -122,8 +122,9 @@ def _console(file):
 
 
 def print_summary(records: list[dict], file=None) -> None:
-    """A table of the run's records: case, status, throughput with its interval, step time, memory, and why a
-    case did not run."""
+    """A table of the run's records: case, status, throughput (from the median step, the record's
+    ``throughput_img_s``) with its interval, step time, memory; in the note, a noisy case's first reason (measured
+    under contention, or stalls among its steps) and why a case did not run."""
     from rich.table import Table
 
     from harness.store.record import Record, Status
@@ -147,12 +148,26 @@ def print_summary(records: list[dict], file=None) -> None:
                 f"{r.step_ms_p90:.2f}",
                 f"{r.ops_deviation:+.2%}" if r.ops_deviation is not None else "-",
                 f"{mem:.0f}" if mem else "-",
-                r.message or "",
+                _note(r),
             )
         else:
             colour = "yellow" if r.status == Status.SKIPPED else "red"
             table.add_row(r.case_id or "?", f"[{colour}]{r.status}", *["-"] * 6, r.message or "")
     _console(file).print(table)
+
+
+def _note(r) -> str:
+    """The note of a measured case: ``noisy: <first reason>`` when it is marked noisy, then its message."""
+    from rich.markup import escape
+
+    parts = []
+    if r.noisy:
+        first = (r.noise or ["reason not recorded"])[0]
+        more = f" (+{len(r.noise) - 1} more)" if len(r.noise or []) > 1 else ""
+        parts.append(f"[yellow]noisy[/]: {escape(first)}{more}")
+    if r.message:
+        parts.append(escape(r.message))
+    return "; ".join(parts)
 
 
 def print_scaling(records: list[dict], file=None) -> None:

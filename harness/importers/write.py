@@ -9,7 +9,6 @@ is written beside its target and renamed into place, so a failed import leaves n
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -45,9 +44,9 @@ def check_targets(runs: list[ImportedRun], out_root: Path, force: bool) -> list[
 
 def _check_replaceable(target: Path, run: ImportedRun, force: bool) -> None:
     try:
-        manifest = json.loads(RunFolder(target).manifest_path.read_text())
+        manifest = RunFolder(target).read_manifest_dict()
         source = manifest.get("source")
-    except (OSError, ValueError):
+    except (StoreError, OSError):
         manifest, source = None, None
     if manifest is None and any(target.iterdir()):
         raise StoreError(f"{target} exists and is not a run folder; move it away or choose another --out")

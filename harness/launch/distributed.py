@@ -11,8 +11,10 @@ measures its shard on its own device and appends to its own records file; record
 validation refuses inference cases under ddp), each measured by sub-groups of ranks together
 (``harness.launch.ddp``).
 
-At the end every rank meets at a barrier bounded by the largest shard's case budgets; rank 0 then merges the
-records, and writes the manifest with the world size and each rank's counts.
+Each rank probes its device's peak before its first case and again once every rank has finished (the manifest's
+``ranks[r].health``, rank 0's also at the top level; see ``RunSession.peak``). At the end every rank meets at a
+barrier bounded by the largest shard's case budgets, then probes; rank 0 then merges the records, and writes the
+manifest with the world size and each rank's counts and probes.
 """
 
 from __future__ import annotations
@@ -191,8 +193,9 @@ def _measure_share(
         )
     work = plan_work(session.cases, settings.strategy, settings.world_sizes, env.world_size)
     peak = session.peak(device, groups.rank)
-    infos = groups.gather({**rank_info(env, device, threads), "peak": peak})
+    infos = groups.gather({**rank_info(env, device, threads), **_probes(session, groups.rank)})
     if groups.rank == 0:
+        _keep_probes(manifest, infos)
         for r, info in enumerate(infos):
             part = manifest.rank(r)
             for key, value in info.items():
@@ -204,7 +207,6 @@ def _measure_share(
             manifest.failure = None
         manifest.status = RunStatus.RUNNING
         manifest.strategy = settings.strategy
-        manifest.peak = manifest.peak or peak
         manifest.num_threads = threads
         manifest.restarts = max(int(manifest.restarts or 0), env.restart_count)
         if settings.strategy == "ddp":
@@ -227,6 +229,7 @@ def _measure_share(
                 run_ddp(groups, work.ddp_cases, work.sizes, ctx, measure=measure_case, one_rank_ddp=one_rank)
             run_cases(work.shards[groups.rank], ctx, measure=measure_case)
             _wait_for_all(groups, budget, session, work)
+            _end_probe(groups, session, device)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
@@ -238,6 +241,31 @@ def _measure_share(
     if groups.rank != 0:
         return RankResult(0)
     return _finalise(session, work, settings)
+
+
+def _probes(session: RunSession, rank: int) -> dict[str, Any]:
+    """This rank's peak and health, as its part of the manifest keeps them."""
+    part = session.manifest.rank(rank)
+    return {"peak": part.peak, "health": part.health}
+
+
+def _keep_probes(manifest, infos: list[dict[str, Any]]) -> None:
+    """Rank 0's peak and health at the top level of the manifest too (each rank's are in its part)."""
+    manifest.peak, manifest.health = infos[0].get("peak"), infos[0].get("health")
+
+
+def _end_probe(groups: ProcessGroups, session: RunSession, device: str) -> None:
+    """Every rank probes its device again once all have finished their shares (on the CPU the ranks share the
+    machine: a rank that probed while another still measured would disturb that rank's cases and read low itself);
+    rank 0 keeps every rank's health and peak in the manifest."""
+    session.end_probe(device, groups.rank)
+    infos = groups.gather(_probes(session, groups.rank))
+    if groups.rank == 0:
+        _keep_probes(session.manifest, infos)
+        for r, info in enumerate(infos):
+            part = session.manifest.rank(r)
+            part.peak, part.health = info["peak"], info["health"]
+        session.save()
 
 
 def _wait_for_all(groups: ProcessGroups, budget_s: float, session: RunSession, work: Work) -> None:

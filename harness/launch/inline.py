@@ -1,8 +1,10 @@
 """The inline launcher: every case of the run in this process, on one device, with a progress bar.
 
-A first Ctrl-C lets the case in hand finish and its record be written, then stops; a second stops at once.
-Either way the manifest is marked ``interrupted`` and ``harness run --resume RUN_DIR`` completes the run
-without repeating finished cases.
+The device's peak is probed before the first case and again after the last one (``RunSession.peak`` and
+``RunSession.end_probe``: the manifest's ``health``). A first Ctrl-C lets the case in hand finish and its record be
+written, then stops; a second stops at once. Either way the manifest is marked ``interrupted``, without an end
+probe, and ``harness run --resume RUN_DIR`` completes the run without repeating finished cases, keeping the first
+start probe and taking a new end probe.
 """
 
 from __future__ import annotations
@@ -101,11 +103,14 @@ def run_inline(
             progress.update(task, advance=1, last=describe(record))
 
         try:
-            progress.update(task, description="measuring the device's peak FLOP/s")
+            progress.update(task, description="measuring the device's peak FLOP/s (start of run)")
             ctx.peak = session.peak(session.device)
             run_cases(session.cases, ctx, on_start=on_start, on_done=on_done, should_stop=lambda: interrupts.requested)
             if interrupts.requested:
                 status = RunStatus.INTERRUPTED
+            else:
+                progress.update(task, description="measuring the device's peak FLOP/s (end of run)")
+                session.end_probe(session.device)
         except KeyboardInterrupt:
             status = RunStatus.INTERRUPTED
         except RunStopped as exc:

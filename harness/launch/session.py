@@ -6,8 +6,9 @@ of launch settings every part of a launch reads; nothing else looks at ``suite.l
 
 ``RunSession`` holds the run's ``RunFolder``, its typed ``Manifest`` and its cases. It opens a new run folder
 (``new_plan``), reopens one to finish it (``resume_plan``) or joins one a launcher opened (``RunSession.join``, for
-the workers of a distributed run), measures the device's peak (once per run, or once per rank), builds the case
-context, merges the records and closes the manifest, and writes the report. The manifest is read from disk once
+the workers of a distributed run), probes the device's peak at the start and at the end of the run (per rank in a
+distributed run: the manifest's ``health``), builds the case context, merges the records with their MFU against the
+best of the two probes and closes the manifest, and writes the report. The manifest is read from disk once
 per process and written whenever the run's state changes.
 
 The launches are strategies over it: ``harness.launch.inline`` (every case in this process),
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, LaunchError, StoreError
+from harness.measure.peak import best_of, health, probe, with_mfu
 from harness.store.manifest import LaunchInfo, Manifest, RunStatus
 from harness.store.record import Record
 from harness.store.rundir import MANIFEST, RunFolder, check_writable, status_counts, utc_now
@@ -290,28 +293,61 @@ class RunSession:
         return cls(folder, manifest, cases, device or plan_device(cases))
 
     # -- measuring -----------------------------------------------------------------------------------------------
-    def peak(self, device: str, rank: int | None = None) -> dict | None:
-        """The device's matmul peak per dtype (for MFU). Inline (``rank`` None): measured once per run and kept
-        in the manifest. A rank of a distributed run: its own, from the manifest after a restart, else measured
-        now (rank 0 writes it into the manifest with the others')."""
-        known = self.manifest.peak if rank is None else (self.manifest.ranks or {}).get(str(rank))
-        known = known.peak if rank is not None and known is not None else known
-        if known:
-            return known
-        try:
-            from harness.measure.peak import measure_peak
-        except ImportError:
-            return None
+    def _holder(self, rank: int | None):
+        """Where the peak and health of ``rank`` are kept: the manifest itself (inline), else the rank's part."""
+        return self.manifest if rank is None else self.manifest.rank(rank)
+
+    def _probe(self, device: str) -> dict | None:
+        """One health probe of ``device`` (``harness.measure.peak.probe``), or None where there is no peak to
+        measure: an old GPU, or the CUDA test double."""
         from harness.measure import device as devices
 
         dev = devices.get(device)
         if dev.is_cuda and (dev.unsupported_reason("fp32") or getattr(dev.api, "fake", False)):
-            return None  # no peak to measure: an old GPU, or the CUDA test double
-        peak = measure_peak(device)
+            return None
+        return probe(device)
+
+    def peak(self, device: str, rank: int | None = None) -> dict | None:
+        """The peak (matmul and convolution TFLOP/s per dtype, copy bandwidth) the cases' MFU is computed against,
+        from the run's start probe. Inline (``rank`` None): probed once per run and kept in the manifest (``peak``,
+        and ``health.start``). A rank of a distributed run: its own, kept in its part of the manifest by rank 0;
+        after a restart or a resume, what was probed then (a resumed run keeps its first start probe), else probed
+        now. Where an end probe was taken earlier (a resumed run), the peak is the best of the two."""
+        holder = self._holder(rank)
+        known = holder.health.get("start") if isinstance(holder.health, dict) else None
+        if known is not None or holder.peak:
+            return holder.peak or best_of(known, holder.health.get("end"))
+        start = self._probe(device)
+        if start is None:
+            return None
+        holder.health, holder.peak = health(start), best_of(start)
         if rank is None:
-            self.manifest.peak = peak
             self.save()
-        return peak
+        return holder.peak
+
+    def end_probe(self, device: str, rank: int | None = None) -> dict | None:
+        """Probe the device again at the end of the run (after its last case, before the manifest is closed): the
+        health gets its ``end`` and the spread of the two probes, and the peak becomes the best of both. Returns the
+        health, or None when the run had no start probe (no peak on this device, or a run from before health was
+        probed). A probe that fails leaves ``end`` null: it must not fail a run whose cases are measured."""
+        holder = self._holder(rank)
+        start = holder.health.get("start") if isinstance(holder.health, dict) else None
+        if start is None:
+            return None
+        try:
+            end = self._probe(device)
+        except (HarnessError, RuntimeError) as exc:
+            print(f"end-of-run peak probe failed: {exc}", file=sys.stderr)
+            end = None
+        holder.health, holder.peak = health(start, end), best_of(start, end)
+        if rank is None:
+            self.save()
+        return holder.health
+
+    def peak_of(self, rank: int | None) -> dict | None:
+        """The peak the records of ``rank`` are held against: that rank's own, else the run's."""
+        own = (self.manifest.ranks or {}).get(str(rank)) if rank is not None else None
+        return (own.peak if own is not None else None) or self.manifest.peak
 
     def context(self, settings: LaunchSettings, device: str, rank: int = 0, peak: dict | None = None):
         """The ``CaseContext`` every case of this process is measured with."""
@@ -342,6 +378,12 @@ class RunSession:
             info = self.manifest.rank(r)
             info.records, info.counts = len(own), status_counts(own)
         records = self.folder.merge()
+        # Each record's MFU was computed against the peak known when it was measured (the start probe); the run's
+        # peak is now the best of its start and end probes: the merged records hold MFU against that.
+        held = [with_mfu(r, self.peak_of(r.get("rank"))) for r in records]
+        if held != records:
+            records = held
+            self.folder.write_merged(records)
         typed = [Record.from_dict(r) for r in records]
         threads = {r.num_threads for r in typed if r.ok and r.num_threads}
         if len(threads) == 1:

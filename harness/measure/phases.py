@@ -7,15 +7,16 @@ record fields. In the recipe's order:
 ``trial``     DDP only: a first training step of the bare model (``rank_timing.DdpTiming.trial``)
 ``build``     the step to time: the model (DDP-wrapped, compiled) in its scenario, and the sync after each step
 ``warmup``    until the step time stops falling (record: warmup_iters, warmup_s, warmup_reason)
-``timed``     the timed window, with the ``timed`` trackers around it
-``record``    the samples and their statistics, and every tracker's fields
+``timed``     the timed window, with the ``timed`` trackers around it (single rank: extended to replace stalls)
+``record``    the samples and their statistics, every tracker's fields, stalls and the noisy mark
 ``ops``       FLOPs and MACs per image against the stated ops, achieved TFLOP/s
 ``mfu``       against the run's measured peak of the case's precision
 ``profile``   torch.profiler trace and operator table, for the cases a suite (or ``--profile``) names
 ``accuracy``  top-1/top-5 on the suite's data set, on rank 0, when the suite asks
 
 Where the single-rank and the DDP timing differ, a phase asks the case's strategy (``run.timing``, see
-``rank_timing``); what watches the case (memory, telemetry) are its trackers (``run.trackers``, see ``trackers``).
+``rank_timing``); what watches the case (memory, telemetry, contention) are its trackers (``run.trackers``, see
+``trackers``).
 
 Phase hooks: ``PHASE_HOOKS`` is a list of callables ``hook(phase, run)``, empty unless something installs one. Each
 is called just before a phase begins, with the phase's name from the table above (only phases that run: no
@@ -85,6 +86,7 @@ class CaseRun:
     warm: Any = None  # timing.WarmupResult
     samples: list[float] = field(default_factory=list)  # device time of each timed step, ms
     wall: list[float] = field(default_factory=list)  # synced wall time of each timed step, ms
+    stalled: list[int] = field(default_factory=list)  # indices into ``samples`` of the stalled steps
     stats: Any = None  # timing.Summary of the samples
 
     @property
@@ -103,17 +105,6 @@ def numerics(model, x, case, device) -> dict[str, Any]:
     from harness.measure.numerics import compare_with_fp32
 
     return compare_with_fp32(model, x, case.precision, device, channels_last=case.channels_last)
-
-
-def mfu_of(peak: dict | None, precision: str, achieved_tflops: float | None) -> float | None:
-    """Achieved TFLOP/s over the run's measured matmul peak of the case's precision (None when unknown)."""
-    if not peak or achieved_tflops is None:
-        return None
-    from harness.measure.peak import mfu as ratio
-    from harness.measure.peak import peak_for_precision
-
-    value = ratio(achieved_tflops, peak_for_precision(peak, precision))
-    return None if value is None else round(value, 6)
 
 
 def profile_dir(run_dir: Path, case_id: str) -> Path:
@@ -166,29 +157,43 @@ def warm_up(run: CaseRun) -> None:
 @phase("timed")
 def timed(run: CaseRun) -> None:
     """The case's timed windows, with the ``timed`` trackers around them; on CUDA each step is also bracketed by
-    device events (``samples``: the GPU's time; ``wall``: the synced wall clock)."""
+    device events (``samples``: the GPU's time; ``wall``: the synced wall clock). ``stalled`` indexes the steps
+    the stall rule flagged, each against the median of its own window."""
     from harness.measure import trackers
 
     events = run.dev.step_events if run.dev.is_cuda else None
     with trackers.window(run.trackers, "timed"):
-        run.samples, run.wall = run.timing.timed(run.step, run.sync, run.warm, run.case, run.deadline, events)
+        windows = run.timing.timed(run.step, run.sync, run.warm, run.case, run.deadline, events)
+    run.samples, run.wall, run.stalled = [], [], []
+    for window in windows:
+        run.stalled.extend(len(run.samples) + i for i in window.stalled)
+        run.samples.extend(window.step_ms)
+        run.wall.extend(window.wall_ms)
 
 
 @phase("record")
 def record(run: CaseRun) -> None:
-    """The samples, their statistics and every tracker's fields into the record. A non-finite throughput raises."""
-    from harness.measure.timing import summarise
+    """The samples, their statistics and every tracker's fields into the record, then the noisy mark: the
+    trackers' reasons (contention) and the stalls. A non-finite throughput raises."""
+    from harness.measure.timing import stall_reason, summarise
 
     rec, samples = run.rec, run.samples
     rec.iters = len(samples)
     rec.samples_ms = [round(s, 4) for s in samples]
     rec.wall_ms = [round(s, 4) for s in run.wall] if run.dev.is_cuda else None
+    rec.noise = []
     for tracker in run.trackers:
         tracker.fill(rec)
     stats = run.stats = summarise(samples, run.batch)
     if not all(math.isfinite(v) for v in (stats.throughput_img_s, stats.step_ms_median)):
         raise RuntimeError("timing produced a non-finite throughput")
+    rec.stalled_steps = len(run.stalled)
+    stalled = stall_reason(samples, run.stalled)
+    if stalled:
+        rec.noise.append(stalled)
+    rec.noisy = bool(rec.noise)
     rec.throughput_img_s = round(stats.throughput_img_s, 4)
+    rec.throughput_total_img_s = round(stats.throughput_total_img_s, 4)
     rec.step_ms_median = round(stats.step_ms_median, 4)
     rec.step_ms_mean = round(sum(samples) / len(samples), 4)
     rec.step_ms_p10, rec.step_ms_p90, rec.step_ms_p99 = (
@@ -216,14 +221,15 @@ def ops(run: CaseRun) -> None:
 
 @phase("mfu")
 def mfu(run: CaseRun) -> None:
-    """MFU against the run's measured peak; above 1 the record's message says the peak looks low."""
-    rec, precision = run.rec, run.case.precision
-    rec.mfu = mfu_of(run.ctx.peak, precision, rec.achieved_tflops)
-    if rec.mfu is not None and rec.mfu > 1:
-        # The model cannot beat the matmul peak: the peak was measured low (a busy machine, a clock change).
-        rec.message = (
-            f"MFU {rec.mfu:.2f} > 1: the run's measured {precision} peak looks low; treat MFU of this run with care"
-        )
+    """MFU against the rank's measured peak of the case's dtype and memory format (``peak.case_mfu``): never above
+    1; where the case achieved more than the peak, the MFU is null and the record's message says it is unknown.
+    The run computes it again when it closes, against the best of its start and end probes (``peak.with_mfu``)."""
+    from harness.measure.peak import case_mfu
+
+    rec, case = run.rec, run.case
+    rec.mfu, note = case_mfu(rec.achieved_tflops, run.ctx.peak, case.precision, case.channels_last)
+    if note is not None:
+        rec.message = note
 
 
 def wants_profile(run: CaseRun) -> bool:

@@ -13,6 +13,11 @@ The phases of a case (``harness.measure.phases``) ask the case's timing strategy
   as many steps as the others (each step all-reduces the gradients), so the ranks vote after every warm-up step,
   agree on one timed step count, start each timed window together, and vote on the case's deadline after every
   timed step (see ``harness.measure.collective``).
+
+Stalls (``timing.stalls``): a rank alone replaces its stalled steps, its window running on within its bounds until
+it holds ``min_iters`` steps that are not stalls (``timing.time_steps``). DDP windows run the step count the ranks
+agreed on and cannot extend (one rank running on would leave its peers in an all-reduce), so a DDP record counts
+and marks its stalls (``stalled_steps``, ``noisy``) without replacing them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from harness.measure import collective
 from harness.measure.phases import announce
-from harness.measure.timing import WarmupResult, time_steps, warm_up
+from harness.measure.timing import TimedSamples, WarmupResult, time_steps, warm_up
 
 
 class AloneTiming:
@@ -58,17 +63,15 @@ class AloneTiming:
         """Warm up until the step time stops falling (``timing.warm_up``, with the case's ``warmup`` settings)."""
         return warm_up(step, sync, deadline=deadline, **_warmup_limits(warmup))
 
-    def timed(self, step, sync, warm: WarmupResult, case, deadline: float | None, events=None):
-        """Run the case's ``measure.repeats`` timed windows; returns every window's (device ms, wall ms) samples."""
-        samples: list[float] = []
-        wall: list[float] = []
+    def timed(self, step, sync, warm: WarmupResult, case, deadline: float | None, events=None) -> list[TimedSamples]:
+        """Run the case's ``measure.repeats`` timed windows; returns each window's samples (device ms, wall ms) and
+        stalls."""
         limits = self._window_limits(warm, case, deadline)
+        windows = []
         for _ in range(max(1, case.measure.repeats)):
             self._before_window()
-            window = time_steps(step, sync, events=events, deadline=deadline, **limits)
-            samples.extend(window.step_ms)
-            wall.extend(window.wall_ms)
-        return samples, wall
+            windows.append(time_steps(step, sync, events=events, deadline=deadline, **limits))
+        return windows
 
     def _window_limits(self, warm: WarmupResult, case, deadline: float | None) -> dict[str, Any]:
         m = case.measure
@@ -122,7 +125,8 @@ class DdpTiming(AloneTiming):
         return collective.agreed_warm_up(step, sync, self.group, self.dev, warmup, deadline=deadline, board=self.board)
 
     def _window_limits(self, warm: WarmupResult, case, deadline: float | None) -> dict[str, Any]:
-        # The one step count every rank runs; min_seconds is already in it.
+        # The one step count every rank runs (min_seconds is already in it): max_iters = min_iters, so the window
+        # never extends to replace stalls.
         agreed = collective.agreed_timed_iters(
             warm, case.measure, case.warmup.window, self.group, self.dev, board=self.board
         )

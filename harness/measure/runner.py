@@ -3,9 +3,10 @@
 Order of work for a case: check the device can run it (else ``skipped``); take the model from the cache,
 restored to its initial weights; then the recipe of phases (``harness.measure.phases``): inputs and numerics
 against fp32 for AMP/TF32 cases, (DDP) a trial step, warm-up until stable, the timed window with the trackers
-(memory, telemetry) around it, the record's statistics, ops (cached, on the meta device), MFU, and the profiler
-and accuracy for the cases that ask. Single-rank and DDP timing differ only in the case's timing strategy
-(``harness.measure.rank_timing``). OOM, an exception, or the case's timeout become a record with that status.
+(memory, telemetry, contention) around it, the record's statistics and noisy mark, ops (cached, on the meta
+device), MFU, and the profiler and accuracy for the cases that ask. Single-rank and DDP timing differ only in the
+case's timing strategy (``harness.measure.rank_timing``). OOM, an exception, or the case's timeout become a record
+with that status.
 """
 
 from __future__ import annotations

@@ -159,6 +159,13 @@ class NvmlReader:
             reasons_mask=self.query("reasons", self.clock_event_reasons, handle=gpu),
         )
 
+    def compute_pids(self) -> list[int] | None:
+        """The pids of the compute processes NVML lists on the device (a MIG slice's own), or None where NVML cannot
+        say. The contention tracker (``harness.measure.contention``) reads them; NVML lists pids of the host's pid
+        namespace, which may not be this process's."""
+        procs = self.query("processes", self.nvml.nvmlDeviceGetComputeRunningProcesses)
+        return None if procs is None else [int(p.pid) for p in procs]
+
     def energy_mj(self) -> float | None:
         """The GPU's energy counter since the driver loaded, in mJ (the whole GPU's for a MIG slice); None where
         unsupported."""

@@ -4,6 +4,11 @@ Every clock read is preceded by a device sync (``sync``), so a step's time is th
 time Python took to queue it. On CUDA each step is also bracketed by CUDA events, recorded per step and read
 after the window so the events themselves add no sync inside the loop beyond the wall clock's. Every sample is
 kept: the record stores them, and the comparison runs its statistical tests on them.
+
+A stall is a step far above its window's median (``stalls``: more than 3x the median and at least 5 ms more). A
+window that holds stalls runs on, within its bounds, until it has its minimum of steps that are not stalls
+(``time_steps``); the statistics use the median step (``summarise``), which the stalls left in the samples barely
+move.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from harness.store import stats
 
 
 @dataclass
@@ -80,13 +87,52 @@ def warm_up(
     return WarmupResult(len(times), time.perf_counter() - start, reason, times)
 
 
+#: A step is a stall when it takes more than ``STALL_FACTOR`` times the median step of its window ...
+STALL_FACTOR = 3.0
+#: ... and at least ``STALL_MIN_EXTRA_MS`` more than that median, so jitter on micro-steps is not a stall.
+STALL_MIN_EXTRA_MS = 5.0
+
+
+def stalls(step_ms: list[float]) -> list[int]:
+    """The indices of the stalled steps of one timed window: steps longer than ``STALL_FACTOR`` x the window's
+    median step and at least ``STALL_MIN_EXTRA_MS`` longer than it (samples of 325, 300, 364, 603 and 10878 ms:
+    the 10878 ms step, over 3 x 364)."""
+    if not step_ms:
+        return []
+    median = float(np.median(step_ms))
+    limit = max(STALL_FACTOR * median, median + STALL_MIN_EXTRA_MS)
+    return [i for i, ms in enumerate(step_ms) if ms > limit]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def stall_reason(step_ms: list[float], stalled: list[int], shown: int = 5) -> str | None:
+    """The record's words for the stalled steps ``stalled`` (indices into ``step_ms``), e.g. "2 stalled steps
+    (> 3x the median 300 ms): 603 ms, 10878 ms"; None without stalls. The median named is that of all the steps."""
+    if not stalled:
+        return None
+    times = ", ".join(f"{_ms(step_ms[i])} ms" for i in stalled[:shown])
+    more = f" and {len(stalled) - shown} more" if len(stalled) > shown else ""
+    median = float(np.median(step_ms))
+    steps = "stalled step" if len(stalled) == 1 else "stalled steps"
+    return f"{len(stalled)} {steps} (> {STALL_FACTOR:g}x the median {_ms(median)} ms): {times}{more}"
+
+
 @dataclass
 class TimedSamples:
-    """Per-step times of the timed window: device time (CUDA events, or the wall clock on CPU) and wall time."""
+    """Per-step times of the timed window: device time (CUDA events, or the wall clock on CPU) and wall time.
+
+    ``stalled`` are the indices of the stalled steps in ``step_ms`` (the stall rule, ``stalls``); ``extended`` is
+    how many steps the window ran beyond the point where it first had its ``min_iters`` and ``min_seconds``, to
+    replace stalls."""
 
     step_ms: list[float]
     wall_ms: list[float]
     total_s: float
+    stalled: list[int] = field(default_factory=list)
+    extended: int = 0
 
 
 def time_steps(
@@ -100,16 +146,27 @@ def time_steps(
     deadline: float | None = None,
     after_step: Callable[[int, float], None] | None = None,
 ) -> TimedSamples:
-    """Time steps until both ``min_iters`` steps and ``min_seconds`` have passed (at most ``max_iters``).
+    """Time steps until both ``min_iters`` non-stalled steps and ``min_seconds`` have passed (at most ``max_iters``).
 
     On CPU each sample is the synced wall time of one step (``perf_counter``). With ``events`` (a factory of a
     (begin, end) pair of device timers, ``Device.step_events`` on CUDA) each step is also bracketed by them, and
     their times become ``step_ms`` (the GPU's own clock), with the synced wall times kept beside them in
     ``wall_ms``. ``after_step(n, t)`` is called after each step, outside its timing, with the step count and the
     clock; DDP ranks use it to agree on stopping (it may raise).
+
+    Stalls are replaced: once the window has its ``min_iters`` steps and ``min_seconds``, the stalled steps among
+    them (``stalls`` of the wall times so far) are counted, and the window runs one more step for each, until it
+    holds ``min_iters`` steps that are not stalls. The extension stays within the window's bounds: ``max_iters``
+    steps, and no step is begun that a median step would end after the case's ``deadline`` or after twice the
+    time the window had run when it first met its minimums (a machine that stalls on every other step does not
+    keep the case running, and a stall does not turn a measured case into a timeout). A window with ``max_iters``
+    equal to ``min_iters`` (a DDP window, whose ranks agreed on one count) never extends. Every step, stalls
+    included, is in the samples.
     """
     wall: list[float] = []
     pairs = []
+    met_s: float | None = None  # seconds into the window when it first had its min_iters and min_seconds
+    met_n = 0
     sync()
     start = time.perf_counter()
     while True:
@@ -129,16 +186,27 @@ def time_steps(
             after_step(n, t1)
         elif deadline is not None and t1 > deadline:
             raise TimeoutError("the case's timeout passed during the timed window")
-        if n >= max_iters or (n >= min_iters and t1 - start >= min_seconds):
+        if n >= max_iters:
+            break
+        if n < min_iters or t1 - start < min_seconds:
+            continue
+        if met_s is None:
+            met_s, met_n = t1 - start, n
+        if n - len(stalls(wall)) >= min_iters:
+            break
+        # One more step to replace a stall, if a typical step still ends within the budget and the deadline.
+        typical_s = float(np.median(wall)) / 1000.0
+        if t1 - start + typical_s > 2 * met_s or (deadline is not None and t1 + typical_s > deadline):
             break
     total = time.perf_counter() - start
     step_ms = [b.elapsed_time(e) for b, e in pairs] if events is not None else list(wall)
-    return TimedSamples(step_ms, wall, total)
+    return TimedSamples(step_ms, wall, total, stalls(step_ms), n - met_n if met_s is not None else 0)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Statistics of one case's timed samples. Throughput is images over total time, not a mean of rates."""
+    """Statistics of one case's timed samples (see ``harness.store.stats``): throughput from the median step,
+    its bootstrap interval, the step-time percentiles, and images over the total time kept beside them."""
 
     throughput_img_s: float
     step_ms_median: float
@@ -146,29 +214,24 @@ class Summary:
     step_ms_p90: float
     step_ms_p99: float
     throughput_ci95: tuple[float, float]
+    throughput_total_img_s: float
 
 
 def summarise(step_ms: list[float], batch_size: int, *, resamples: int = 2000, seed: int = 0) -> Summary:
-    """Throughput (images / total time, img/s), step-time percentiles (ms), and a bootstrap 95% interval.
+    """Throughput from the median step (img/s), step-time percentiles (ms), a bootstrap 95% interval of that
+    throughput, and images over the total time of the steps (img/s).
 
-    The interval resamples the steps with replacement ``resamples`` times and takes the 2.5th and 97.5th
-    percentiles of the resampled throughputs: it says how far the throughput could move on a rerun of the same
-    number of steps, if the steps behave like these.
+    The median is the one estimator of a case (``harness.store.stats``): a stall moves it by at most one rank,
+    where it would halve a total-time figure. The interval resamples the steps with replacement ``resamples``
+    times and reads the 2.5th and 97.5th percentiles of the resampled medians' throughputs.
     """
     samples = np.asarray(step_ms, dtype=np.float64)
     n = samples.size
     if n == 0:
         raise ValueError("no timed samples")
-    total_s = samples.sum() / 1000.0
-    throughput = batch_size * n / total_s
     p10, p50, p90, p99 = np.percentile(samples, [10, 50, 90, 99])
-    rng = np.random.default_rng(seed)
-    # Resample in chunks so a long case (10k steps) needs bounded memory.
-    sums = np.empty(resamples)
-    chunk = max(1, 2_000_000 // n)
-    for i in range(0, resamples, chunk):
-        k = min(chunk, resamples - i)
-        sums[i : i + k] = samples[rng.integers(0, n, size=(k, n))].sum(axis=1)
-    rates = batch_size * n / (sums / 1000.0)
-    lo, hi = np.percentile(rates, [2.5, 97.5])
-    return Summary(float(throughput), float(p50), float(p10), float(p90), float(p99), (float(lo), float(hi)))
+    total = batch_size * n / (samples.sum() / 1000.0)
+    ci = stats.throughput_interval(samples, batch_size, resamples=resamples, seed=seed)
+    return Summary(
+        float(stats.throughput_img_s(batch_size, p50)), float(p50), float(p10), float(p90), float(p99), ci, float(total)
+    )

@@ -7,7 +7,8 @@ the profiler's, whose failures cost the trace and not the case); after the case'
 
 - ``case``: from the end of the numerics reference passes (whose fp32 forward is not the case's memory) to the end
   of the timed window, the warm-up included (``memory.MemoryTracker``);
-- ``timed``: the timed window alone (``telemetry.TelemetryTracker``);
+- ``timed``: the timed window alone (``telemetry.TelemetryTracker``; ``contention.ContentionTracker``: what else
+  used the cores and the GPU, which the record's ``noisy`` mark is judged on);
 - ``profile``: the profiler's own steps after the timed window (``profiler.ProfileTracker``, run by the profile
   phase for the cases a suite names).
 
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 
+from harness.measure.contention import ContentionTracker
 from harness.measure.memory import MemoryTracker
 from harness.measure.telemetry import TelemetryTracker
 
@@ -45,7 +47,7 @@ class TrackerKind(Protocol):
 
 
 #: The trackers a case is built with, in the order they are entered (and filled) within a window.
-TRACKERS: list[TrackerKind] = [MemoryTracker, TelemetryTracker]
+TRACKERS: list[TrackerKind] = [MemoryTracker, TelemetryTracker, ContentionTracker]
 
 
 def build(run: Any) -> list[Tracker]:

@@ -1,4 +1,5 @@
-"""``compare(baseline, candidate, thresholds) -> Comparison``: which cases got slower, faster, or broke.
+"""``compare(baseline, candidate, thresholds) -> Comparison``: which cases got slower, faster, or broke, and which
+cannot be told.
 
 A metric's change counts only when it passes both the relative threshold (default 5%) and a statistical test on
 the raw per-step samples: Mann-Whitney U at a strict p (default 0.001) when both sides have at least 8 samples,
@@ -11,6 +12,26 @@ With a history (several baseline runs), the baseline value is the median of the 
 samples are pooled across runs for the test, and when at least three runs hold a value the change must also lie
 outside ``history_k`` times their run-to-run noise (1.4826 x MAD of the per-run values): a case that is known to
 move by 8% between nights is not flagged for moving by 6%.
+
+A third verdict, **inconclusive**, is for numbers that cannot carry one. It concerns the timed metrics (throughput,
+step time, energy); memory is judged as usual, so a memory regression still counts.
+
+- When the 95% interval of either side's throughput (``throughput_ci95``) is wider, relative to its throughput,
+  than ``Thresholds.interval`` (default twice the throughput threshold: 10%), the case is inconclusive.
+- When either side's record is marked noisy (``noisy: true``; ``noise`` says why), its verdict is held against
+  what the noise can explain (``contention_slack``). Other processes and steal that took a share ``s`` of the
+  cores the case ran on can make its steps at most ``1 / (1 - s)`` times slower (the case got at least ``1 - s`` of
+  the CPU time it would have had; shares from the record's ``contention`` group, capped at 95%); contention on a
+  GPU (another process on it, a thermal or power-brake clock event) and a noisy mark without numbers cannot be
+  bounded. Contention only ever slows a side down, so a regression stands when the candidate, given the most
+  speed its contention could have cost it, is still worse beyond the threshold; an improvement stands when the
+  baseline, given the same, is still beaten. Otherwise (and for an "unchanged" reading, which contention can hide
+  either way) the case is inconclusive, unless the slack is below half the threshold (stalled steps alone: the
+  median step does not move with them). The result says which side was busy and by how much.
+
+With a history, noisy baseline runs are left out of the timed metrics while a quiet one is left. At run level
+(``harness.regress.health``) the comparison is inconclusive when the two runs' machine probes differ beyond their
+own spread; that names the run that looks busy and leaves the per-case verdicts as they are.
 """
 
 from __future__ import annotations
@@ -23,30 +44,51 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.regress.health import BusyRun, busy_runs
 from harness.regress.inputs import Side, as_side, case_fields
 from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, number
+from harness.regress.metrics import field as record_field
 from harness.regress.stats import bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
 from harness.regress.steps import detect_steps
 from harness.store.record import Status
 
-BUCKETS = ("regressed", "newly_failing", "improved", "fixed", "still_failing", "missing", "new", "unchanged")
+BUCKETS = (
+    "regressed",
+    "newly_failing",
+    "improved",
+    "inconclusive",
+    "fixed",
+    "still_failing",
+    "missing",
+    "new",
+    "unchanged",
+)
+#: What ``--fail-on`` may be: fail on regressions (and new failures), also on anything inconclusive, or never.
+FAIL_ON = ("regression", "inconclusive", "never")
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """What counts as a change: ``relative`` (0.05 = 5%, per metric overridable in ``per_metric``), the test's
-    ``p``, ``min_samples`` per side for Mann-Whitney (fewer: bootstrap intervals), and ``history_k``."""
+    ``p``, ``min_samples`` per side for Mann-Whitney (fewer: bootstrap intervals), ``history_k``, and
+    ``interval``: the widest relative 95% interval ((hi - lo) / throughput) a side's throughput may have for its
+    timed metrics to be judged (None: twice the throughput threshold)."""
 
     relative: float = 0.05
     p: float = 0.001
     per_metric: Mapping[str, float] = field(default_factory=dict)
     min_samples: int = 8
     history_k: float = 3.0
+    interval: float | None = None
 
     def __post_init__(self) -> None:
         for name, value in {"threshold": self.relative, **self.per_metric}.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 raise HarnessError(f"{name} {value!r} is not a relative change; give a fraction such as 0.05 (5%)")
+        if self.interval is not None and (
+            isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or not self.interval > 0
+        ):
+            raise HarnessError(f"interval {self.interval!r} is not a relative width; give a fraction such as 0.10")
         unknown = [m for m in self.per_metric if m not in METRIC_NAMES]
         if unknown:
             raise HarnessError(f"unknown metric {unknown[0]!r} in a threshold; metrics: {', '.join(METRIC_NAMES)}")
@@ -56,12 +98,21 @@ class Thresholds:
     def for_metric(self, name: str) -> float:
         return float(self.per_metric.get(name, self.relative))
 
+    def max_interval(self) -> float:
+        """The widest relative throughput interval that still allows a verdict on the timed metrics."""
+        return float(self.interval) if self.interval is not None else 2.0 * self.for_metric("throughput_img_s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "per_metric": dict(self.per_metric), "interval": self.max_interval()}
+
 
 @dataclass
 class MetricChange:
     """One metric of one case: values (the metric's unit), relative change (candidate / baseline - 1), the
-    verdict, and what decided it: ``test`` is ``mann-whitney`` (with ``p``), ``bootstrap-intervals`` (with both
-    intervals) or ``threshold-only`` (with ``note`` saying why there was no test)."""
+    verdict (``regressed``, ``improved``, ``unchanged``, or ``inconclusive`` for a timed metric of a noisy case,
+    whose ``note`` then says what the numbers alone would read as), and what decided it: ``test`` is
+    ``mann-whitney`` (with ``p``), ``bootstrap-intervals`` (with both intervals) or ``threshold-only`` (with
+    ``note`` saying why there was no test)."""
 
     metric: str
     unit: str
@@ -83,7 +134,9 @@ class MetricChange:
 
 @dataclass
 class CaseResult:
-    """One case (one rank of a DDP case): its bucket, both statuses, and its metric changes."""
+    """One case (one rank of a DDP case): its bucket, both statuses, its metric changes, and ``noise``: why its
+    timed metrics are inconclusive (``baseline: ...`` or ``candidate: ...``, one line per reason; empty when they
+    are not)."""
 
     key: str
     bucket: str
@@ -93,24 +146,34 @@ class CaseResult:
     message: str | None = None
     metrics: list[MetricChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (built by hand: ``dataclasses.asdict`` deep-copies, 10x slower on 5,000 cases)."""
-        return {
-            **{k: v for k, v in vars(self).items() if k not in ("metrics", "notes")},
+        """A JSON-ready dict (built by hand: ``dataclasses.asdict`` deep-copies, 10x slower on 5,000 cases);
+        ``noise`` only when there is some."""
+        out = {
+            **{k: v for k, v in vars(self).items() if k not in ("metrics", "notes", "noise")},
             "case": dict(self.case),
             "metrics": [dict(vars(m)) for m in self.metrics],
             "notes": list(self.notes),
         }
+        if self.noise:
+            out["noise"] = list(self.noise)
+        return out
 
     def changed(self) -> list[MetricChange]:
         """The metrics that regressed or improved."""
-        return [m for m in self.metrics if m.verdict != "unchanged"]
+        return [m for m in self.metrics if m.verdict in ("regressed", "improved")]
+
+    def metric(self, name: str) -> MetricChange | None:
+        """The change of metric ``name``, or None when it was not compared."""
+        return next((m for m in self.metrics if m.metric == name), None)
 
 
 @dataclass
 class Comparison:
-    """The result: one list of cases per bucket, the thresholds used, notes, and (with a history) steps."""
+    """The result: one list of cases per bucket, the thresholds used, notes, (with a history) steps, and
+    ``busy``: the runs that look busy next to another (run-level inconclusive; empty when the probes agree)."""
 
     thresholds: Thresholds
     baseline_runs: list[str]
@@ -118,6 +181,7 @@ class Comparison:
     buckets: dict[str, list[CaseResult]]
     notes: list[str] = field(default_factory=list)
     steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    busy: list[BusyRun] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> list[CaseResult]:
         if name in BUCKETS:
@@ -135,15 +199,35 @@ class Comparison:
         at all (a nightly check that compared nothing must not pass as "no regression")."""
         return bool(self.buckets["regressed"] or self.buckets["newly_failing"] or self.compared_nothing)
 
+    @property
+    def run_inconclusive(self) -> bool:
+        """Whether the two runs' machine probes differ beyond their spread (a run looks busy)."""
+        return bool(self.busy)
+
+    @property
+    def inconclusive_anywhere(self) -> bool:
+        """Whether a case is inconclusive or the comparison is at run level."""
+        return bool(self.buckets["inconclusive"]) or self.run_inconclusive
+
+    def fails(self, fail_on: str) -> bool:
+        """Whether ``--fail-on fail_on`` exits 1: ``regression`` on ``failed``; ``inconclusive`` also on anything
+        inconclusive (a case, or the run level); ``never`` never."""
+        if fail_on not in FAIL_ON:
+            raise HarnessError(f"--fail-on {fail_on!r}: choose one of {', '.join(FAIL_ON)}")
+        if fail_on == "never":
+            return False
+        return self.failed or (fail_on == "inconclusive" and self.inconclusive_anywhere)
+
     def counts(self) -> dict[str, int]:
         return {b: len(self.buckets[b]) for b in BUCKETS}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the content of ``regressions.json``)."""
-        return {
+        """A JSON-ready dict (the content of ``regressions.json``); ``run_inconclusive`` (the busy runs) only when
+        the comparison is inconclusive at run level."""
+        out = {
             "baseline_runs": self.baseline_runs,
             "candidate_run": self.candidate_run,
-            "thresholds": {**asdict(self.thresholds), "per_metric": dict(self.thresholds.per_metric)},
+            "thresholds": self.thresholds.to_dict(),
             "failed": self.failed,
             "compared_nothing": self.compared_nothing,
             "counts": self.counts(),
@@ -151,6 +235,9 @@ class Comparison:
             "buckets": {b: [c.to_dict() for c in self.buckets[b]] for b in BUCKETS},
             "steps": self.steps,
         }
+        if self.busy:
+            out["run_inconclusive"] = [b.to_dict() for b in self.busy]
+        return out
 
 
 def _samples(metric: Metric, records: list[dict[str, Any]]) -> np.ndarray | None:
@@ -220,6 +307,120 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
     )
 
 
+def throughput_interval(record: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The record's throughput 95% interval and its width relative to the throughput: (lo, hi, width), or None
+    when the record has no interval (a published figure) or no throughput."""
+    ci, tput = record_field(record, "throughput_ci95"), number(record_field(record, "throughput_img_s"))
+    if tput is None or tput <= 0 or isinstance(ci, (str, bytes)) or not hasattr(ci, "__len__") or len(ci) != 2:
+        return None
+    lo, hi = number(ci[0]), number(ci[1])
+    return (lo, hi, (hi - lo) / tput) if lo is not None and hi is not None else None
+
+
+def interval_too_wide(record: dict[str, Any], th: Thresholds) -> bool:
+    """Whether the record's throughput interval is wider, relative to its throughput, than ``th.max_interval()``."""
+    interval = throughput_interval(record)
+    return interval is not None and interval[2] > th.max_interval()
+
+
+def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
+    """What may keep a record's timed numbers from a verdict, one reason per line (empty: nothing): the record is
+    marked ``noisy`` (its ``noise`` reasons; ``contention_slack`` says how far they can move it), or its throughput
+    interval is wider than ``th.max_interval()``. A record without the marking (written before it existed) reads as
+    not noisy."""
+    reasons: list[str] = []
+    noisy = record_field(record, "noisy")
+    if isinstance(noisy, (bool, np.bool_)) and noisy:
+        given = record_field(record, "noise")
+        given = [str(r) for r in given if r] if isinstance(given, (list, tuple, np.ndarray)) else []
+        reasons += given or ["marked noisy (no reason recorded)"]
+    interval = throughput_interval(record)
+    if interval_too_wide(record, th):
+        lo, hi, width = interval
+        reasons.append(
+            f"throughput 95% interval {lo:.4g} to {hi:.4g} img/s is {width:.0%} wide (over {th.max_interval():.0%})"
+        )
+    return reasons
+
+
+def _inconclusive(m: MetricChange, why: str | None = None) -> None:
+    said = f"the numbers alone read as {m.verdict}" if m.verdict != "unchanged" else None
+    for text in (said, why):
+        if text:
+            m.note = f"{m.note}; {text}" if m.note else text
+    m.verdict = "inconclusive"
+
+
+#: The most of its cores' time that contention is taken to have cost a side (a share of 1 would bound nothing).
+MAX_SHARE = 0.95
+
+
+def contention_slack(record: dict[str, Any]) -> float:
+    """How many times slower a record's timed numbers can be because of what it was measured beside (>= 1; inf
+    when that cannot be bounded); 1.0 for a record that is not marked noisy. See the module docstring."""
+    noisy = record_field(record, "noisy")
+    if not (isinstance(noisy, (bool, np.bool_)) and noisy):
+        return 1.0
+    group = record_field(record, "contention")
+    group = group if isinstance(group, dict) else {}
+    if number(group.get("gpu_other_processes")) or group.get("gpu_clock_events"):
+        return float("inf")
+    if _stalls_only(record, group):
+        return 1.0  # stalls alone: the median step does not move with them
+    if number(record_field(record, "num_threads")) != 1:
+        # Several threads wait for each other at every parallel region: one descheduled thread holds them all, so
+        # a share taken by others can cost far more than its size (measured here: 20-60x slower at half the cores).
+        return float("inf")
+    shares = [number(group.get(key)) for key in ("other_cpu_pct", "steal_pct")]
+    if all(v is None for v in shares):
+        return float("inf")
+    share = min(sum(v for v in shares if v is not None) / 100.0, MAX_SHARE)
+    return 1.0 / (1.0 - max(share, 0.0))
+
+
+#: The contention rule's limits, as the measurement applies them (``harness.measure.contention``): below both, a
+#: noisy record is noisy for its stalled steps.
+STEAL_PCT, OTHER_CPU_PCT = 5.0, 20.0
+
+
+def _stalls_only(record: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Whether the record is noisy for its stalled steps alone (no contention share over the rule's limits)."""
+    other, steal = number(group.get("other_cpu_pct")), number(group.get("steal_pct"))
+    quiet = (other is None or other < OTHER_CPU_PCT) and (steal is None or steal < STEAL_PCT)
+    return quiet and bool(number(record_field(record, "stalled_steps")))
+
+
+def _hold_against_contention(m: MetricChange, slack_base: float, slack_cand: float) -> None:
+    """Keep ``m``'s verdict when it survives the contention of either side (module docstring), else make it
+    inconclusive, saying why."""
+    worst = max(slack_base, slack_cand)
+    if worst <= 1.0 + m.threshold / 2:
+        return  # too little contention to move a verdict
+    up = m.higher_is_better
+    # the candidate given back what its contention could have cost it, and the baseline likewise
+    best_cand = m.candidate * slack_cand if up else m.candidate / slack_cand
+    best_base = m.baseline * slack_base if up else m.baseline / slack_base
+    if m.verdict == "regressed" and m.baseline:
+        left = best_cand / m.baseline - 1
+        if (left <= -m.threshold) if up else (left >= m.threshold):
+            m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_cand)} slower at most)")
+            return
+    if m.verdict == "improved" and best_base:
+        left = m.candidate / best_base - 1
+        if (left >= m.threshold) if up else (left <= -m.threshold):
+            m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_base)} slower at most)")
+            return
+    _inconclusive(m, None if worst == float("inf") else f"contention can explain up to {_times(worst)}")
+
+
+def _times(factor: float) -> str:
+    return "an unbounded slowdown" if factor == float("inf") else f"{factor:.2f}x"
+
+
+def _joined(note: str | None, text: str) -> str:
+    return f"{note}; {text}" if note else text
+
+
 def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult:
     latest = base[-1]
     b_status, c_status = latest.get("status"), cand.get("status")
@@ -231,14 +432,33 @@ def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult
         result.bucket = "fixed" if c_status == Status.OK else "still_failing"
         return result
     ok = [r for r in base if r.get("status") == Status.OK]
+    # Timed metrics: against the quiet baseline runs while there is one; inconclusive when either side is noisy.
+    base_noise = [record_noise(r, th) for r in ok]
+    quiet = [r for r, reasons in zip(ok, base_noise, strict=True) if not reasons]
+    result.noise = [f"candidate: {reason}" for reason in record_noise(cand, th)]
+    if not quiet:
+        side = "baseline" if len(ok) == 1 else f"baseline (every one of its {len(ok)} runs; the latest)"
+        result.noise += [f"{side}: {reason}" for reason in base_noise[-1]]
+    elif len(quiet) < len(ok):
+        result.notes.append(f"{len(ok) - len(quiet)} noisy baseline run(s) left out of the timed metrics")
+    wide = any(interval_too_wide(r, th) for r in [cand, *(quiet or ok)])
+    slack_base = max(contention_slack(r) for r in (quiet or ok))
+    slack_cand = contention_slack(cand)
     for metric in METRICS:
-        outcome = compare_metric(metric, ok, cand, th)
+        outcome = compare_metric(metric, (quiet or ok) if metric.timed else ok, cand, th)
         if isinstance(outcome, str):
             result.notes.append(outcome)
         elif outcome is not None:
+            if metric.timed and wide:
+                _inconclusive(outcome)
+            elif metric.timed and result.noise:
+                _hold_against_contention(outcome, slack_base, slack_cand)
             result.metrics.append(outcome)
     verdicts = {m.verdict for m in result.metrics}
-    result.bucket = "regressed" if "regressed" in verdicts else "improved" if "improved" in verdicts else "unchanged"
+    result.bucket = next(
+        (v for v in ("regressed", "inconclusive", "improved") if v in verdicts),
+        "unchanged",
+    )
     return result
 
 
@@ -271,8 +491,10 @@ def compare(baseline: Any, candidate: Any, thresholds: Thresholds | None = None,
     (split into runs by ``run_dir``); ``baseline`` may also be a list of those. Cases match on ``case_id`` (plus
     rank and world size for DDP records). Returns a Comparison whose buckets are regressed, newly_failing (ok in
     the latest baseline run that has the case, not ok now), improved, fixed, still_failing, missing (baseline
-    only), new (candidate only) and unchanged. With ``steps`` and at least three baseline runs, throughput step
-    detection runs over each case's history plus the candidate.
+    only), new (candidate only), inconclusive (either side noisy; see the module docstring) and unchanged. With
+    ``steps`` and at least three baseline runs, throughput step detection runs over each case's history plus the
+    candidate. The runs' machine probes (from their manifests, when given runs) are held against each other too:
+    ``Comparison.busy`` lists the runs that look busy.
     """
     th = thresholds or Thresholds()
     base, cand = as_side(baseline, "baseline"), as_side(candidate, "candidate")
@@ -300,7 +522,9 @@ def compare(baseline: Any, candidate: Any, thresholds: Thresholds | None = None,
     if history and candidate_index and not set(history) & set(candidate_index):
         notes.insert(0, "no case in common: every baseline case is missing and every candidate case is new")
     notes.extend(_summarise_notes(buckets))
-    comparison = Comparison(th, [r.label for r in base.runs], cand.runs[0].label, buckets, notes)
+    busy, health_notes = busy_runs(base.runs, cand.runs[0])
+    notes.extend(health_notes)
+    comparison = Comparison(th, [r.label for r in base.runs], cand.runs[0].label, buckets, notes, busy=busy)
     if steps and len(base.runs) >= 3:
         for key in sorted(candidate_index):
             found = _steps(key, base, cand, th)

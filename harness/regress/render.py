@@ -1,8 +1,9 @@
 """A Comparison as a terminal table (rich), as markdown for a CI comment, and as JSON for ``regressions.json``.
 
 Every output says what a change had to pass (threshold and test), which test decided each flagged metric and its
-p or intervals, and what was left out; the unchanged cases are counted, not listed, so a nightly of hundreds of
-cases prints the few lines that need a person.
+p or intervals, why a case or the whole comparison is inconclusive (which run looks busy, which side was noisy),
+and what was left out; the unchanged cases are counted, not listed, so a nightly of hundreds of cases prints the
+few lines that need a person.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ LABELS = {
     "regressed": "regressed",
     "newly_failing": "newly failing",
     "improved": "improved",
+    "inconclusive": "inconclusive",
     "fixed": "fixed",
     "still_failing": "still failing",
     "missing": "missing (baseline only)",
@@ -28,6 +30,8 @@ LABELS = {
 MARKDOWN_ROWS = 60
 #: Rows per table in the terminal; the rest are in regressions.json.
 TERMINAL_ROWS = 100
+#: Busy-run lines shown (one per baseline run the candidate was held against); the rest are in regressions.json.
+BUSY_LINES = 5
 
 
 def value(v: float | None, unit: str = "") -> str:
@@ -55,7 +59,9 @@ def rule(c: Comparison) -> str:
     return (
         f"A change counts when it exceeds {th.relative:.0%}{f' ({extra})' if extra else ''} and the per-step samples "
         f"differ by a Mann-Whitney U test at p < {th.p:g} (bootstrap 95% intervals that do not overlap when a side "
-        f"has fewer than {th.min_samples} samples); metrics without samples are judged on the threshold alone."
+        f"has fewer than {th.min_samples} samples); metrics without samples are judged on the threshold alone. "
+        f"A case is inconclusive when either side was noisy (contention or stalled steps, as its record says) or "
+        f"its throughput's 95% interval is wider than {th.max_interval():.0%}: its timed metrics are not judged."
     )
 
 
@@ -65,20 +71,55 @@ def baseline_text(c: Comparison, quote: str = "") -> str:
     return first if len(c.baseline_runs) == 1 else f"a history of {len(c.baseline_runs)} runs, {first} ... {last}"
 
 
+def inconclusive_text(c: Comparison) -> str:
+    """What is inconclusive, in a few words (empty when nothing is): the cases, and which run(s) look busy."""
+    parts = []
+    if c.buckets["inconclusive"]:
+        n = len(c.buckets["inconclusive"])
+        parts.append(f"{n} case{'s' if n != 1 else ''} inconclusive")
+    roles = list(dict.fromkeys(b.role for b in c.busy))
+    if roles:
+        parts.append(" and ".join(roles) + (" look" if len(roles) > 1 else " looks") + " busy")
+    return ", ".join(parts)
+
+
 def headline(c: Comparison) -> str:
-    """REGRESSION with what failed, NOTHING COMPARED, or no regression."""
+    """REGRESSION with what failed, NOTHING COMPARED, INCONCLUSIVE with what and why, or no regression; what is
+    inconclusive is added after a regression too."""
     counts = c.counts()
     if c.compared_nothing:
         return "NOTHING COMPARED: no case is in both the baseline and the candidate"
+    unsure = inconclusive_text(c)
     if c.failed:
         parts = [f"{counts[b]} {LABELS[b]}" for b in ("regressed", "newly_failing") if counts[b]]
-        return "REGRESSION: " + ", ".join(parts)
+        return "REGRESSION: " + ", ".join(parts) + (f"; INCONCLUSIVE: {unsure}" if unsure else "")
+    if unsure:
+        return f"INCONCLUSIVE: {unsure}; no regression among the cases that could be judged"
     return "no regression"
+
+
+def busy_lines(c: Comparison) -> list[str]:
+    """One line per run that looks busy: the run, what its probes read against the other's, and the rule."""
+    out = []
+    for b in c.busy[:BUSY_LINES]:
+        allowed = max(g.allowed for g in b.gaps)
+        probes = "start and end probes" if b.source == "health" else "peak probe"
+        out.append(
+            f"run inconclusive: {b.reason} ({b.role} {b.run}, against {b.against}; {probes}, beyond the {allowed:.0%} "
+            "that their own spread and 10% between runs allow)" + (f"; {b.hint}" if b.hint else "")
+        )
+    if len(c.busy) > BUSY_LINES:
+        out.append(f"run inconclusive: ... and {len(c.busy) - BUSY_LINES} more in regressions.json")
+    return out
 
 
 def count_line(c: Comparison) -> str:
     counts = c.counts()
     return ", ".join(f"{counts[b]} {LABELS[b]}" for b in BUCKETS if counts[b] or b in ("regressed", "unchanged"))
+
+
+#: The columns of the inconclusive cases' table.
+NOISE_HEADER = ["case", "baseline img/s", "candidate img/s", "change", "why inconclusive"]
 
 
 def metric_rows(cases: list[CaseResult]) -> list[list[str]]:
@@ -97,6 +138,16 @@ def metric_rows(cases: list[CaseResult]) -> list[list[str]]:
                     decided_by(m),
                 ]
             )
+    return rows
+
+
+def noise_rows(cases: list[CaseResult]) -> list[list[str]]:
+    """One row per inconclusive case: case, throughput on both sides and its change, and why."""
+    rows = []
+    for case in cases:
+        m = case.metric("throughput_img_s")
+        numbers = [value(m.baseline, m.unit), value(m.candidate, m.unit), f"{m.change:+.1%}"] if m else ["-"] * 3
+        rows.append([case.key, *numbers, "; ".join(case.noise)])
     return rows
 
 
@@ -146,6 +197,7 @@ def print_table(c: Comparison, console: Any = None) -> None:
     table("Regressed", metric_header, metric_rows(c.regressed), "bold red")
     table("Newly failing", status_header, status_rows(c.newly_failing), "bold red")
     table("Improved", metric_header, metric_rows(c.improved), "bold green")
+    table("Inconclusive", NOISE_HEADER, noise_rows(c.buckets["inconclusive"]), "bold yellow")
     table("Fixed", status_header, status_rows(c.fixed), "green")
     table("Still failing", status_header, status_rows(c.still_failing), "yellow")
     table("Steps in the history (throughput)", ["case", "moved at", "change", "came back"], step_rows(c), "bold")
@@ -154,8 +206,11 @@ def print_table(c: Comparison, console: Any = None) -> None:
             console.print(f"[bold]{LABELS[bucket]}[/] ({len(c.buckets[bucket])}): {_listing(c.buckets[bucket], 20)}")
     for note in c.notes:
         console.print(f"note: {note}", style="yellow")
+    for line in busy_lines(c):
+        console.print(line, style="bold yellow")
     console.print(count_line(c))
-    console.print(headline(c), style="bold red" if c.failed else "bold green")
+    style = "bold red" if c.failed else "bold yellow" if c.inconclusive_anywhere else "bold green"
+    console.print(headline(c), style=style)
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -175,6 +230,12 @@ def markdown(c: Comparison) -> str:
     out = [f"### harness compare: {headline(c)}", ""]
     out += [f"Candidate `{c.candidate_run}` against {baseline_text(c, '`')}."]
     out += ["", rule(c), "", count_line(c) + ".", ""]
+    if c.busy:
+        out += (
+            ["#### Inconclusive at run level", ""]
+            + [f"- {line.removeprefix('run inconclusive: ')}" for line in busy_lines(c)]
+            + [""]
+        )
     metric_header = ["case", "metric", "baseline", "candidate", "change", "decided by"]
     status_header = ["case", "baseline", "candidate", "message"]
     for bucket, header, rows in (
@@ -184,6 +245,7 @@ def markdown(c: Comparison) -> str:
         if rows:
             out += [f"#### {LABELS[bucket].capitalize()} ({len(c.buckets[bucket])})", "", _md_table(header, rows), ""]
     folded = [
+        ("inconclusive", NOISE_HEADER, noise_rows(c.buckets["inconclusive"])),
         ("improved", metric_header, metric_rows(c.improved)),
         ("fixed", status_header, status_rows(c.fixed)),
         ("still_failing", status_header, status_rows(c.still_failing)),

@@ -57,11 +57,6 @@ def mann_whitney_u(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> 
     return UTest(u1, p, n1, n2)
 
 
-def harmonic_mean_rows(values: np.ndarray) -> np.ndarray:
-    """Harmonic mean along the last axis: for per-step throughputs, images over total time (img/s)."""
-    return values.shape[-1] / np.sum(1.0 / values, axis=-1)
-
-
 def median_rows(values: np.ndarray) -> np.ndarray:
     """Median along the last axis."""
     return np.median(values, axis=-1)

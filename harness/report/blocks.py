@@ -11,6 +11,9 @@ from typing import Any
 
 from harness.regress.metrics import number
 
+#: The mark of a value measured under noise (contention or stalled steps), on bars, heatmap cells and table cells.
+NOISY_MARK = "⚠"
+
 
 @dataclass
 class Note:
@@ -143,6 +146,14 @@ def num(value: Any, digits: int = 4, unit: str = "", scale: float = 1.0, signed:
     if "e" in shown and abs(n) >= 1:
         shown = f"{n:,.0f}"
     return Cell(shown + (f" {unit}" if unit else ""), n)
+
+
+def noisy_cell(cell: Cell, record: Any) -> Cell:
+    """``cell`` (a value measured against the clock) marked when its record (a derived frame row) was measured
+    under noise."""
+    if not record.get("noisy") or not cell.text:
+        return cell
+    return Cell(f"{cell.text} {NOISY_MARK}", cell.sort, "warn")
 
 
 def pct(value: Any, digits: int = 2, signed: bool = True) -> Cell:

@@ -61,21 +61,35 @@ def truthy(value: Any) -> bool:
     return value is not None and value == value and bool(value)
 
 
+def noise_text(noisy: Any, noise: Any) -> str:
+    """Why a record is marked noisy, in words (its ``noise`` reasons joined), or '' when it is not marked."""
+    if not truthy(noisy):
+        return ""
+    reasons = [str(r) for r in noise if r] if isinstance(noise, (list, tuple)) else []
+    return "; ".join(reasons) or "marked noisy (no reason recorded)"
+
+
 def derive(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the columns the figures share: ``tput`` (img/s, global for DDP), ``mem_mib`` and ``mem_kind``,
+    """Add the columns the figures share: ``tput`` (img/s: the record's ``throughput_img_s``, the median step's
+    figure that the run's summary and ``harness compare`` show too; global for DDP), ``noisy`` and ``noise_text``
+    (whether the record is marked as measured under contention or with stalled steps, and why; records without
+    the marking read as not noisy), ``mem_mib`` and ``mem_kind``,
     ``gmacs`` (measured GMACs per image), ``fmt`` (NCHW or channels_last), ``device_key``, ``has_samples``,
     ``variant`` (what tells cases of one model and batch size apart beyond precision and memory format:
     resolution or device when the frame holds several, compile, DDP world size) and ``label`` (model, batch
     size and variant: the case's axis label)."""
     df = frame.copy()
     if df.empty:
-        for name in ("tput", "mem_mib", "mem_kind", "gmacs", "fmt", "device_key", "variant", "has_samples", "label"):
+        names = ("tput", "noisy", "noise_text", "mem_mib", "mem_kind", "gmacs", "fmt", "device_key", "variant")
+        for name in (*names, "has_samples", "label"):
             df[name] = pd.Series(dtype=object)
         return df
     tput = pd.to_numeric(column(df, "throughput_img_s"), errors="coerce")
     glob = pd.to_numeric(column(df, "global_throughput_img_s"), errors="coerce")
     ws = pd.to_numeric(column(df, "world_size"), errors="coerce").fillna(1)
     df["tput"] = glob.where((ws > 1) & glob.notna(), tput)
+    df["noise_text"] = [noise_text(f, n) for f, n in zip(column(df, "noisy"), column(df, "noise"), strict=True)]
+    df["noisy"] = df["noise_text"] != ""
     alloc = pd.to_numeric(column(df, "peak_allocated_mib"), errors="coerce")
     rss = pd.to_numeric(column(df, "rss_peak_mib"), errors="coerce")
     df["mem_mib"] = alloc.where(alloc.notna(), rss)

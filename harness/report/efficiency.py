@@ -76,17 +76,22 @@ def ops_figure(frame: pd.DataFrame) -> go.Figure | None:
 
 def tflops_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Achieved TFLOP/s (model FLOPs per image × throughput) per case for ``mode``."""
-    return grouped_bars(frame, mode, "achieved_tflops", f"Achieved TFLOP/s, {mode}", "TFLOP/s", "TFLOP/s", width=HALF)
+    title = f"Achieved TFLOP/s, {mode}"
+    return grouped_bars(frame, mode, "achieved_tflops", title, "TFLOP/s", "TFLOP/s", width=HALF, timed=True)
 
 
 def mfu_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Model FLOPs utilisation (% of the matmul peak measured in the run) per case for ``mode``."""
-    return grouped_bars(frame, mode, "mfu", f"MFU, {mode}", "% of measured peak", "%", scale=100.0, width=HALF)
+    return grouped_bars(
+        frame, mode, "mfu", f"MFU, {mode}", "% of measured peak", "%", scale=100.0, width=HALF, timed=True
+    )
 
 
 def img_per_joule_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Images per joule (images over the NVML energy counter's difference) per case for ``mode``."""
-    return grouped_bars(frame, mode, "telemetry.img_per_j", f"Images per joule, {mode}", "images / J", "img/J")
+    return grouped_bars(
+        frame, mode, "telemetry.img_per_j", f"Images per joule, {mode}", "images / J", "img/J", timed=True
+    )
 
 
 def _power_errors(rows: pd.DataFrame) -> tuple[list, list]:

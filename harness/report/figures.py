@@ -10,6 +10,7 @@ Values are plain lists (never numpy arrays) so the page gets readable JSON the f
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from harness.regress.metrics import number
+from harness.report.blocks import NOISY_MARK
 from harness.report.data import (
     MODE_ORDER,
     PRECISION_ORDER,
@@ -31,6 +33,10 @@ GRID = "#e6e8eb"
 #: Above this many lines a chart's legend explains the encoding (model, precision, format) rather than listing lines.
 MAX_LEGEND = 16
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "triangle-down", "star", "pentagon", "cross", "hexagon")
+#: The speedup heatmaps' colour spans 1/SPEEDUP_RANGE to SPEEDUP_RANGE on a log scale, the same on every page and
+#: whatever the cells hold (beyond it the colour saturates; every cell is labelled with its ratio), so one odd cell
+#: cannot wash out the others and a colour means the same ratio in every chart: 1.25x is as blue as 0.8x is red.
+SPEEDUP_RANGE = 4.0
 
 
 def esc(text: Any) -> str:
@@ -150,9 +156,12 @@ def grouped_bars(
     errors: Callable[[pd.DataFrame], tuple[list, list] | None] | None = None,
     hover: Callable[[pd.Series], str] | None = None,
     width: int = 1100,
+    timed: bool = False,
 ) -> go.Figure | None:
     """Bars of ``value`` per case (x: model and batch size) for one ``mode``, one bar group per precision and
-    memory format (colour: precision; hatching: channels_last). ``errors(rows)`` may give (plus, minus) lists."""
+    memory format (colour: precision; hatching: channels_last). ``errors(rows)`` may give (plus, minus) lists.
+    A ``timed`` value (measured against the clock: throughput and what follows from it) is marked above the bar
+    of a case measured under noise, with the reason in its hover."""
     rows = frame[(frame["mode"] == mode) & numeric(frame, value).notna()] if not frame.empty else frame
     if rows.empty:
         return None
@@ -168,7 +177,7 @@ def grouped_bars(
             texts = []
             for (_, r), v in zip(sub.iterrows(), y, strict=True):
                 extra = hover(r) if hover else ""
-                texts.append(f"{esc(r['case_id'])}<br>{_fmt(v, unit)}{extra}")
+                texts.append(f"{esc(r['case_id'])}<br>{_fmt(v, unit)}{extra}{noise_hover(r) if timed else ''}")
             trace: dict[str, Any] = {
                 "x": [esc(x) for x in sub["label"]],
                 "y": y,
@@ -181,6 +190,8 @@ def grouped_bars(
                     "pk": {"model": list(map(str, sub["model"]))},
                 },
             }
+            if timed and "noisy" in sub.columns and sub["noisy"].any():
+                trace.update(text=[NOISY_MARK if n else "" for n in sub["noisy"]], textposition="outside")
             err = errors(sub) if errors else None
             if err is not None:
                 plus, minus = err
@@ -297,18 +308,37 @@ def _ci_errors(rows: pd.DataFrame) -> tuple[list, list] | None:
     return plus, minus
 
 
+def noise_hover(r: pd.Series) -> str:
+    """The hover line of a value measured under noise (empty for a quiet one)."""
+    reason = r.get("noise_text")
+    return f"<br>{NOISY_MARK} noisy: {esc(reason)}" if isinstance(reason, str) and reason else ""
+
+
 def _ci_hover(r: pd.Series) -> str:
     c = r.get("throughput_ci95")
+    # Images over the total time, where stalled steps moved it away from the median step's figure (one-rank cases:
+    # a DDP bar is the global throughput, the record's figures are its rank's).
+    total, median = number(r.get("throughput_total_img_s")), number(r.get("throughput_img_s"))
+    moved = total and median and (number(r.get("world_size")) or 1) <= 1 and abs(total / median - 1) > 0.01
+    extra = f"<br>over the total time: {total:.4g} img/s" if moved else ""
     if isinstance(c, list) and len(c) == 2 and number(c[0]) is not None and number(c[1]) is not None:
-        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}"
-    return "<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval"
+        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}{extra}"
+    return ("<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval") + extra
 
 
 def throughput_bars(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     """Throughput (img/s) per model and batch size for ``mode``, grouped by precision and memory format, with
     the bootstrap 95% interval as error bars where the record has one."""
     return grouped_bars(
-        frame, mode, "tput", f"Throughput, {mode}", "images / s", "img/s", errors=_ci_errors, hover=_ci_hover
+        frame,
+        mode,
+        "tput",
+        f"Throughput, {mode}",
+        "images / s",
+        "img/s",
+        errors=_ci_errors,
+        hover=_ci_hover,
+        timed=True,
     )
 
 
@@ -328,8 +358,9 @@ def memory_lines(frame: pd.DataFrame, mode: str) -> go.Figure | None:
 
 
 def _ratios(num: pd.DataFrame, den: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    """Matching cases of ``num`` and ``den`` joined on ``on``, with ``ratio`` = numerator / denominator img/s."""
-    cols = [*on, "tput", "case_id"]
+    """Matching cases of ``num`` and ``den`` joined on ``on``, with ``ratio`` = numerator / denominator img/s (and
+    each side's ``noise_text``)."""
+    cols = [*on, "tput", "case_id", "noise_text"]
     joined = num[cols].merge(den[cols], on=on, suffixes=("_n", "_d"))
     joined = joined[(joined["tput_d"] > 0) & joined["tput_n"].notna()]
     return joined.assign(ratio=joined["tput_n"] / joined["tput_d"])
@@ -342,8 +373,10 @@ def _heatmap(
     row_suffix: Callable[[pd.Series], str] = lambda r: "",
 ) -> go.Figure | None:
     """A ratio heatmap: rows are models (and variants), columns are (piece, batch size) where each piece is
-    (column label prefix, the precisions its cells involve, joined ratios). Cells show the ratio; the filter
-    keys are the mode (whole chart), the model per row and the precisions per column."""
+    (column label prefix, the precisions its cells involve, joined ratios). Cells show the ratio, marked when
+    either case was measured under noise (the hover says why); the colour is log2 of the ratio over a fixed,
+    symmetric range (``SPEEDUP_RANGE``). The filter keys are the mode (whole chart), the model per row and the
+    precisions per column."""
     pieces = [(label, keys, joined) for label, keys, joined in pieces if not joined.empty]
     if not pieces:
         return None
@@ -364,11 +397,12 @@ def _heatmap(
     hover = [[""] * len(columns) for _ in rows]
     for _, r in everything.iterrows():
         i, j = rows.index(r["row"]), columns.index((r["_col"], int(r["batch_size"])))
-        z[i][j] = float(r["ratio"])
-        text[i][j] = f"{r['ratio']:.2f}×"
+        z[i][j] = math.log2(float(r["ratio"]))
+        noisy = [f"{esc(r[f'case_id_{s}'])}: {esc(r[f'noise_text_{s}'])}" for s in "nd" if r[f"noise_text_{s}"]]
+        text[i][j] = f"{r['ratio']:.2f}×" + (f" {NOISY_MARK}" if noisy else "")
         hover[i][j] = (
             f"{esc(r['case_id_n'])}: {r['tput_n']:.4g} img/s<br>{esc(r['case_id_d'])}: {r['tput_d']:.4g} img/s"
-            f"<br>ratio {r['ratio']:.3f}"
+            f"<br>ratio {r['ratio']:.3f}" + "".join(f"<br>{NOISY_MARK} noisy: {n}" for n in noisy)
         )
     x = [esc(f"{label} bs{size}" if label else f"bs{size}") for label, size in columns]
     trace = go.Heatmap(
@@ -380,7 +414,8 @@ def _heatmap(
         customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
         colorscale="RdBu",
-        zmid=1.0,
+        zmin=-math.log2(SPEEDUP_RANGE),
+        zmax=math.log2(SPEEDUP_RANGE),
         showscale=False,  # every cell is labelled with its ratio; a colour bar would only repeat it
         xgap=2,
         ygap=2,

@@ -14,7 +14,7 @@ from typing import Any
 from harness.report import analysis, resolution, summary
 from harness.report import efficiency as eff
 from harness.report import figures as figs
-from harness.report.blocks import Cell, Note, Row, Section, Table, keys_of, num, pct, text
+from harness.report.blocks import NOISY_MARK, Cell, Note, Row, Section, Table, keys_of, noisy_cell, num, pct, text
 from harness.report.builder import Builder
 from harness.report.data import ReportData, run_label
 from harness.store.record import TELEMETRY_FIELDS
@@ -55,6 +55,22 @@ def throughput(b: Builder) -> Section:
     mean_only = [_step_cell(r).text.endswith("(mean)") for _, r in ok.iterrows()]
     if any(mean_only):
         s.add(Note(f"{sum(mean_only)} case(s): the step time shown is the published mean (no median without samples)."))
+    s.add(
+        Note(
+            "Throughput: images per second of the median step (batch size × 1000 / median step ms), the figure the"
+            " run's summary table and harness compare show; one stalled step barely moves it."
+        )
+    )
+    noisy = int(ok["noisy"].sum())
+    if noisy:
+        s.add(
+            Note(
+                f"{noisy} case(s) measured under noise ({NOISY_MARK}: other processes on the machine, CPU steal,"
+                " or stalled steps, as the record says); their numbers are less certain, and harness compare calls"
+                " them inconclusive.",
+                "warn",
+            )
+        )
     if has_ci.any():
         s.add(Note("Error bars: bootstrap 95% interval of the throughput from the timed samples."))
     for mode in b.modes:
@@ -75,11 +91,16 @@ def throughput(b: Builder) -> Section:
                     num(r["batch_size"]),
                     Cell(r["precision"]),
                     Cell(r["fmt"]),
-                    num(r["tput"]),
+                    noisy_cell(num(r["tput"]), r),
                     Cell(ci_text or ("no samples" if not r["has_samples"] else "")),
                     _step_cell(r),
                     num(r.get("step_ms_p90")),
                     num(r.get("iters")),
+                    Cell(
+                        f"{NOISY_MARK} {r['noise_text']}" if r["noisy"] else "",
+                        int(r["noisy"]),
+                        "warn" if r["noisy"] else "",
+                    ),
                 ],
                 keys_of(r),
             )
@@ -98,6 +119,7 @@ def throughput(b: Builder) -> Section:
                 "median ms",
                 "p90 ms",
                 "steps",
+                "noise",
             ],
             rows,
             numeric=(3, 6, 8, 9, 10),
@@ -120,7 +142,14 @@ def speedups(b: Builder) -> Section:
     """Heatmaps of AMP over fp32 and channels_last over NCHW, per mode (and precision)."""
     s = Section("speedups", "Speedups")
     ok = b.ok
-    s.add(Note("Cells: throughput ratio of matching cases (above 1 is faster). Blue is a gain, red a loss."))
+    s.add(
+        Note(
+            "Cells: throughput ratio of matching cases (above 1 is faster). Blue is a gain, red a loss; the colour"
+            f" is on a log scale fixed from {1 / figs.SPEEDUP_RANGE:g}× to {figs.SPEEDUP_RANGE:g}× (beyond, it"
+            f" saturates), the same on every page. {NOISY_MARK} marks a ratio with a case measured under"
+            " noise on either side; its hover says why."
+        )
+    )
     count = 0
     for mode in b.modes:
         for fig in (figs.amp_speedup(ok, mode), figs.channels_last_speedup(ok, mode)):
@@ -179,7 +208,7 @@ def ops(b: Builder) -> Section:
         s.add(Table(["model", "resolution", "measured GMACs", "stated GMACs", "deviation"], rows, numeric=(1, 2, 3, 4)))
     peaks = _peaks(b.data)
     if peaks:
-        s.add(Note("Measured peak (matmul microbenchmark, for MFU): " + "; ".join(peaks)))
+        s.add(Note("Measured peak (matmul and conv microbenchmarks, for MFU): " + "; ".join(peaks)))
     drawn = 0
     for mode in b.modes:
         pair = [eff.tflops_bars(b.ok, mode), eff.mfu_bars(b.ok, mode)]
@@ -243,14 +272,20 @@ def efficiency(b: Builder) -> Section:
 def _peaks(data: ReportData) -> list[str]:
     out = []
     for run in data.runs:
-        peak = run.manifest.get("peak")
+        peak, label = run.manifest.get("peak"), run_label(run.path)
         if not isinstance(peak, dict):
             continue
-        flops = peak.get("matmul_tflops")
-        if isinstance(flops, dict):
-            parts = ", ".join(f"{k} {v:.4g} TFLOP/s" for k, v in flops.items() if isinstance(v, (int, float)))
-            if parts:
-                out.append(f"{run_label(run.path)}: {parts}")
+        for group, what in (("matmul_tflops", ""), ("conv_tflops", "conv ")):
+            flops = peak.get(group)
+            if isinstance(flops, dict):
+                parts = ", ".join(f"{k} {v:.4g} TFLOP/s" for k, v in flops.items() if isinstance(v, (int, float)))
+                if parts:
+                    out.append(f"{label}: {what}{parts}")
         if isinstance(peak.get("copy_gbps"), (int, float)):
-            out.append(f"{run_label(run.path)}: copy {peak['copy_gbps']:.4g} GB/s")
+            out.append(f"{label}: copy {peak['copy_gbps']:.4g} GB/s")
+        health = run.manifest.get("health")
+        spread = health.get("spread") if isinstance(health, dict) else None
+        moved = [v for v in spread.values() if isinstance(v, (int, float))] if isinstance(spread, dict) else []
+        if moved:
+            out.append(f"{label}: start and end probes differ by up to {max(moved):.0%}")
     return out

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from harness.report import figures as figs
-from harness.report.blocks import Cards, Cell, Heading, Note, Row, Section, Table, keys_of, num, text
+from harness.report.blocks import Cards, Cell, Heading, Note, Row, Section, Table, keys_of, noisy_cell, num, text
 from harness.report.builder import Builder
 from harness.report.data import MODE_ORDER, PRECISION_ORDER, ReportData, run_label
 from harness.store.record import Status
@@ -65,7 +65,13 @@ def summary(b: Builder) -> Section:
             ["model", "mode", "precision", "best img/s", "case"],
             [
                 Row(
-                    [Cell(r["model"]), Cell(r["mode"]), Cell(r["precision"]), num(r["tput"]), Cell(r["case_id"])],
+                    [
+                        Cell(r["model"]),
+                        Cell(r["mode"]),
+                        Cell(r["precision"]),
+                        noisy_cell(num(r["tput"]), r),
+                        Cell(r["case_id"]),
+                    ],
                     keys_of(r),
                 )
                 for _, r in best.iterrows()

@@ -25,23 +25,73 @@ than all of those.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.errors import StoreError
-from harness.store.record import SCHEMA_VERSION, normalise, problems
+from harness.store.record import GROUPS, SCHEMA_VERSION, normalise, problems
 from harness.store.rundir import MANIFEST, ManifestError, RunFolder, not_a_record, read_manifest, read_values
 from harness.store.skips import Skip, note
+from harness.store.stats import throughput_img_s, throughput_interval
+
+#: Resamples of the interval a migration recomputes: enough for a 95% interval, few enough for a store of millions.
+MIGRATION_RESAMPLES = 200
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _median_interval(samples: Any, batch_size: int) -> list[float] | None:
+    """The bootstrap interval (img/s) of the median-step throughput of ``samples``, or None where they are not a
+    list of positive finite step times."""
+    if not isinstance(samples, list) or not samples:
+        return None
+    try:
+        steps = np.asarray(samples, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if steps.ndim != 1 or not (np.isfinite(steps).all() and (steps > 0).all()):
+        return None
+    lo, hi = throughput_interval(steps, batch_size, resamples=MIGRATION_RESAMPLES)
+    return [round(lo, 4), round(hi, 4)]
+
+
+def median_throughput(record: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the throughput becomes the median-step figure (``harness.store.stats``).
+
+    The old figure, images over the total time, moves to ``throughput_total_img_s``. Where ``batch_size`` and
+    ``step_ms_median`` are known, ``throughput_img_s`` is ``batch_size * 1000 / step_ms_median`` and its interval
+    is recomputed from ``samples_ms`` (null without them: the old interval was of the other figure). A record
+    without a median (an imported published figure: a mean step only) keeps its throughput and interval, which
+    are still of one figure. An ``mfu`` above 1 (an achieved rate over a peak measured low) becomes null. The
+    noise fields are left to ``normalise``: null, not measured. Values of the wrong type are left as they are, for
+    the validity rule to name.
+    """
+    out = dict(record)
+    out["schema_version"] = 2
+    out["throughput_total_img_s"] = record.get("throughput_img_s")
+    batch, median = record.get("batch_size"), record.get("step_ms_median")
+    if _positive(median) and isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
+        out["throughput_img_s"] = round(throughput_img_s(batch, median), 4)
+        out["throughput_ci95"] = _median_interval(record.get("samples_ms"), batch)
+    mfu = record.get("mfu")
+    if _positive(mfu) and mfu > 1:
+        out["mfu"] = None
+    return out
+
 
 #: version -> function turning a record of that version into one of version + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     # Version 0 records (before the schema was versioned) named the throughput interval ``ci95``.
     0: lambda r: {**{k: v for k, v in r.items() if k != "ci95"}, "throughput_ci95": r.get("ci95"), "schema_version": 1},
+    1: median_throughput,
 }
-
-GROUPS = ("telemetry", "numerics", "profile")
 
 
 @dataclass
@@ -128,8 +178,9 @@ def read_records(path: Path, skips: list[Skip] | None = None) -> list[dict[str, 
 def records_files(path: Path) -> list[Path]:
     """The records files of a run folder: every ``records-rank*.jsonl`` (rescued files after their rank's), or
     the merged ``records.jsonl`` when it is newer than all of them."""
-    # The rank files are what the workers append to; the merged file is a copy made at the end of a run, and is
-    # stale when a rank file changed after it (a resumed run that died before merging again).
+    # The rank files are what the workers append to; the merged file is made from them when the run closes (with
+    # each case's MFU held against the run's best probe), and is stale when a rank file changed after it (a resumed
+    # run that died before merging again).
     folder = RunFolder(path)
     files = folder.record_files()
     merged = folder.merged_path

@@ -6,6 +6,13 @@ change only with a ``SCHEMA_VERSION`` bump. A manifest of another writer (an imp
 ``origin``, ...) keeps the fields this class does not declare in ``extra`` and writes them back unchanged.
 
 Optional fields that were never set (None) are left out of the file, as they always were: readers use ``.get``.
+
+The device's state is recorded with the run (``harness.measure.peak``): ``health`` holds the peak probe taken at the
+start of the run and the one taken at its end, ``{"start": PROBE, "end": PROBE | None, "spread": {key: fraction}}``
+(a probe is ``measure_peak``'s result with ``at``, its UTC time; ``end`` is null when the run stopped before it), and
+``peak`` the best of the two, key by key: what the records' MFU is computed against. A distributed run keeps each
+rank's in ``ranks[r].peak`` and ``ranks[r].health``, and rank 0's at the top level too. Both are null where no peak
+could be measured (an old GPU, or the CUDA test double).
 """
 
 from __future__ import annotations
@@ -91,7 +98,8 @@ class LaunchInfo(_Typed):
 
 @dataclass
 class RankInfo(_Typed):
-    """What one rank of a distributed run did: where it ran, its peak, its share, and its counts at the end."""
+    """What one rank of a distributed run did: where it ran, its peak and health probes, its share, and its counts at
+    the end."""
 
     host: str | None = None
     pid: int | None = None
@@ -99,6 +107,7 @@ class RankInfo(_Typed):
     device: str | None = None
     num_threads: int | None = None
     peak: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
     assigned: int | None = None
     cases: list[str] | None = None
     records: int | None = None
@@ -111,7 +120,18 @@ class Manifest(_Typed):
     """One run's manifest. See the module docstring."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"schema_version", "run_id", "suite", "environment", "started_at", "finished_at", "status", "counts", "peak"}
+        {
+            "schema_version",
+            "run_id",
+            "suite",
+            "environment",
+            "started_at",
+            "finished_at",
+            "status",
+            "counts",
+            "peak",
+            "health",
+        }
     )
 
     schema_version: int = SCHEMA_VERSION
@@ -123,6 +143,7 @@ class Manifest(_Typed):
     status: str = RunStatus.RUNNING
     counts: dict[str, int] = field(default_factory=dict)
     peak: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
     cases: list[dict[str, Any]] | None = None
     case_ids: list[str] | None = None
     filter: list[str] | None = None

@@ -37,9 +37,14 @@ matrix:
 """
 
 
+NOISY_CASE = "resnet34/inference/bs8/amp_bf16"
+NOISE_REASON = f"other processes used 46% of the 2 cores this run may use {XSS}"
+
+
 def rich_records(night: int) -> list[dict]:
     """Three models, both modes, two batch sizes, fp32 and amp_bf16, both memory formats; telemetry on every
-    case, a profile and a measured accuracy on one, and one OOM whose message holds markup."""
+    case, a profile and a measured accuracy on one, one OOM whose message holds markup, and (the second night)
+    one case measured under noise whose reason holds markup."""
     base = {"resnet18": 8.0, "resnet34": 15.0, "resnet50": 30.0}
     records = []
     for model, ms in base.items():
@@ -84,6 +89,9 @@ def rich_records(night: int) -> list[dict]:
         ],
         "error": None,
     }
+    if night:
+        (noisy,) = [r for r in records if r["case_id"] == NOISY_CASE]
+        noisy.update(noisy=True, noise=[NOISE_REASON])
     records[1]["weights"] = "V1"
     records[1]["accuracy"] = {"acc1": 69.7, "acc5": 89.0}
     records.append(
@@ -259,3 +267,24 @@ def test_a_hostile_suite_name_is_text_and_runs_nothing(synthetic_report, open_re
     page.wait_for_selector(".hoverlayer .hovertext")
     page.wait_for_timeout(300)
     assert opened.dialogs == [] and opened.errors == []
+
+
+def test_a_noisy_case_is_marked_in_its_table_row_bars_and_speedup_cells(synthetic_report, open_report):
+    opened = open_report(synthetic_report)
+    page = opened.page
+    noise = page.evaluate(
+        """(id) => [...document.querySelectorAll('#throughput tbody tr')]
+            .filter(tr => tr.cells[0].textContent.trim() === id)
+            .map(tr => [tr.cells[6].textContent.trim(), tr.cells[tr.cells.length - 1].textContent.trim()])""",
+        NOISY_CASE,
+    )
+    assert len(noise) == 1 and noise[0][0].endswith("⚠") and noise[0][1] == f"⚠ {NOISE_REASON}", noise
+    marks = "(s) => [...document.querySelectorAll(s)].filter(t => t.textContent.includes('⚠')).length"
+    assert page.evaluate(marks, "#throughput .plot text.bartext") == 1
+    # amp_bf16 over fp32 (NCHW) and channels_last over NCHW (amp_bf16) each hold the noisy case once.
+    assert page.evaluate(marks, "#speedups .plot text") == 2
+    choose(page, "model", "resnet18")
+    assert page.evaluate(marks, "#throughput .plot text.bartext") == 0
+    choose(page, "model", "resnet34")
+    assert page.evaluate(marks, "#throughput .plot text.bartext") == 1
+    assert opened.dialogs == [] and opened.errors == [] and page.locator("img").count() == 0

@@ -39,6 +39,9 @@ def test_ddp_case_records_scaling_and_synchronised_gradients(tmp_path):
         assert r["scaling_efficiency"] == pytest.approx(total / (2 * alone["throughput_img_s"]), rel=1e-3)
         # The ranks agreed on their step counts (DDP needs every rank to run the same steps).
         assert r["iters"] == pair[0]["iters"] and r["warmup_iters"] == pair[0]["warmup_iters"]
+        # Each rank counts and marks its own stalls (they are not replaced: the count is agreed) and contention.
+        assert isinstance(r["stalled_steps"], int) and r["noisy"] == bool(r["noise"])
+        assert r["contention"]["cpus"] >= 1
 
     sums = [read_jsonl(run_dir / f"checksums-rank{rank}.jsonl") for rank in (0, 1)]
     assert [len(s) for s in sums] == [1, 1]

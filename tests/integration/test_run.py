@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.store.record import SCHEMA_VERSION
 from tests.conftest import ROOT, run_cli
 
 TINY = """
@@ -53,7 +54,7 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     run_dir = _run_dir(result.stdout)
     assert run_dir.parent == tmp_path / "out" / "tiny"
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["schema_version"] == 1
+    assert manifest["status"] == "complete" and manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["environment"]["torch"] and manifest["environment"]["cpu_model"]
     assert manifest["counts"] == {"ok": 4, "skipped": 2}
     records = {r["case_id"]: r for r in _records(run_dir)}
@@ -61,12 +62,27 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     ok = records["resnet18/train/bs2/fp32/r32"]
     assert ok["status"] == "ok" and len(ok["samples_ms"]) == ok["iters"] >= 3
     assert ok["throughput_ci95"][0] <= ok["throughput_img_s"] <= ok["throughput_ci95"][1]
+    # the throughput is the median step's; images over the total time is kept beside it
+    assert ok["throughput_img_s"] == pytest.approx(2 * 1000 / ok["step_ms_median"], rel=1e-3)
+    assert ok["throughput_total_img_s"] > 0 and isinstance(ok["stalled_steps"], int)
+    assert isinstance(ok["noisy"], bool) and ok["noisy"] == bool(ok["noise"])
+    assert ok["contention"]["cpus"] >= 1
     assert ok["rss_peak_mib"] > 0 and ok["flops_per_img"] > 0
     assert ok["numerics"] == {"top1_agreement": None, "max_rel_err": None}
     bf16 = records["resnet18/inference/bs2/amp_bf16/r32"]
     assert bf16["status"] == "ok" and 0 <= bf16["numerics"]["top1_agreement"] <= 1
     skipped = records["resnet18/inference/bs2/tf32/r32"]
     assert skipped["status"] == "skipped" and "CUDA" in skipped["message"]
+    # the device was probed before the first case and after the last; MFU is against the best of the two
+    health = manifest["health"]
+    assert health["start"]["at"] <= health["end"]["at"] and health["start"]["seconds"] > 0
+    assert {"matmul_tflops.fp32", "conv_tflops.fp32", "conv_tflops.fp32_cl", "copy_gbps"} <= set(health["spread"])
+    assert all(0 <= value < 1 for value in health["spread"].values())
+    peak = manifest["peak"]
+    for key in ("fp32", "fp32_cl"):
+        assert peak["conv_tflops"][key] == max(health["start"]["conv_tflops"][key], health["end"]["conv_tflops"][key])
+    for r in records.values():
+        assert r["mfu"] is None or 0 < r["mfu"] <= 1, r
     # the summary table names every case
     for case_id in records:
         assert case_id.split("/")[1] in result.stdout
@@ -126,6 +142,7 @@ def test_ctrl_c_then_resume_completes_without_repeats(tmp_path):
     run_dir = rank_file.parent
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    assert manifest["health"]["start"] and manifest["health"]["end"] is None  # no end probe after a Ctrl-C
     first = _records(run_dir)
     assert 1 <= len(first) < 6 and "--resume" in stderr
 
@@ -135,7 +152,10 @@ def test_ctrl_c_then_resume_completes_without_repeats(tmp_path):
     ids = [r["case_id"] for r in records]
     assert len(ids) == len(set(ids)) == 6
     assert [r["case_id"] for r in records[: len(first)]] == [r["case_id"] for r in first]
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    closed = json.loads((run_dir / "manifest.json").read_text())
+    assert closed["status"] == "complete"
+    # the resumed run keeps its first start probe and takes a new end probe
+    assert closed["health"]["start"] == manifest["health"]["start"] and closed["health"]["end"]["at"]
 
 
 @pytest.mark.slow

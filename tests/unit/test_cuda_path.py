@@ -104,6 +104,9 @@ def test_a_whole_inline_run_walks_the_cuda_branch(tmp_path, fake):
     plan, status, records = _run(tmp_path, suite)
     assert status == "complete"
     assert plan.run_dir.name.endswith("-cuda0") and plan.manifest.environment["device_type"] == "cuda"
+    # the test double has no peak to probe: no health at start or end, no MFU, and nothing said about it
+    assert plan.manifest.peak is None and plan.manifest.health is None
+    assert all(r["mfu"] is None and r["message"] is None for r in records.values())
     assert len(records) == 16
     for case_id, r in records.items():
         assert r["status"] == "ok", (case_id, r["message"])

@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.regress import hardware_compare
 from harness.store import read_run
 from harness.store.skips import EXIT_SKIPPED
-from tests.synthetic import FINGERPRINT, make_record, make_run
+from tests.synthetic import FINGERPRINT, health, make_record, make_run, probe
 
 ONE_THREAD = {**FINGERPRINT, "num_threads": 1}
 
@@ -257,3 +257,74 @@ def test_a_corrupted_records_file_is_compared_as_far_as_it_goes(tmp_path, capsys
     assert code == EXIT_SKIPPED and "1 missing" in out and "truncated last line skipped" in out
     assert "UserWarning" not in err
     assert "harness compare: skipped 1 input(s): 1 truncated line" in err and f"{cand}/records.jsonl:2:" in err
+
+
+BUSY = "other processes used 46% of the 2 cores this run may use"
+
+
+def test_fail_on_regression_ignores_inconclusive_cases_and_fail_on_inconclusive_does_not(tmp_path, capsys):
+    base = night(tmp_path, 1)
+    noisy = make_run(tmp_path, records(150.0, seed=20, noisy=[BUSY]), suite="nightly", name="noisy")
+    code, out, _ = compare_cli(capsys, base, noisy, "--fail-on", "regression")
+    assert code == 0 and "INCONCLUSIVE: 2 cases inconclusive" in out and BUSY in out and "Inconclusive" in out
+    assert compare_cli(capsys, base, noisy, "--fail-on", "inconclusive")[0] == 1
+    assert compare_cli(capsys, base, noisy)[0] == 0
+    result = json.loads((noisy / "regressions.json").read_text())
+    assert result["counts"]["inconclusive"] == 2 and result["failed"] is False
+    case = result["buckets"]["inconclusive"][0]
+    assert case["noise"] == [f"candidate: {BUSY}"] and case["metrics"][0]["verdict"] == "inconclusive"
+    assert "run_inconclusive" not in result
+    assert all(
+        "noise" not in c
+        for c in json.loads(compare_cli(capsys, base, night(tmp_path, 3), "--format", "json")[1])["buckets"][
+            "unchanged"
+        ]
+    )
+    # A regression fails under either; a clean comparison passes under either.
+    slow = night(tmp_path, 4, step_ms=150, name="slow")
+    assert compare_cli(capsys, base, slow, "--fail-on", "regression")[0] == 1
+    assert compare_cli(capsys, base, slow, "--fail-on", "inconclusive")[0] == 1
+    assert compare_cli(capsys, base, night(tmp_path, 5, name="same"), "--fail-on", "inconclusive")[0] == 0
+    code, out, _ = compare_cli(capsys, base, noisy, "--format", "markdown")
+    assert (
+        "### harness compare: INCONCLUSIVE: 2 cases inconclusive" in out
+        and "<summary>Inconclusive (2)</summary>" in out
+    )
+
+
+def test_max_interval_sets_how_wide_a_throughput_interval_may_be(tmp_path, capsys):
+    base = night(tmp_path, 1)
+    wide = make_run(tmp_path, records(130.0, seed=7, throughput_ci95=[1.0, 1000.0]), suite="nightly", name="wide")
+    code, out, _ = compare_cli(capsys, base, wide, "--format", "json", "--fail-on", "regression")
+    assert code == 0 and json.loads(out)["counts"]["inconclusive"] == 2
+    code, out, _ = compare_cli(
+        capsys, base, wide, "--format", "json", "--max-interval", "1000", "--fail-on", "regression"
+    )
+    assert code == 1 and json.loads(out)["thresholds"]["interval"] == 1000
+    code, _, err = compare_cli(capsys, base, wide, "--max-interval", "0")
+    assert code == 2 and "relative width" in err
+
+
+def test_recorded_probes_that_differ_3x_make_compare_name_the_busy_run(tmp_path, capsys):
+    # The probes of two runs of one suite on one machine, one of them with a package install beside it.
+    busy = health(probe(7.6, {"fp32": 0.076, "bf16": 0.025}), probe(8.1, {"fp32": 0.080, "bf16": 0.027}))
+    quiet = health(probe(23.5, {"fp32": 0.150, "bf16": 0.058}), probe(22.9, {"fp32": 0.148, "bf16": 0.057}))
+    base = night(tmp_path, 1, name="busy", health=busy)
+    cand = night(tmp_path, 2, name="quiet", health=quiet)
+    code, out, _ = compare_cli(capsys, base, cand, "--fail-on", "regression")
+    reason = "baseline looks busy: copy 8.1 vs 23.5 GB/s, fp32 matmul 0.08 vs 0.15 TFLOP/s, bf16 matmul 0.027 vs 0.058"
+    reason += " TFLOP/s"
+    text = " ".join(out.split())  # the console folds long lines
+    assert code == 0 and f"run inconclusive: {reason} (baseline {base}, against {cand};" in text
+    assert "INCONCLUSIVE: baseline looks busy" in out
+    assert compare_cli(capsys, base, cand, "--fail-on", "inconclusive")[0] == 1
+    result = json.loads((cand / "regressions.json").read_text())
+    (found,) = result["run_inconclusive"]
+    assert found["role"] == "baseline" and found["run"] == str(base) and found["reason"] == reason
+    assert found["source"] == "health" and set(found["probes"]) == {
+        "copy_gbps",
+        "matmul_tflops.fp32",
+        "matmul_tflops.bf16",
+    }
+    summary = (cand / "summary.md").read_text()
+    assert "#### Inconclusive at run level" in summary and reason in summary

@@ -36,11 +36,16 @@ def test_a_real_slowdown_in_tight_samples_is_flagged():
 def test_a_shift_inside_noisy_samples_is_not_flagged(seed):
     base = [make_record(step_ms=100, noise=0.30, n=10, seed=seed)]
     cand = [make_record(step_ms=110, noise=0.30, n=10, seed=seed + 100)]
+    # The test alone does not flag it, and the intervals are too wide for any verdict: inconclusive.
     result = compare(base, cand)
-    case = only(result, "unchanged")
+    case = only(result, "inconclusive")
     tput = metric(case, "throughput_img_s")
-    assert tput.test == "mann-whitney" and tput.p >= 0.001
+    assert tput.test == "mann-whitney" and tput.p >= 0.001 and tput.verdict == "inconclusive"
+    assert any(n.startswith("baseline: throughput 95% interval") and "(over 10%)" in n for n in case.noise)
     assert not result.failed
+    # Allowing any interval width, the test decides: unchanged.
+    loose = compare(base, cand, Thresholds(interval=1.0))
+    assert metric(only(loose, "unchanged"), "throughput_img_s").verdict == "unchanged" and not loose.failed
 
 
 def test_a_significant_shift_under_the_threshold_is_not_flagged():
@@ -143,8 +148,9 @@ def test_few_samples_use_bootstrap_intervals():
     assert tput.test == "bootstrap-intervals" and tput.p is None
     assert tput.baseline_interval[0] > tput.candidate_interval[1]
     noisy = [make_record(step_ms=108, noise=0.3, n=5, seed=3)]
-    tput = metric(only(compare(base, noisy), "unchanged"), "throughput_img_s")
+    tput = metric(only(compare(base, noisy, Thresholds(interval=1.0)), "unchanged"), "throughput_img_s")
     assert tput.test == "bootstrap-intervals" and tput.baseline_interval[0] <= tput.candidate_interval[1]
+    assert only(compare(base, noisy), "inconclusive").noise[0].startswith("candidate: throughput 95% interval")
 
 
 def test_a_history_pools_samples_and_takes_the_median_run():
@@ -182,6 +188,10 @@ def test_runs_and_dataframes_give_the_same_verdicts(tmp_path):
     from_frames = compare(load(a), load(b))
     assert from_runs.counts() == from_frames.counts() == {**from_runs.counts(), "regressed": 1, "unchanged": 1}
     assert from_runs.regressed[0].metrics[0].p == pytest.approx(from_frames.regressed[0].metrics[0].p)
+    # The noise marking reads the same from a flattened frame.
+    c = make_run(tmp_path, [make_record(seed=5, step_ms=115, noisy=["busy"]), make_record(model="resnet18")], name="c")
+    for result in (compare(read_run(a), read_run(c)), compare(load(a), load(c))):
+        assert [case.noise for case in result.inconclusive] == [["candidate: busy"]]
 
 
 def test_disjoint_cases_are_all_missing_and_new_and_said_plainly():
@@ -212,3 +222,174 @@ def test_skipped_lines_of_a_corrupted_records_file_are_surfaced(tmp_path):
         result = compare(read_run(good), read_run(bad))
     assert result.counts()["unchanged"] == 1 and result.counts()["missing"] == 1
     assert sum("skipped" in n for n in result.notes) == 2
+
+
+CONTENTION = "other processes used 46% of the 2 cores this run may use"
+STALLS = "2 stalled steps (> 3x the median 300 ms): 603 ms, 10878 ms"
+
+
+@pytest.mark.parametrize("side", ["baseline", "candidate"])
+def test_a_case_measured_under_noise_is_inconclusive_whatever_the_numbers_say(side):
+    quiet = make_record(step_ms=100, seed=1)
+    noisy = make_record(step_ms=150, seed=2, noisy=[CONTENTION, STALLS])
+    base, cand = ([noisy], [quiet]) if side == "baseline" else ([quiet], [noisy])
+    result = compare(base, cand)
+    case = only(result, "inconclusive")
+    assert case.noise == [f"{side}: {CONTENTION}", f"{side}: {STALLS}"]
+    tput = metric(case, "throughput_img_s")
+    numbers_say = "improved" if side == "baseline" else "regressed"
+    assert tput.verdict == "inconclusive" and tput.note == f"the numbers alone read as {numbers_say}"
+    assert metric(case, "step_ms_median").verdict == "inconclusive"
+    assert not result.failed and result.inconclusive_anywhere and not result.run_inconclusive
+    assert case.to_dict()["noise"] == case.noise
+    assert result.fails("inconclusive") and not result.fails("regression") and not result.fails("never")
+
+
+def busy(share_pct: float, **kw):
+    """A record measured beside other processes that used ``share_pct`` of its cores (the contention group's
+    numbers, as the measurement writes them)."""
+    contention = {"other_cpu_pct": share_pct, "steal_pct": 0.0, "load_avg": 3.0, "cpus": 2}
+    return make_record(noisy=[CONTENTION], contention=contention, num_threads=kw.pop("num_threads", 1), **kw)
+
+
+def test_a_change_larger_than_the_contention_can_explain_stands():
+    quiet = [make_record(step_ms=100, seed=1)]
+    # 46% of the cores taken: at most 1/(1-0.46) = 1.85x slower. A 10x slowdown is not the contention's doing.
+    case = only(compare(quiet, [busy(46.0, step_ms=1000, seed=2)]), "regressed")
+    tput = metric(case, "throughput_img_s")
+    assert tput.verdict == "regressed" and "beyond what the contention can explain (1.85x slower at most)" in tput.note
+    assert case.noise == [f"candidate: {CONTENTION}"]
+    # 30% slower is within what it can explain: no verdict.
+    case = only(compare(quiet, [busy(46.0, step_ms=130, seed=3)]), "inconclusive")
+    assert metric(case, "throughput_img_s").note == (
+        "the numbers alone read as regressed; contention can explain up to 1.85x"
+    )
+    # A busy baseline cannot hide a regression that the candidate shows on a quiet machine...
+    assert only(compare([busy(46.0, step_ms=100, seed=4)], [make_record(step_ms=1000, seed=5)]), "regressed")
+    # ...but it can fake an improvement: 1.5x faster than a baseline that was up to 1.85x slow is no verdict,
+    assert only(compare([busy(46.0, step_ms=150, seed=6)], [make_record(step_ms=100, seed=7)]), "inconclusive")
+    # while 4x faster is.
+    assert only(compare([busy(46.0, step_ms=400, seed=8)], [make_record(step_ms=100, seed=9)]), "improved")
+    # Several threads: a share taken can cost far more than its size, so nothing is bounded.
+    several = [busy(46.0, step_ms=1000, seed=10, num_threads=2)]
+    assert metric(only(compare(quiet, several), "inconclusive"), "throughput_img_s").verdict == "inconclusive"
+
+
+def test_contention_on_a_gpu_cannot_be_bounded_and_stalls_alone_do_not_move_the_median():
+    quiet = [make_record(step_ms=100, seed=1)]
+    gpu = {"gpu_other_processes": 1, "gpu_clock_events": None}
+    on_gpu = make_record(step_ms=1000, seed=2, noisy=["another process on the GPU"], contention=gpu)
+    case = only(compare(quiet, [on_gpu]), "inconclusive")
+    assert metric(case, "throughput_img_s").note == "the numbers alone read as regressed"
+    stalls = {"other_cpu_pct": 2.0, "steal_pct": 0.0, "cpus": 2}
+    stalled = make_record(step_ms=100, seed=3, noisy=[STALLS], contention=stalls, stalled_steps=2)
+    assert only(compare(quiet, [stalled]), "unchanged").noise == [f"candidate: {STALLS}"]
+
+
+def test_noise_leaves_memory_judged_and_an_unmarked_record_reads_as_quiet():
+    base = [make_record(step_ms=100, seed=1, rss_peak_mib=1000.0)]
+    cand = [make_record(step_ms=100, seed=2, rss_peak_mib=1300.0, noisy=True)]
+    case = only(compare(base, cand), "regressed")
+    assert metric(case, "rss_peak_mib").verdict == "regressed"
+    assert metric(case, "throughput_img_s").verdict == "inconclusive"
+    assert case.noise == ["candidate: marked noisy (no reason recorded)"]
+    # A record written before the marking existed (no noisy/noise keys at all), or marked quiet, is judged.
+    old = {k: v for k, v in make_record(step_ms=100, seed=3).items() if k not in ("noisy", "noise", "contention")}
+    for quiet in (old, make_record(step_ms=100, seed=3, noisy=False)):
+        case = only(compare([make_record(step_ms=100, seed=1)], [quiet]), "unchanged")
+        assert case.noise == [] and "noise" not in case.to_dict()
+
+
+def test_a_wide_throughput_interval_is_inconclusive_and_the_limit_follows_the_threshold():
+    base = [make_record(step_ms=100, seed=1)]
+    tput = 32 * 1000 / 130
+    wide = [make_record(step_ms=130, seed=2, throughput_ci95=[tput * 0.94, tput * 1.06])]  # 12% wide
+    case = only(compare(base, wide), "inconclusive")
+    assert case.noise == [
+        f"candidate: throughput 95% interval {tput * 0.94:.4g} to {tput * 1.06:.4g} img/s is 12% wide (over 10%)"
+    ]
+    # The limit is twice the throughput threshold unless given: 12% passes under a 10% threshold (limit 20%).
+    assert only(compare(base, wide, Thresholds(relative=0.10)), "regressed")
+    assert only(compare(base, wide, Thresholds(interval=0.15)), "regressed")
+    assert compare(base, wide).to_dict()["thresholds"]["interval"] == 0.10
+    with pytest.raises(HarnessError, match="relative width"):
+        Thresholds(interval=0)
+
+
+def test_a_history_leaves_noisy_runs_out_of_the_timed_metrics_while_a_quiet_one_is_left():
+    runs = [[make_record(step_ms=100, seed=i, noisy=[CONTENTION] if i else None)] for i in range(3)]
+    slow = [make_record(step_ms=120, seed=9)]
+    case = only(compare(runs, slow), "regressed")
+    tput = metric(case, "throughput_img_s")
+    assert tput.baseline_runs == 1 and tput.n_baseline == 30
+    assert "2 noisy baseline run(s) left out of the timed metrics" in case.notes
+    # Every baseline run noisy: nothing quiet to judge against. Contention only slows a run down, so a busy
+    # baseline cannot hide the candidate's slowdown; it can fake a speed-up, which is then no verdict.
+    all_noisy = [[make_record(step_ms=100, seed=i, noisy=[CONTENTION])] for i in range(3)]
+    case = only(compare(all_noisy, slow), "regressed")
+    assert case.noise == [f"baseline (every one of its 3 runs; the latest): {CONTENTION}"]
+    case = only(compare(all_noisy, [make_record(step_ms=80, seed=9)]), "inconclusive")
+    assert case.noise == [f"baseline (every one of its 3 runs; the latest): {CONTENTION}"]
+
+
+def manifest_run(tmp_path, name, health=None, peak=None, **kw):
+    return read_run(make_run(tmp_path, [make_record(seed=1)], name=name, health=health, peak=peak, **kw))
+
+
+def test_probes_that_differ_beyond_their_spread_make_the_run_inconclusive_naming_the_busy_run(tmp_path):
+    from tests.synthetic import health, probe
+
+    busy = health(probe(7.6, {"fp32": 0.15, "bf16": 0.025}), probe(7.4, {"fp32": 0.15, "bf16": 0.024}))
+    quiet = health(probe(23.5, {"fp32": 0.15, "bf16": 0.058}), probe(23.0, {"fp32": 0.15, "bf16": 0.057}))
+    base, cand = manifest_run(tmp_path, "busy", busy), manifest_run(tmp_path, "quiet", quiet)
+    result = compare(base, cand)
+    assert result.run_inconclusive and not result.failed and result.fails("inconclusive")
+    (found,) = result.busy
+    assert found.role == "baseline" and found.run == str(base.path) and found.against == str(cand.path)
+    assert found.reason == "baseline looks busy: copy 7.6 vs 23.5 GB/s, bf16 matmul 0.025 vs 0.058 TFLOP/s"
+    assert found.source == "health" and [g.key for g in found.gaps] == ["copy_gbps", "matmul_tflops.bf16"]
+    assert found.copy_agrees is None and "hint" not in found.to_dict()
+    out = result.to_dict()["run_inconclusive"][0]
+    assert out["role"] == "baseline" and out["reason"] == found.reason and out["probes"]["copy_gbps"]["busy"] == 7.6
+    # The other way round, the candidate is the busy one.
+    assert [b.role for b in compare(cand, base).busy] == ["candidate"]
+
+
+def test_probes_within_their_own_spread_are_not_a_busy_run(tmp_path):
+    from tests.synthetic import health, probe
+
+    steady = manifest_run(tmp_path, "steady", health(probe(20.0), probe(20.0)))
+
+    def against(name, start, end):
+        return compare(steady, manifest_run(tmp_path, name, health(probe(start), probe(end)))).busy
+
+    # Each run's best of start and end counts: a run busy at its start only is as fast as the other at its end.
+    assert against("late", 10.0, 20.0) == []
+    # A run that moved 10 -> 16 within itself (spread 37.5%) may be 20/16 = 1.25x below the other.
+    assert against("shaky", 10.0, 16.0) == []
+    # With no spread, 10% between runs is allowed; 25% is not.
+    assert against("near", 18.5, 18.5) == []
+    (busy,) = against("far", 16.0, 16.0)
+    assert busy.role == "candidate" and busy.gaps[0].allowed == pytest.approx(0.10)
+    assert "run_inconclusive" not in compare(steady, manifest_run(tmp_path, "same", health(probe(20.0)))).to_dict()
+
+
+def test_runs_without_health_fall_back_to_their_peak_and_other_environments_are_not_held(tmp_path):
+    from tests.synthetic import FINGERPRINT, probe
+
+    base = manifest_run(tmp_path, "a", peak=probe(20.0, {"fp32": 1.0}))
+    cand = manifest_run(tmp_path, "b", peak=probe(20.0, {"fp32": 0.5}))
+    (found,) = compare(base, cand).busy
+    assert found.source == "peak" and found.reason == "candidate looks busy: fp32 matmul 0.5 vs 1 TFLOP/s"
+    # Copy bandwidth agrees while a compute probe does not: a software setting explains it as well, and it says so.
+    assert found.copy_agrees == (20.0, 20.0) and found.hint.startswith("copy bandwidth agrees (20 vs 20 GB/s)")
+    assert found.to_dict()["hint"] == found.hint
+    other = manifest_run(tmp_path, "c", peak=probe(5.0), fingerprint={**FINGERPRINT, "cpu_model": "Other CPU"})
+    result = compare(other, cand)
+    assert (
+        result.busy == []
+        and f"run health not compared: {other.path} was measured in another environment" in result.notes
+    )
+    # Record lists carry no manifest: nothing to hold, nothing said.
+    plain = compare([make_record(seed=1)], [make_record(seed=2)])
+    assert plain.busy == [] and not any("run health" in n for n in plain.notes)

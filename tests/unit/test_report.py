@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import subprocess
 import sys
@@ -117,8 +118,10 @@ def test_amp_and_channels_last_speedup_cells_are_throughput_ratios(matrix_run):
     fp32 = record_of(matrix_run, "resnet34/inference/bs8/fp32")["throughput_img_s"]
     heat = figs.amp_speedup(ok, "inference").data[0]
     assert list(heat.x) == ["amp_bf16 bs8", "amp_bf16 bs32"]
-    assert heat.z[list(heat.y).index("resnet34")][0] == pytest.approx(amp / fp32)
+    # The colour is log2 of the ratio on a fixed range; the label is the ratio.
+    assert heat.z[list(heat.y).index("resnet34")][0] == pytest.approx(math.log2(amp / fp32))
     assert heat.text[list(heat.y).index("resnet34")][0] == f"{amp / fp32:.2f}×"
+    assert (heat.zmin, heat.zmax) == (-2.0, 2.0)
     assert "resnet34 · channels_last" in heat.y
     # The filter keeps an AMP column for either of its precisions, and drops rows of other models.
     assert heat.meta["ck"]["precision"] == [["amp_bf16", "fp32"]] * 2 and heat.meta["rk"]["model"][0] == "resnet18"
@@ -126,8 +129,48 @@ def test_amp_and_channels_last_speedup_cells_are_throughput_ratios(matrix_run):
     nchw = record_of(matrix_run, "resnet18/inference/bs32/fp32")["throughput_img_s"]
     heat = figs.channels_last_speedup(ok, "inference").data[0]
     assert list(heat.x) == ["fp32 bs8", "fp32 bs32", "amp_bf16 bs8", "amp_bf16 bs32"]
-    assert heat.z[list(heat.y).index("resnet18")][1] == pytest.approx(cl / nchw)
+    assert heat.z[list(heat.y).index("resnet18")][1] == pytest.approx(math.log2(cl / nchw))
     assert figs.amp_speedup(ok, "train") is None
+
+
+NOISE = "2 stalled steps (> 3x the median 300 ms): 603 ms, 10878 ms"
+
+
+def test_a_noisy_case_is_marked_with_its_reason_and_does_not_set_the_heatmap_colours(tmp_path):
+    records = [
+        make_record("resnet18", "inference", 8, "fp32", step_ms=10.0, seed=1),
+        # One noisy cell reading 20x: the colour range stays fixed, the cell is marked and says why.
+        make_record(
+            "resnet18", "inference", 8, "amp_bf16", step_ms=0.5, seed=2, noisy=[NOISE], throughput_total_img_s=8000.0
+        ),
+        make_record("resnet34", "inference", 8, "fp32", step_ms=20.0, seed=3),
+        make_record("resnet34", "inference", 8, "amp_bf16", step_ms=16.0, seed=4),
+    ]
+    run = make_run(tmp_path, records, suite="noisy")
+    data = data_of(run)
+    ok = data.ok
+    assert ok.set_index("case_id")["noisy"].to_dict() == {
+        "resnet18/inference/bs8/fp32": False,
+        "resnet18/inference/bs8/amp_bf16": True,
+        "resnet34/inference/bs8/fp32": False,
+        "resnet34/inference/bs8/amp_bf16": False,
+    }
+    heat = figs.amp_speedup(ok, "inference").data[0]
+    noisy_row, quiet_row = list(heat.y).index("resnet18"), list(heat.y).index("resnet34")
+    assert (heat.zmin, heat.zmax) == (-2.0, 2.0) and heat.z[noisy_row][0] == pytest.approx(math.log2(20), rel=0.05)
+    assert heat.text[noisy_row][0].endswith(" ⚠") and not heat.text[quiet_row][0].endswith("⚠")
+    reason = html.escape(NOISE, quote=False)
+    assert f"⚠ noisy: resnet18/inference/bs8/amp_bf16: {reason}" in heat.customdata[noisy_row][0]
+    bars = trace_named(figs.throughput_bars(ok, "inference"), "amp_bf16 · NCHW")
+    assert list(bars.text) == ["⚠", ""] and "⚠ noisy: 2 stalled steps" in bars.hovertext[0]
+    assert "over the total time: 8000 img/s" in bars.hovertext[0]
+    # The images-over-total-time figure is in the hover where stalls moved it away from the median step's.
+    assert "over the total time" not in bars.hovertext[1]
+    assert trace_named(figs.throughput_bars(ok, "inference"), "fp32 · NCHW").text is None
+    # The throughput table marks the figure and gives the reason; the headline table marks the figure.
+    page, _ = build_report([run])
+    assert f"⚠ {NOISE}" in html.unescape(page) and "1 case(s) measured under noise" in page
+    assert "images per second of the median step" in page
 
 
 def test_pareto_front_holds_exactly_the_undominated_models(tmp_path):
@@ -419,7 +462,8 @@ def test_truncated_and_newer_schema_lines_are_listed_as_skipped(tmp_path):
 
 def test_records_of_an_older_schema_are_migrated_and_shown(tmp_path):
     old = {k: v for k, v in make_record().items() if k not in ("schema_version", "throughput_ci95")}
-    old["ci95"] = [100.0, 400.0]
+    # no samples or median (a published figure): its interval is still of its throughput after the migrations
+    old.update(ci95=[100.0, 400.0], samples_ms=None, step_ms_median=None)
     page, data = build_report([make_run(tmp_path, [old])])
     assert data.ok["throughput_ci95"].iloc[0] == [100.0, 400.0] and "100 to 400" in page
 

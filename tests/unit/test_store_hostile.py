@@ -24,6 +24,7 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError, StoreError
 from harness.store import read_run
+from harness.store.record import SCHEMA_VERSION
 from tests.conftest import ROOT
 from tests.synthetic import make_record, make_run
 
@@ -221,7 +222,7 @@ def test_a_manifest_of_a_newer_schema_is_refused_and_skipped_beside_good_runs(tm
     newer = night(tmp_path, 2, name="newer")
     manifest = json.loads((newer / "manifest.json").read_text())
     (newer / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 999}))
-    with pytest.raises(StoreError, match="schema version 999, newer than 1; upgrade harness"):
+    with pytest.raises(StoreError, match=f"schema version 999, newer than {SCHEMA_VERSION}; upgrade harness"):
         read_run(newer)
     code, out, err = cli(capsys, "report", tmp_path, "-o", tmp_path / "r.html")
     assert code == SKIPPED and "(1 run(s), 2 record(s)" in out

@@ -219,6 +219,15 @@ def test_any_nvml_error_nulls_the_field_and_old_drivers_use_the_throttle_api():
     assert decode_reasons(r.reasons_mask) == ["hw_slowdown"]
 
 
+def test_compute_processes_of_the_device_and_none_where_nvml_cannot_list_them():
+    procs = [SimpleNamespace(pid=11, usedGpuMemory=2**30), SimpleNamespace(pid=4242, usedGpuMemory=None)]
+    nvml = fake_nvml()
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: procs
+    assert NvmlReader(object(), nvml).compute_pids() == [11, 4242]
+    unsupported = fake_nvml(nvmlDeviceGetComputeRunningProcesses=pynvml.NVMLError_NotSupported())
+    assert NvmlReader(object(), unsupported).compute_pids() is None
+
+
 class FakeGpu:
     """One NVML device (a GPU or a MIG slice) of a ``FakeNvml`` machine; it is its own handle.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.measure.timing import summarise, time_steps, warm_up
+from harness.measure.timing import stall_reason, stalls, summarise, time_steps, warm_up
+from harness.store.stats import bootstrap_medians, throughput_interval
 
 
 class FakeClockStep:
@@ -58,16 +59,79 @@ def test_timeout_inside_the_timed_window(monkeypatch):
         time_steps(step, lambda: None, min_iters=1000, min_seconds=0, deadline=1.0)
 
 
-def test_summary_is_images_over_total_time_with_percentiles_and_interval():
+def test_summary_is_the_median_step_with_percentiles_and_interval():
     rng = np.random.default_rng(1)
     samples = list(100 + rng.normal(0, 5, size=200))
     s = summarise(samples, batch_size=32)
-    assert s.throughput_img_s == pytest.approx(32 * 200 / (sum(samples) / 1000))
+    assert s.throughput_img_s == pytest.approx(32 * 1000 / np.median(samples))
+    assert s.throughput_total_img_s == pytest.approx(32 * 200 / (sum(samples) / 1000))
     assert s.step_ms_p10 < s.step_ms_median < s.step_ms_p90 < s.step_ms_p99
     lo, hi = s.throughput_ci95
     assert lo < s.throughput_img_s < hi
-    # The interval of the mean of 200 steps with 5% noise is about +-0.7% wide: not a min/max band.
+    # The interval of the median of 200 steps with 5% noise is about +-0.6% wide: not a min/max band.
     assert (hi - lo) / s.throughput_img_s < 0.02
+
+
+@pytest.mark.parametrize("n", [2, 8, 31, 40])
+def test_the_interval_is_the_bootstrap_of_the_median(n):
+    # Drawn through the resamples' middle order statistics, the medians are those of resampling the steps: the
+    # same percentiles as a brute-force bootstrap of many resamples, for odd and even lengths.
+    steps = 100 + np.random.default_rng(n).lognormal(0, 1, size=n) * 10
+    drawn = bootstrap_medians(steps, 40_000, seed=1)
+    brute = np.median(steps[np.random.default_rng(2).integers(0, n, size=(40_000, n))], axis=1)
+    assert np.percentile(drawn, [2.5, 50, 97.5]) == pytest.approx(np.percentile(brute, [2.5, 50, 97.5]))
+    assert np.std(drawn) == pytest.approx(np.std(brute), rel=0.03)
+    lo, hi = throughput_interval(list(steps), 4, resamples=40_000, seed=1)
+    assert (lo, hi) == pytest.approx((4000 / np.percentile(drawn, 97.5), 4000 / np.percentile(drawn, 2.5)), rel=1e-3)
+
+
+def test_one_stall_barely_moves_the_throughput_and_is_named():
+    # Samples of one case on a busy 2-core machine: one step of 10.9 s among steps of about 330 ms.
+    samples = [325.0, 300.0, 364.0, 603.0, 10878.0] + [330.0] * 15
+    s = summarise(samples, batch_size=2)
+    assert s.throughput_img_s == pytest.approx(2 * 1000 / 330.0)  # 6.1 img/s, what the steps run at
+    assert s.throughput_total_img_s < s.throughput_img_s / 2  # images over total time: halved by one stall
+    assert stalls(samples) == [4]  # 603 ms is slow but not 3x the median
+    assert stall_reason(samples, stalls(samples)) == "1 stalled step (> 3x the median 330 ms): 10878 ms"
+
+
+def test_jitter_on_micro_steps_is_not_a_stall():
+    # 0.4 ms steps on a fast GPU: a 2 ms step is 5x the median but only 1.6 ms more.
+    assert stalls([0.4] * 20 + [2.0]) == []
+    assert stalls([0.4] * 20 + [6.0]) == [20]
+    assert stall_reason([1.0], []) is None
+
+
+def test_the_window_runs_on_to_replace_stalls(monkeypatch):
+    step = FakeClockStep([100.0, 100.0, 10_000.0] + [100.0] * 100, monkeypatch)
+    timed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, max_iters=1000)
+    # five steps that are not stalls, and the stall kept in the samples where it happened
+    assert len(timed.step_ms) == 6 and timed.stalled == [2] and timed.extended == 1
+    assert timed.step_ms[2] == pytest.approx(10_000.0)
+
+
+def test_the_extension_stays_within_the_window_bounds(monkeypatch):
+    # A machine that stalls on every step after the first few: the window met its minimums after 10.4 s, so it
+    # begins no step after 20.8 s instead of waiting for five good steps.
+    schedule = [10_000.0, 100.0, 100.0, 100.0, 100.0] + [10_000.0] * 100
+    step = FakeClockStep(schedule, monkeypatch)
+    timed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, max_iters=1000)
+    assert timed.stalled == [0, 5, 6] and timed.extended == 2
+    assert sum(timed.step_ms[:-1]) <= 2 * 10_400.0
+    # max_iters bounds it too
+    step = FakeClockStep([10_000.0] + [100.0] * 100, monkeypatch)
+    assert len(time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, max_iters=5).step_ms) == 5
+    # and a window whose step count is fixed (DDP: min_iters == max_iters) never extends, but counts its stalls
+    step = FakeClockStep([10_000.0] + [100.0] * 100, monkeypatch)
+    fixed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, max_iters=5)
+    assert fixed.stalled == [0] and fixed.extended == 0
+
+
+def test_the_extension_never_turns_a_case_into_a_timeout(monkeypatch):
+    step = FakeClockStep([100.0, 10_000.0] + [100.0] * 100, monkeypatch)
+    # the deadline falls just after the fifth step: replacing the stall would cross it, so the window ends
+    timed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, deadline=10.45)
+    assert len(timed.step_ms) == 5 and timed.stalled == [1]
 
 
 def test_summary_interval_narrows_with_more_samples():
