@@ -377,13 +377,9 @@ class RunSession:
             own = self.folder.rank_records(r)
             info = self.manifest.rank(r)
             info.records, info.counts = len(own), status_counts(own)
-        records = self.folder.merge()
         # Each record's MFU was computed against the peak known when it was measured (the start probe); the run's
         # peak is now the best of its start and end probes: the merged records hold MFU against that.
-        held = [with_mfu(r, self.peak_of(r.get("rank"))) for r in records]
-        if held != records:
-            records = held
-            self.folder.write_merged(records)
+        records = self.folder.merge(hold=lambda r: with_mfu(r, self.peak_of(r.get("rank"))))
         typed = [Record.from_dict(r) for r in records]
         threads = {r.num_threads for r in typed if r.ok and r.num_threads}
         if len(threads) == 1:

@@ -430,11 +430,14 @@ class RunFolder:
         records are put back by the user, as the message that made it says)."""
         return read_jsonl(self.records_path(rank))
 
-    def merge(self) -> list[dict[str, Any]]:
-        """Merge every rank's records into ``records.jsonl`` (rank order, then file order); return them."""
+    def merge(self, hold=None) -> list[dict[str, Any]]:
+        """Merge every rank's records into ``records.jsonl`` (rank order, then file order); return them. ``hold``,
+        when given, turns each record into what the merged file keeps (the rank files stay as written)."""
         records: list[dict[str, Any]] = []
         for path in self.record_files():
             records.extend(read_jsonl(path))
+        if hold is not None:
+            records = [hold(r) for r in records]
         self.write_merged(records)
         return records
 
