@@ -379,6 +379,7 @@ def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -
         css=_asset("report.css"),
         js=_asset("report.js"),
         plotly_js=_plotly_js(),
+        plotly_src=None,
         data_json=script_json({"plots": plots}),
     )
 

@@ -131,8 +131,11 @@ def _subtitle(runs: list[Run]) -> str:
     return f"{len(runs)} run(s), {when}" + (f", on {', '.join(devices)}" if devices else "")
 
 
-def render(data: ReportData) -> str:
-    """The whole HTML page for ``data``."""
+def render(data: ReportData, *, plotly_src: str | None = None) -> str:
+    """The whole HTML page for ``data``.
+
+    plotly.js is inlined unless ``plotly_src`` names a copy to load instead (a path relative to the page, as a
+    static site of many pages shares one copy); either way nothing is fetched from the network."""
     import jinja2
 
     from harness import __version__
@@ -164,7 +167,8 @@ def render(data: ReportData) -> str:
         n_records=len(data.frame),
         css=_asset("report.css"),
         js=_asset("report.js"),
-        plotly_js=_plotly_js(),
+        plotly_js="" if plotly_src else _plotly_js(),
+        plotly_src=plotly_src,
         data_json=script_json({"plots": plots}),
     )
 
