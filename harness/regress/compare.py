@@ -1,12 +1,13 @@
 """``compare(baseline, candidate, thresholds) -> Comparison``: which cases got slower, faster, or broke, and which
 cannot be told.
 
-A metric's change counts only when it passes both the relative threshold (default 5%) and a statistical test on
-the raw per-step samples: Mann-Whitney U at a strict p (default 0.001) when both sides have at least 8 samples,
-else non-overlapping 95% bootstrap intervals. The p is strict because a nightly comparison runs hundreds of tests
-(cases x metrics); at p < 0.05 one unchanged case in twenty would look changed every night. Metrics without
-samples (memory, energy, and every metric of an imported run that published one number per case) are judged on
-the threshold alone, and the result says so.
+A metric's change counts only when it passes both the relative threshold (default 5%; the same both ways: one side
+more than 1.05x the other, so throughput and step time, each the other's reciprocal, always agree) and a
+statistical test on the raw per-step samples: Mann-Whitney U at a strict p (default 0.001) when both sides have at
+least 8 samples, else non-overlapping 95% bootstrap intervals. The p is strict because a nightly comparison runs
+hundreds of tests (cases x metrics); at p < 0.05 one unchanged case in twenty would look changed every night.
+Metrics without samples (memory, energy, and every metric of an imported run that published one number per case)
+are judged on the threshold alone, and the result says so.
 
 With a history (several baseline runs), the baseline value is the median of the per-run values, the baseline
 samples are pooled across runs for the test, and when at least three runs hold a value the change must also lie
@@ -48,7 +49,7 @@ from harness.regress.health import BusyRun, busy_runs
 from harness.regress.inputs import Side, as_side, case_fields
 from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, number
 from harness.regress.metrics import field as record_field
-from harness.regress.stats import bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
+from harness.regress.stats import beyond, bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
 from harness.regress.steps import detect_steps
 from harness.store.record import Status
 
@@ -291,7 +292,7 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
             noise = f"within the history's run-to-run noise ({th.history_k:g} x MAD: +-{band:.4g})"
             info["note"] = f"{info['note']}; {noise}" if info.get("note") else noise
     verdict = "unchanged"
-    if significant and abs(change) > threshold:
+    if significant and beyond(value / reference, threshold):
         verdict = "improved" if (change > 0) == metric.higher_is_better else "regressed"
     return MetricChange(
         metric.name,
@@ -400,14 +401,15 @@ def _hold_against_contention(m: MetricChange, slack_base: float, slack_cand: flo
     # the candidate given back what its contention could have cost it, and the baseline likewise
     best_cand = m.candidate * slack_cand if up else m.candidate / slack_cand
     best_base = m.baseline * slack_base if up else m.baseline / slack_base
+    # the verdict stands when the ratio, with the contention given back, is still beyond the threshold the same way
     if m.verdict == "regressed" and m.baseline:
-        left = best_cand / m.baseline - 1
-        if (left <= -m.threshold) if up else (left >= m.threshold):
+        left = best_cand / m.baseline
+        if beyond(left, m.threshold) and (left < 1) == up:
             m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_cand)} slower at most)")
             return
     if m.verdict == "improved" and best_base:
-        left = m.candidate / best_base - 1
-        if (left >= m.threshold) if up else (left <= -m.threshold):
+        left = m.candidate / best_base
+        if beyond(left, m.threshold) and (left > 1) == up:
             m.note = _joined(m.note, f"beyond what the contention can explain ({_times(slack_base)} slower at most)")
             return
     _inconclusive(m, None if worst == float("inf") else f"contention can explain up to {_times(worst)}")

@@ -27,6 +27,16 @@ class UTest:
     n_b: int
 
 
+def beyond(ratio: float, threshold: float) -> bool:
+    """Whether ``ratio`` (new over old, > 0) is a change larger than the relative ``threshold``, the same in both
+    directions: more than ``1 + threshold`` times up or down. A metric and its reciprocal (throughput and step
+    time) then always agree: 25% means one side is over 1.25x the other, so a throughput 20% lower (1 / 0.8 =
+    1.25x) is as far beyond it as a step time 25% longer. Non-finite or non-positive ratios are not beyond."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return False
+    return abs(math.log(ratio)) > math.log1p(threshold)
+
+
 def mann_whitney_u(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> UTest:
     """Two-sided Mann-Whitney U test of samples ``a`` and ``b`` (any unit, same for both).
 

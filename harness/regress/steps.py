@@ -2,9 +2,10 @@
 
 The rule is meant to be explained in a paragraph to whoever reads the alert. Take one value per run (oldest
 first). At each run, compare the median of the ``window`` runs before it with the median of the ``window`` runs
-from it on. The level moved there when the two medians differ by more than the relative threshold *and* by more
-than ``k`` times the night-to-night noise (1.4826 x MAD of the differences between consecutive runs, over sqrt 2:
-a step is one large difference among many small ones, so it barely moves this estimate). Neighbouring runs that
+from it on. The level moved there when the two medians differ by more than the relative threshold (either way: one
+is more than ``1 + threshold`` times the other) *and* by more than ``k`` times the night-to-night noise (1.4826 x
+MAD of the differences between consecutive runs, over sqrt 2: a step is one large difference among many small
+ones, so it barely moves this estimate). Neighbouring runs that
 all pass belong to one move; it is placed where splitting that stretch into two flat levels leaves the least
 total absolute distance from each level's median. The size of a move is the change between the medians of the
 whole stretches on either side of it, and a move is kept only while that change still passes both tests. It has
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.regress.stats import mad_sd
+from harness.regress.stats import beyond, mad_sd
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,7 @@ def _best_split(x: np.ndarray) -> int:
 def _passes(before: float, after: float, noise: float, threshold: float, k: float) -> bool:
     if before <= 0:
         return False
-    gap = abs(after - before)
-    return gap / before > threshold and gap > k * noise
+    return beyond(after / before, threshold) and abs(after - before) > k * noise
 
 
 def _candidate_cuts(x: np.ndarray, window: int, noise: float, threshold: float, k: float) -> list[int]:
@@ -115,7 +115,7 @@ def detect_steps(series: list[float], threshold: float = 0.05, *, k: float = 3.0
         before, after = levels[j], levels[j + 1]
         recovered = None
         for later in range(j + 1, len(cuts)):
-            if abs(levels[later + 1] / before - 1) <= threshold:
+            if not beyond(levels[later + 1] / before, threshold):
                 recovered = int(keep[cuts[later]])
                 break
         steps.append(Step(int(keep[cut]), before, after, after / before - 1, recovered))

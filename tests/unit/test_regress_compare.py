@@ -59,6 +59,18 @@ def test_a_significant_shift_under_the_threshold_is_not_flagged():
     assert compare(base, cand, Thresholds(relative=0.02)).buckets["regressed"]
 
 
+@pytest.mark.parametrize("step_ms, verdict", [(124, "unchanged"), (126, "regressed"), (79, "improved")])
+def test_throughput_and_step_time_agree_at_the_threshold(step_ms, verdict):
+    # At 25%, steps 26% longer are throughput 20.6% lower: one change, the same verdict on both metrics (a
+    # threshold taken on each metric's own relative change would flag the step time and pass the throughput).
+    base = [make_record(step_ms=100, noise=0.005, n=30, seed=1)]
+    cand = [make_record(step_ms=step_ms, noise=0.005, n=30, seed=2)]
+    case = only(compare(base, cand, Thresholds(relative=0.25, interval=1.0)), verdict)
+    tput, step = metric(case, "throughput_img_s"), metric(case, "step_ms_median")
+    assert tput.verdict == step.verdict == verdict
+    assert tput.change == pytest.approx(100 / step_ms - 1, abs=0.01)
+
+
 def test_directions_are_per_metric():
     base = [make_record(step_ms=100, seed=1, rss_peak_mib=1000.0)]
     less_memory = [make_record(step_ms=100, seed=2, rss_peak_mib=800.0)]

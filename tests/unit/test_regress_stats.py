@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.regress import bootstrap_interval, detect_steps, mann_whitney_u
-from harness.regress.stats import intervals_overlap, mad_sd
+from harness.regress.stats import beyond, intervals_overlap, mad_sd
 from tests.conftest import ROOT
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -59,6 +59,22 @@ def test_mad_sd_estimates_the_standard_deviation_robustly():
 
 def _level(mean: float, n: int, rng: random.Random, noise: float = 0.01) -> list[float]:
     return [mean * (1 + rng.gauss(0, noise)) for _ in range(n)]
+
+
+def test_a_change_is_beyond_the_threshold_by_the_same_factor_either_way():
+    assert beyond(1.26, 0.25) and beyond(1 / 1.26, 0.25)
+    assert not beyond(1.24, 0.25) and not beyond(1 / 1.24, 0.25)
+    # 20% lower is 1.25x apart, as 25% higher is: on the line, neither counts
+    assert not beyond(0.8 + 1e-9, 0.25) and beyond(0.79, 0.25)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        assert not beyond(bad, 0.05)
+
+
+def test_a_step_down_counts_like_a_step_up_of_the_same_factor():
+    up = [100.0] * 6 + [127.0] * 6
+    down = [100.0] * 6 + [100 / 1.27] * 6  # 21% lower: beyond 25% as a factor, under it as a percentage
+    assert [round(s.change, 2) for s in detect_steps(up, 0.25)] == [0.27]
+    assert [round(s.change, 2) for s in detect_steps(down, 0.25)] == [-0.21]
 
 
 def test_a_step_and_its_recovery_are_found():
