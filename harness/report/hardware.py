@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError, StoreError
-from harness.regress.hardware import imported_note
+from harness.regress.hardware import SOFTWARE_WARNING, imported_note, software_change
 from harness.report import hardware_figures as hf
 from harness.report.blocks import Cell, Note, Row, Section, Table, num, pct, text
 from harness.report.builder import Charts
@@ -94,6 +94,7 @@ class HardwarePage(Charts):
     def sections(self) -> list[Section]:
         """Every section, in page order."""
         return [
+            self.glance(),
             self.runs(),
             self.speedups(),
             self.geomeans(),
@@ -101,6 +102,48 @@ class HardwarePage(Charts):
             self.efficiency(),
             self.partial(),
         ]
+
+    # -- (0) at a glance: the software warning and every pair's geometric mean -------------------------------
+    def pair_name(self, a: int, b: int) -> str:
+        return f"{self.names[a]} → {self.names[b]}"
+
+    def glance(self) -> Section:
+        """First screen: whether hardware and software are mixed, then every pair of runs' geometric-mean ratio
+        over the cases the filter shows (the page script recomputes it from the throughput table's visible rows)."""
+        s = Section("glance", "At a glance")
+        for note in self.notes:
+            if note.startswith(SOFTWARE_WARNING):
+                s.add(Note(note, "warn"))
+        pairs = self.h.pairs
+        if not any(p["cases"] for p in pairs):
+            s.add(Note("No case succeeded on two runs: no ratio to show.", "nodata"))
+            return s
+        rows = []
+        for p in pairs:
+            a, b = p["a"], p["b"]
+            changed = software_change(self.manifests[a], self.manifests[b]) if self.manifests else ""
+            rows.append(
+                Row(
+                    [
+                        Cell(self.pair_name(a, b)),
+                        num(p["cases"]),
+                        Cell(hf.ratio_text(p["geomean"]), p["geomean"], "geomean"),
+                        Cell(hf.ratio_text(p["min"]), p["min"]),
+                        Cell(hf.ratio_text(p["max"]), p["max"]),
+                        Cell(changed or "same", cls="warn" if changed else ""),
+                    ]
+                )
+            )
+        s.add(
+            Table(
+                ["runs (before → after)", "cases", "geometric mean", "min", "max", "software change"],
+                rows,
+                caption="Throughput ratio of every pair of runs over the cases the filter shows (after / before;"
+                " a 2× gain and a 2× loss cancel)",
+                numeric=(1, 2, 3, 4),
+            )
+        )
+        return s
 
     # -- (1) the runs ------------------------------------------------------------------------------------------
     def source(self, i: int) -> str:
@@ -156,7 +199,7 @@ class HardwarePage(Charts):
         # The comparison's note on each imported run says what the source column already says.
         said = {imported_note(label, m.get("source")) for label, m in zip(self.h.labels, self.manifests, strict=True)}
         for note in self.notes:
-            if note not in said:
+            if note not in said and not note.startswith(SOFTWARE_WARNING):
                 s.add(Note(note, "warn"))
         return s
 
@@ -222,17 +265,32 @@ class HardwarePage(Charts):
             runs.setdefault(r["case"], {})[int(r["run_index"])] = r
         return [(r, runs[r["case"]]) for _, r in first.iterrows()]
 
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every pair of run indexes (a, b), a < b, in the order of the ratio columns."""
+        n = len(self.names)
+        return [(a, b) for a in range(n) for b in range(a + 1, n)]
+
     def throughput(self) -> Section:
         s = Section("throughput", "Throughput")
         cases = self.by_case()
         if not cases:
             s.add(Note("These runs hold no cases.", "nodata"))
             return s
+        if not self.ok.empty:
+            s.add(Note("Bars: images per second of every run, side by side (global throughput for DDP)."))
+            for mode, precision in hf.mode_precision_groups(self.ok):
+                rows = self.ok[(self.ok["mode"] == mode) & (self.ok["precision"] == precision)]
+                rows = case_order(rows)
+                rows = rows.assign(x=hf.case_axis(rows, ("mode", "precision")))
+                s.add(self.plot(hf.throughput_bars(rows, self.names, f"Throughput, {mode} · {precision}")))
         n = len(self.names)
-        header = ["case"] + [f"img/s {name}" for name in self.names] + [f"× {name}" for name in self.names[1:]]
+        pairs = self.pairs()
+        header = ["case"] + [f"img/s {name}" for name in self.names]
+        header += [f"× {self.names[a]} → {self.names[b]}" for a, b in pairs]
         rows = []
         for first, runs in cases:
             cells = [Cell(first["case"], cls="nowrap")]
+            tput: dict[int, float] = {}
             for i in range(n):
                 r = runs.get(i)
                 if r is None:
@@ -241,16 +299,18 @@ class HardwarePage(Charts):
                     cells.append(Cell(str(r["status"]), None, "bad"))
                 else:
                     cells.append(num(r["throughput_img_s"]))
-            for i in range(1, n):
-                v = (runs.get(i) or {}).get("speedup")
-                v = None if v is None or v != v else float(v)
+                    v = r["throughput_img_s"]
+                    if v is not None and v == v and v > 0:
+                        tput[i] = float(v)
+            for a, b in pairs:
+                v = tput[b] / tput[a] if a in tput and b in tput else None
                 cells.append(Cell(hf.ratio_text(v) if v is not None else "", v))
             rows.append(Row(cells, _keys(first)))
         s.add(
             Table(
                 header,
                 rows,
-                caption="Throughput (images / s; global for DDP) per case and run, and the speedup over the reference",
+                caption="Throughput (images / s; global for DDP) per case and run, and the ratio of every pair of runs",
                 numeric=tuple(range(1, len(header))),
             )
         )
@@ -377,10 +437,10 @@ def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -
         n_runs=len(h.labels),
         n_records=len(frame),
         css=_asset("report.css"),
-        js=_asset("report.js"),
+        js=_asset("report.js") + "\n" + _asset("hardware.js"),
         plotly_js=_plotly_js(),
         plotly_src=None,
-        data_json=script_json({"plots": plots}),
+        data_json=script_json({"plots": plots, "hardware": {"runs": len(h.labels), "pairs": page.pairs()}}),
     )
 
 
