@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from harness.regress.hardware import HardwareComparison
-from harness.regress.render import MARKDOWN_ROWS, finite, value
+from harness.regress.render import MARKDOWN_ROWS, finite, prune, value
 from harness.store.record import Status
 
 
@@ -33,6 +33,16 @@ def summary_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
         ]
         for r in h.summary.to_dict("records")
         if r["run_index"] > 0
+    ]
+    return header, rows
+
+
+def pair_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
+    """Every pair of runs' geometric-mean throughput ratio (after over before) over the cases both have."""
+    header = ["runs", "cases", "geomean ratio", "min", "max"]
+    rows = [
+        [f"[{p['a']}] -> [{p['b']}]", str(p["cases"]), _ratio(p["geomean"]), _ratio(p["min"]), _ratio(p["max"])]
+        for p in h.pairs
     ]
     return header, rows
 
@@ -78,7 +88,10 @@ def print_hardware(h: HardwareComparison, console: Any = None) -> None:
     for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True)):
         console.print(f"[bold][{i}][/] {label}  [dim]{path}[/]" + ("  (reference)" if i == 0 else ""))
     console.print(h.rule, style="dim")
-    for title, (header, rows) in (("Geometric mean speedup over [0]", summary_rows(h)), ("Cases", case_rows(h))):
+    tables = [("Geometric mean speedup over [0]", summary_rows(h))]
+    if len(h.labels) > 2:
+        tables.append(("Every pair of runs: geometric-mean throughput ratio", pair_rows(h)))
+    for title, (header, rows) in (*tables, ("Cases", case_rows(h))):
         table = Table(title=title, title_justify="left", title_style="bold")
         for col in header:
             table.add_column(col, overflow="fold")
@@ -102,12 +115,17 @@ def hardware_markdown(h: HardwareComparison) -> str:
     out = ["### harness compare --hardware", ""]
     out += [f"- [{i}] {label} (`{path}`)" for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True))]
     out += ["", h.rule.capitalize() + ".", "", "#### Geometric mean speedup over [0]", ""]
-    out += [_md_table(*summary_rows(h)), "", "#### Cases", "", _md_table(*case_rows(h)), ""]
+    out += [_md_table(*summary_rows(h)), ""]
+    if len(h.labels) > 2:
+        out += ["#### Every pair of runs: geometric-mean throughput ratio", "", _md_table(*pair_rows(h)), ""]
+    out += ["#### Cases", "", _md_table(*case_rows(h)), ""]
     if h.notes:
         out += ["**Notes**", ""] + [f"- {note}" for note in h.notes] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
 def hardware_json(h: HardwareComparison) -> str:
-    """Every case row and summary row as indented JSON."""
-    return json.dumps(finite(h.to_dict()), indent=2, allow_nan=False, default=str)
+    """Every case row, summary row and pair of runs as indented JSON: ``runs`` (label, run_dir), ``rule``,
+    ``notes``, ``summary``, ``pairs`` (a, b, cases, geomean, min, max) and ``cases`` (the columns of
+    ``HardwareComparison.frame``); a value that would be null or empty is left out (``prune``)."""
+    return json.dumps(prune(finite(h.to_dict())), indent=2, allow_nan=False, default=str)
