@@ -1,10 +1,13 @@
 """The HTML page of a hardware comparison (``harness compare --hardware RUN... --html FILE``).
 
 It is the run report's page (same template, CSS, script, filter, sortable tables, plotly.js inlined once, nothing
-fetched) with the comparison's own sections: the runs compared and the matching rule, speedup bars per case
-group, geometric means, absolute throughput, images per joule and MFU, and cases that not every run has. Numbers
-come from ``harness.regress.hardware_compare`` unchanged (its rows, summary, labels, notes and the runs' manifests);
-the page only lays them out.
+fetched) with the comparison's own sections: at a glance (first screen: a warning naming the versions when the runs
+differ in torch or CUDA as well as in device, and every pair of runs' geometric-mean throughput ratio, which the
+page's own script, ``templates/hardware.js``, recomputes from the throughput table's visible rows when the filter
+changes), the runs compared and the matching rule, speedup bars per case group, geometric means over the reference,
+absolute throughput bars and a table with every pair's ratio per case, images per joule and MFU, and cases that not
+every run has. Numbers come from ``harness.regress.hardware_compare`` unchanged (its rows, summary, pairs, labels,
+notes and the runs' manifests); the page only lays them out.
 """
 
 from __future__ import annotations
