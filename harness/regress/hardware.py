@@ -41,6 +41,7 @@ ROW_COLUMNS = (
     *CASE_FIELDS,
     "world_size",
     "case",
+    "case_id",
     "run",
     "run_index",
     "run_dir",
@@ -63,12 +64,13 @@ SUMMARY_COLUMNS = ("run", "run_index", "mode", "precision", "cases", "geomean_sp
 @dataclass
 class HardwareComparison:
     """Runs side by side. ``frame`` has one row per (case, run), columns ``ROW_COLUMNS``: the case fields and
-    ``world_size``, ``case`` (its label), ``run`` (label), ``run_index``, ``run_dir``, ``device_name``,
-    ``source``, ``status``, ``throughput_img_s`` (global for DDP), ``speedup`` (vs run 0), ``img_per_j``,
-    ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time of published figures),
-    ``n_samples``. ``summary`` has one row per (run, mode, precision), plus ``all``/``all`` first for a run with
-    other than one such group: ``cases``, ``geomean_speedup``, ``min_speedup``, ``max_speedup``. ``manifests``
-    are the runs' manifests in run order (what a page shows about each run; not part of ``to_dict``)."""
+    ``world_size``, ``case`` (its label), ``case_id`` (the record's, in its run), ``run`` (label), ``run_index``,
+    ``run_dir``, ``device_name``, ``source``, ``status``, ``throughput_img_s`` (global for DDP), ``speedup`` (vs
+    run 0), ``img_per_j``, ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time
+    of published figures), ``n_samples``. ``summary`` has one row per (run, mode, precision), plus ``all``/``all``
+    first for a run with other than one such group: ``cases``, ``geomean_speedup``, ``min_speedup``,
+    ``max_speedup``. ``pairs`` gives every pair of runs' ratio (``pair_ratios``). ``manifests`` are the runs'
+    manifests in run order (what a page shows about each run; not part of ``to_dict``)."""
 
     labels: list[str]
     run_dirs: list[str]
@@ -251,6 +253,7 @@ def _row(record: dict[str, Any], case: str, i: int, run: Any, label: str, refere
         **{f: record.get(f) for f in CASE_FIELDS},
         "world_size": world_size(record),
         "case": case,
+        "case_id": record.get("case_id"),
         "run": label,
         "run_index": i,
         "run_dir": str(run.path),

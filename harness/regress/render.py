@@ -155,8 +155,10 @@ def case_id(key: str) -> str:
     return key.split(" [rank ", 1)[0]
 
 
-def _run_links(run: str, key: str, relative_to: Path | None) -> dict[str, str]:
-    """The links of case ``key`` in run folder ``run``: its report anchor and its traces, where they exist."""
+def run_links(run: str | Path, key: str, relative_to: str | Path | None = None) -> dict[str, str]:
+    """The links of case ``key`` (a case id, or a comparison key) in run folder ``run``: ``report`` (its row in the
+    run's report) and ``traces`` (its profiler traces folder), each only where it exists; paths relative to
+    ``relative_to`` when given."""
     from harness.store.rundir import RunFolder
 
     folder = RunFolder(run)
@@ -191,8 +193,8 @@ def case_links(c: Comparison, relative_to: str | Path | None = None) -> dict[str
         if bucket == "unchanged":
             continue
         for case in c.buckets[bucket]:
-            mine = _run_links(candidate, case.key, base) if bucket != "missing" else {}
-            theirs = _run_links(baseline, case.key, base) if baseline else {}
+            mine = run_links(candidate, case.key, base) if bucket != "missing" else {}
+            theirs = run_links(baseline, case.key, base) if baseline else {}
             links = dict(mine)
             if bucket == "missing":
                 links = dict(theirs)

@@ -61,7 +61,13 @@ class HardwarePage(Charts):
     comparison's own (``manifests`` overrides them; they are read from the run folders only when neither has
     them)."""
 
-    def __init__(self, h: Any, manifests: list[dict[str, Any]] | None = None, notes: list[str] | None = None):
+    def __init__(
+        self,
+        h: Any,
+        manifests: list[dict[str, Any]] | None = None,
+        notes: list[str] | None = None,
+        out_dir: str | Path | None = None,
+    ):
         if not hasattr(h, "frame") or not hasattr(h, "labels"):
             raise HarnessError(f"write_hardware_report takes a HardwareComparison, not a {type(h).__name__}")
         super().__init__()
@@ -75,6 +81,9 @@ class HardwarePage(Charts):
         self.frame = hf.comparison_frame(h.frame)
         self.names = short_names(list(h.labels), self.devices())
         self.ok = self.frame[self.frame["status"] == Status.OK] if not self.frame.empty else self.frame
+        self.out_dir = out_dir
+        #: Per row of the throughput table, per run: the link to the case in that run's report (or None).
+        self.report_links: list[list[str | None]] = []
 
     def devices(self) -> list[str]:
         """Each run's device name (from its manifest, else its records), in run order."""
@@ -268,6 +277,29 @@ class HardwarePage(Charts):
             runs.setdefault(r["case"], {})[int(r["run_index"])] = r
         return [(r, runs[r["case"]]) for _, r in first.iterrows()]
 
+    def report_link(self, row: dict[str, Any] | None) -> str | None:
+        """The link to the case of ``row`` in its run's report (relative to the page's folder when known), or
+        None when the run folder has no report."""
+        if row is None or not isinstance(row.get("case_id"), str) or not isinstance(row.get("run_dir"), str):
+            return None
+        from urllib.parse import quote
+
+        from harness.regress.render import run_links
+
+        link = run_links(row["run_dir"], row["case_id"], self.out_dir).get("report")
+        if link is None:
+            return None
+        path, _, anchor = link.partition("#")
+        return f"{quote(path)}#{anchor}"
+
+    def script_data(self) -> dict[str, Any]:
+        """What the page script needs: the number of runs, the pairs in table order, and the report links of the
+        throughput table's rows (only when a run has a report)."""
+        data: dict[str, Any] = {"runs": len(self.names), "pairs": self.pairs()}
+        if any(link for row in self.report_links for link in row):
+            data["links"] = self.report_links
+        return data
+
     def pairs(self) -> list[tuple[int, int]]:
         """Every pair of run indexes (a, b), a < b, in the order of the ratio columns."""
         n = len(self.names)
@@ -275,6 +307,7 @@ class HardwarePage(Charts):
 
     def throughput(self) -> Section:
         s = Section("throughput", "Throughput")
+        self.report_links = []
         cases = self.by_case()
         if not cases:
             s.add(Note("These runs hold no cases.", "nodata"))
@@ -305,6 +338,7 @@ class HardwarePage(Charts):
                     v = r["throughput_img_s"]
                     if v is not None and v == v and v > 0:
                         tput[i] = float(v)
+            self.report_links.append([self.report_link(runs.get(i)) for i in range(n)])
             for a, b in pairs:
                 v = tput[b] / tput[a] if a in tput and b in tput else None
                 cells.append(Cell(hf.ratio_text(v) if v is not None else "", v))
@@ -313,7 +347,8 @@ class HardwarePage(Charts):
             Table(
                 header,
                 rows,
-                caption="Throughput (images / s; global for DDP) per case and run, and the ratio of every pair of runs",
+                caption="Throughput (images / s; global for DDP) per case and run, and the ratio of every pair of runs"
+                + ("; a throughput links to the case in its run's report" if any(map(any, self.report_links)) else ""),
                 numeric=tuple(range(1, len(header))),
             )
         )
@@ -413,14 +448,17 @@ def _int(value: Any) -> str:
         return str(value)
 
 
-def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -> str:
+def build_hardware_page(
+    h: Any, manifests: list[dict[str, Any]] | None = None, out_dir: str | Path | None = None
+) -> str:
     """The whole HTML page of the hardware comparison ``h`` (a ``HardwareComparison``). ``manifests`` are the
-    runs' manifests in run order; by default they are read from ``h.run_dirs``."""
+    runs' manifests in run order; by default they are read from ``h.run_dirs``. A throughput links to the case in
+    its run's report where the run folder has one, relative to ``out_dir`` (the page's folder) when given."""
     import jinja2
 
     from harness import __version__
 
-    page = HardwarePage(h, manifests)
+    page = HardwarePage(h, manifests, out_dir=out_dir)
     sections = page.sections()
     plots = {b.id: b.figure for s in sections for b in s.blocks if b.block == "plot"}
     frame = page.frame
@@ -443,7 +481,7 @@ def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -
         js=_asset("report.js") + "\n" + _asset("hardware.js"),
         plotly_js=_plotly_js(),
         plotly_src=None,
-        data_json=script_json({"plots": plots, "hardware": {"runs": len(h.labels), "pairs": page.pairs()}}),
+        data_json=script_json({"plots": plots, "hardware": page.script_data()}),
     )
 
 
@@ -452,7 +490,7 @@ def write_hardware_report(h: Any, out_path: str | Path) -> Path:
     ``out_path`` as one self-contained HTML file (plotly.js inlined, nothing fetched); returns the path written."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        page = build_hardware_page(h)
+        page = build_hardware_page(h, out_dir=Path(out_path).resolve().parent)
     try:
         return write_html(page, out_path)
     except StoreError as exc:

@@ -47,6 +47,7 @@ def hardware_page(tmp_path_factory) -> Path:
             recs.append(make_record("resnet101", "inference", 64, "fp32", step_ms=40.0))
         fingerprint = {**FINGERPRINT, "device_name": device, "device_type": "cuda", "cuda": "12.4"}
         runs.append(make_run(tmp, recs, fingerprint=fingerprint, name=f"run{i}"))
+    (runs[1] / "report.html").write_text("<!DOCTYPE html><title>run 1</title>")  # only run 1 has a report
     return write_hardware_report(hardware_compare(runs), tmp / "hardware.html")
 
 
@@ -255,3 +256,26 @@ def test_published_absolute_throughput_chart_has_every_gpu(browser, published_pa
     assert chart.locator(".point").count() == len(visible_throughputs(page)) * 3
     assert opened.errors == []
     page.close()
+
+
+def test_a_throughput_links_to_the_case_in_its_runs_report(opened, hardware_page):
+    from harness.report.anchors import case_anchor
+
+    page = opened.page
+    links = page.evaluate(
+        """() => [...document.querySelectorAll('#throughput tbody tr')].map(r => [...r.cells].slice(1, 4).map(
+            c => { const a = c.querySelector('a'); return a ? a.href : null; }))"""
+    )
+    cases = page.evaluate(
+        "() => [...document.querySelectorAll('#throughput tbody tr')].map(r => r.cells[0].textContent)"
+    )
+    assert len(links) == 25 and all(row[0] is None and row[2] is None for row in links)  # runs 0 and 2: no report
+    linked = [(case, row[1]) for case, row in zip(cases, links, strict=True) if row[1]]
+    assert len(linked) == 24  # every case of run 1 (resnet101 is only on run 2)
+    report = (hardware_page.parent / "synthetic" / "run1" / "report.html").resolve()
+    for case, href in linked:
+        path, anchor = href.split("#")
+        assert path == report.as_uri() and anchor == case_anchor(case.removesuffix("/r224"))
+    # The link keeps the number, and sorting and the filter still read it.
+    row = page.locator("#throughput tbody tr").first
+    assert row.locator("td").nth(2).locator("a").inner_text() == row.locator("td").nth(2).inner_text()

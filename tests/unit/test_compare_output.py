@@ -215,3 +215,24 @@ def test_the_hardware_json_holds_no_empty_value_and_every_pair(tmp_path, capsys)
     assert set(pairs) == {(0, 1), (0, 2), (1, 2)}
     assert [round(pairs[k]["geomean"], 1) for k in sorted(pairs)] == [2.0, 4.0, 2.0]
     assert all(p["cases"] == 2 for p in pairs.values())
+
+
+def test_hardware_outputs_link_each_case_to_its_runs_report_where_there_is_one(tmp_path, capsys):
+    runs = [night(tmp_path, d, step_ms=ms, name=f"hw{d}") for d, ms in ((1, 100.0), (2, 50.0))]
+    with_report_and_trace(runs[1])
+    result = json.loads(compare(capsys, "--hardware", *runs, "--format", "json")[1])
+    links = {(c["run_index"], c["case_id"]): c.get("links") for c in result["cases"]}
+    report = RunFolder(runs[1]).report_path
+    assert links == {
+        (0, CASES[0]): None,
+        (0, CASES[1]): None,
+        (1, CASES[0]): {
+            "report": f"{report}#{case_anchor(CASES[0])}",
+            "traces": str(RunFolder(runs[1]).profile_dir(CASES[0])),
+        },
+        (1, CASES[1]): {"report": f"{report}#{case_anchor(CASES[1])}"},
+    }
+    md = compare(capsys, "--hardware", *runs, "--format", "markdown")[1]
+    row = next(line for line in md.splitlines() if line.startswith(f"| {CASES[0]}"))
+    assert re.search(rf"\| \[[\d.,]+\]\(<{re.escape(str(report))}#{case_anchor(CASES[0])}>\) \|", row)
+    assert row.count("](") == 1  # the run without a report has no link

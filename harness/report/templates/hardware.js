@@ -10,6 +10,21 @@
   // The glance rows in pair order, kept before any sort moves them.
   var pairRows = Array.prototype.slice.call(glance.tBodies[0].rows);
 
+  // A throughput links to the case in its run's report, where the run folder has one (rows in page order).
+  if (DATA.links) {
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (tr, k) {
+      (DATA.links[k] || []).forEach(function (href, i) {
+        var td = tr.cells[1 + i];
+        if (!href || !td) return;
+        var a = document.createElement("a");
+        a.setAttribute("href", href);
+        a.textContent = td.textContent;
+        td.textContent = "";
+        td.appendChild(a);
+      });
+    });
+  }
+
   function ratioText(v) {
     return v === null ? "n/a" : v.toFixed(2) + "\u00d7";
   }
