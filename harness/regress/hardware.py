@@ -187,17 +187,18 @@ def pair_ratios(frame: Any, n: int) -> list[dict[str, Any]]:
     for a in range(n):
         for b in range(a + 1, n):
             ratios = [runs[b] / runs[a] for runs in by_case.values() if a in runs and b in runs]
-            out.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "cases": len(ratios),
-                    "geomean": geometric_mean(ratios),
-                    "min": min(ratios) if ratios else None,
-                    "max": max(ratios) if ratios else None,
-                }
-            )
+            out.append({"a": a, "b": b, **ratio_stats(ratios)})
     return out
+
+
+def ratio_stats(ratios: list[float]) -> dict[str, Any]:
+    """``cases`` (how many ratios), their ``geomean``, ``min`` and ``max`` (None when there are none)."""
+    return {
+        "cases": len(ratios),
+        "geomean": geometric_mean(ratios),
+        "min": min(ratios) if ratios else None,
+        "max": max(ratios) if ratios else None,
+    }
 
 
 def imported_note(label: str, source: Any) -> str:
@@ -334,16 +335,15 @@ def _summary(frame: Any, labels: list[str]) -> Any:
         if len(ordered) != 1:
             ordered.insert(0, (("all", "all"), every))
         for (mode, precision), values in ordered:
+            stats = ratio_stats(values)
             rows.append(
                 {
                     "run": label,
                     "run_index": i,
                     "mode": mode,
                     "precision": precision,
-                    "cases": len(values),
-                    "geomean_speedup": geometric_mean(values),
-                    "min_speedup": min(values) if values else None,
-                    "max_speedup": max(values) if values else None,
+                    "cases": stats["cases"],
+                    **{f"{k}_speedup": stats[k] for k in ("geomean", "min", "max")},
                 }
             )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

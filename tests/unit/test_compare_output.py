@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from harness.cli import main
+from harness.regress.compare import BUCKETS
 from harness.report.anchors import case_anchor
 from harness.store.rundir import RunFolder
 from tests.synthetic import make_record, make_run
@@ -181,17 +182,7 @@ def test_the_json_holds_no_empty_value(tmp_path, capsys):
         for bucket in result["buckets"]:
             seen[bucket] = True
         # Every bucket is counted, zeros included, though only those with cases are listed.
-        assert set(result["counts"]) == {
-            "regressed",
-            "newly_failing",
-            "improved",
-            "inconclusive",
-            "fixed",
-            "still_failing",
-            "missing",
-            "new",
-            "unchanged",
-        }
+        assert set(result["counts"]) == set(BUCKETS)
         assert set(result["buckets"]) == {b for b, n in result["counts"].items() if n}
         assert "steps" not in result  # no history of three runs, or no step in it
     assert {"unchanged", "inconclusive", "new", "missing", "newly_failing"} <= set(seen)
