@@ -249,7 +249,13 @@ class HardwarePage(Charts):
             _m=[modes.get(m, len(modes)) for m in rows["mode"]],
             _p=[precisions.get(p, len(precisions)) for p in rows["precision"]],
         ).sort_values(["run_index", "_m", "mode", "_p", "precision"], kind="stable")
-        s.add(Note("Geometric mean of the per-case speedups over the reference: a 2× gain and a 2× loss cancel."))
+        s.add(
+            Note(
+                "Geometric mean of the per-case speedups over the reference, per mode and precision, over every case"
+                " (the model filter leaves it as it is; the table at the top follows it): a 2× gain and a 2× loss"
+                " cancel."
+            )
+        )
         few = len(rows) <= 8  # a few bars read better at half width than as wide slabs
         s.add(self.plot(hf.geomean_bars(rows, self.names, width=hf.HALF if few else 1100), half=few))
         table = []
