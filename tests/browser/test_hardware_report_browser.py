@@ -214,6 +214,13 @@ def test_published_geometric_means_follow_the_filter(browser, published_page):
     ]
     rows = visible_throughputs(page)
     assert len(rows) == 31
+    # Every pair's ratio per case, 4090 -> 5090 included, is the ratio of the two throughputs in the row.
+    ratios = page.evaluate(
+        """() => [...document.querySelectorAll('#throughput tbody tr')].map(
+            r => [4, 5, 6].map(i => Number(r.cells[i].dataset.sort)))"""
+    )
+    for row, got in zip(rows, ratios, strict=True):
+        assert got == pytest.approx([row[b] / row[a] for a, b in PAIRS], rel=1e-12)
     for shown, (cases, value) in zip(every, expected(rows), strict=True):
         assert shown["cases"] == cases == 31 and shown["value"] == pytest.approx(value, rel=1e-9)
         assert shown["text"] == f"{value:.2f}×"

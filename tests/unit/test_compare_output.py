@@ -227,3 +227,17 @@ def test_hardware_outputs_link_each_case_to_its_runs_report_where_there_is_one(t
     row = next(line for line in md.splitlines() if line.startswith(f"| {CASES[0]}"))
     assert re.search(rf"\| \[[\d.,]+\]\(<{re.escape(str(report))}#{case_anchor(CASES[0])}>\) \|", row)
     assert row.count("](") == 1  # the run without a report has no link
+
+
+def test_the_hardware_outputs_warn_with_the_versions_when_software_differs_too(capsys):
+    examples = Path(__file__).resolve().parents[2] / "examples" / "published-timm" / "timm-infer-amp-nchw"
+    runs = [examples / name for name in ("rtx3090-pt240-cu124", "rtx4090-pt291-cu128", "rtx5090-pt291-cu130")]
+    warning = (
+        "Software differs as well as hardware, so every ratio mixes the two: NVIDIA GeForce RTX 3090: torch 2.4.0, "
+        "CUDA 12.4; NVIDIA GeForce RTX 4090: torch 2.9.1, CUDA 12.8; NVIDIA GeForce RTX 5090: torch 2.9.1, CUDA 13.0."
+    )
+    assert json.loads(compare(capsys, "--hardware", *runs, "--format", "json")[1])["notes"][0] == warning
+    md = compare(capsys, "--hardware", *runs, "--format", "markdown")[1]
+    assert f"- {warning}" in md and "| [1] -> [2] | 31 | 1.40x |" in md
+    text = " ".join(compare(capsys, "--hardware", *runs)[1].split())  # the console folds long lines
+    assert f"note: {warning}" in text
