@@ -139,9 +139,9 @@ class HardwarePage(Charts):
                     [
                         Cell(self.pair_name(a, b)),
                         num(p["cases"]),
-                        Cell(hf.ratio_text(p["geomean"]), p["geomean"], "geomean"),
-                        Cell(hf.ratio_text(p["min"]), p["min"]),
-                        Cell(hf.ratio_text(p["max"]), p["max"]),
+                        Cell(hf.ratio_text(p["geomean"]), p["geomean"], "nowrap geomean"),
+                        Cell(hf.ratio_text(p["min"]), p["min"], "nowrap"),
+                        Cell(hf.ratio_text(p["max"]), p["max"], "nowrap"),
                         Cell(changed or "same", cls="warn" if changed else ""),
                     ]
                 )
@@ -347,7 +347,7 @@ class HardwarePage(Charts):
             self.report_links.append([self.report_link(runs.get(i)) for i in range(n)])
             for a, b in pairs:
                 v = tput[b] / tput[a] if a in tput and b in tput else None
-                cells.append(Cell(hf.ratio_text(v) if v is not None else "", v))
+                cells.append(Cell(hf.ratio_text(v) if v is not None else "", v, "nowrap"))
             rows.append(Row(cells, _keys(first)))
         s.add(
             Table(
