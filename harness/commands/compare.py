@@ -6,7 +6,10 @@ candidate's run folder) and exit 1 under ``--fail-on regression`` when a case re
 ``--fail-on inconclusive`` also when a case or the whole comparison is inconclusive (a noisy case, a run that looks
 busy). Input the loader skipped (lines, or runs under ``--root`` whose manifest cannot be read) is listed in the
 notes and on stderr, and makes the exit code ``harness.store.skips.EXIT_SKIPPED`` when no other code applies.
-``harness compare --hardware RUN_A RUN_B ...`` puts runs from different machines side by side.
+Every output lists a flagged case once, its throughput and step time side by side, with links to the case in the
+run's ``report.html`` and to its traces where the run folder has them (``harness.regress.render``, whose docstring
+lists the keys of ``regressions.json``). ``harness compare --hardware RUN_A RUN_B ...`` puts runs from different
+machines side by side.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def _compare(args) -> int:
         select_history,
         suite_baseline_path,
     )
-    from harness.regress.render import markdown, print_table, to_json
+    from harness.regress.render import case_links, markdown, print_table, to_json
     from harness.store.skips import exit_code, print_skips
 
     if args.hardware:
@@ -201,10 +204,23 @@ def _compare(args) -> int:
     )
     comparison = compare(baselines, candidate, thresholds)
     comparison.notes[:0] = notes
+    folder = args.out or candidate.path
+    # Links to each case in the runs' reports and traces: as the runs were named, and from summary.md's folder.
+    links = case_links(comparison)
     written = _write(
-        args.out or candidate.path, {"regressions.json": to_json(comparison), "summary.md": markdown(comparison)}
+        folder,
+        {
+            "regressions.json": to_json(comparison, links),
+            "summary.md": markdown(comparison, case_links(comparison, relative_to=folder)),
+        },
     )
-    _show(args.format, comparison, to_json, markdown, print_table)
+    _show(
+        args.format,
+        comparison,
+        lambda c: to_json(c, links),
+        lambda c: markdown(c, links),
+        lambda c, console: print_table(c, console, links),
+    )
     print("wrote " + ", ".join(written), file=sys.stderr)
     skips += [s for run in (*baselines, candidate) for s in run.skips]
     print_skips("compare", skips)

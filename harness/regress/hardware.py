@@ -41,6 +41,7 @@ ROW_COLUMNS = (
     *CASE_FIELDS,
     "world_size",
     "case",
+    "case_id",
     "run",
     "run_index",
     "run_dir",
@@ -63,12 +64,13 @@ SUMMARY_COLUMNS = ("run", "run_index", "mode", "precision", "cases", "geomean_sp
 @dataclass
 class HardwareComparison:
     """Runs side by side. ``frame`` has one row per (case, run), columns ``ROW_COLUMNS``: the case fields and
-    ``world_size``, ``case`` (its label), ``run`` (label), ``run_index``, ``run_dir``, ``device_name``,
-    ``source``, ``status``, ``throughput_img_s`` (global for DDP), ``speedup`` (vs run 0), ``img_per_j``,
-    ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time of published figures),
-    ``n_samples``. ``summary`` has one row per (run, mode, precision), plus ``all``/``all`` first for a run with
-    other than one such group: ``cases``, ``geomean_speedup``, ``min_speedup``, ``max_speedup``. ``manifests``
-    are the runs' manifests in run order (what a page shows about each run; not part of ``to_dict``)."""
+    ``world_size``, ``case`` (its label), ``case_id`` (the record's, in its run), ``run`` (label), ``run_index``,
+    ``run_dir``, ``device_name``, ``source``, ``status``, ``throughput_img_s`` (global for DDP), ``speedup`` (vs
+    run 0), ``img_per_j``, ``mfu``, ``achieved_tflops``, ``step_ms_median``, ``step_ms_mean`` (the only step time
+    of published figures), ``n_samples``. ``summary`` has one row per (run, mode, precision), plus ``all``/``all``
+    first for a run with other than one such group: ``cases``, ``geomean_speedup``, ``min_speedup``,
+    ``max_speedup``. ``pairs`` gives every pair of runs' ratio (``pair_ratios``). ``manifests`` are the runs'
+    manifests in run order (what a page shows about each run; not part of ``to_dict``)."""
 
     labels: list[str]
     run_dirs: list[str]
@@ -78,8 +80,13 @@ class HardwareComparison:
     notes: list[str] = field(default_factory=list)
     manifests: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
+    @property
+    def pairs(self) -> list[dict[str, Any]]:
+        """Every pair of runs' geometric-mean ratio (``pair_ratios``): a, b, cases, geomean, min, max."""
+        return pair_ratios(self.frame, len(self.labels))
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: labels, rule, notes, summary rows and case rows (NaN as null)."""
+        """A JSON-ready dict: labels, rule, notes, summary rows, every pair's ratio and case rows (NaN as null)."""
 
         def rows(frame: Any) -> list[dict[str, Any]]:
             return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
@@ -89,6 +96,7 @@ class HardwareComparison:
             "rule": self.rule,
             "notes": self.notes,
             "summary": rows(self.summary),
+            "pairs": [{k: _json_value(v) for k, v in p.items()} for p in self.pairs],
             "cases": rows(self.frame),
         }
 
@@ -108,17 +116,89 @@ def run_labels(runs: list[Any]) -> list[str]:
     labels = []
     for run in runs:
         env = run.manifest.get("environment") or {}
-        first = run.records[0] if run.records else {}
-        device = env.get("device_name") or first.get("device_name") or first.get("device") or "unknown device"
+        device = _device(run)
         parts = [f"torch {env['torch']}"] if env.get("torch") else []
         if is_published(run):
             parts.append("published")
-        labels.append(f"{device} ({', '.join(parts)})" if parts else str(device))
+        labels.append(f"{device} ({', '.join(parts)})" if parts else device)
     # One at a time, so the last of several runs that share a label keeps it as it is.
     for i, label in enumerate(labels):
         if labels.count(label) > 1:
             labels[i] = f"{label} [{Path(runs[i].path).name}]"
     return labels
+
+
+def _device(run: Any) -> str:
+    env = run.manifest.get("environment") or {}
+    first = run.records[0] if run.records else {}
+    return str(env.get("device_name") or first.get("device_name") or first.get("device") or "unknown device")
+
+
+def software(manifest: dict[str, Any]) -> tuple[str, str]:
+    """The run's torch and CUDA versions from its manifest's environment ("" where not recorded; CUDA "none" for
+    a CPU run)."""
+    env = manifest.get("environment") or {}
+    cuda = env.get("cuda") or ("none" if env.get("device_type") == "cpu" else "")
+    return str(env.get("torch") or ""), str(cuda)
+
+
+def software_text(manifest: dict[str, Any]) -> str:
+    """``torch 2.4.0, CUDA 12.4`` (what of it is known; ``versions unknown`` when nothing is)."""
+    torch, cuda = software(manifest)
+    parts = ([f"torch {torch}"] if torch else []) + ([f"CUDA {cuda}"] if cuda else [])
+    return ", ".join(parts) or "versions unknown"
+
+
+def software_change(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """What differs in software between the runs of manifests ``a`` and ``b``, ``torch 2.4.0→2.9.1, CUDA
+    12.4→12.8``; empty when nothing known differs."""
+    out = []
+    for name, x, y in zip(("torch", "CUDA"), software(a), software(b), strict=True):
+        if x and y and x != y:
+            out.append(f"{name} {x}→{y}")
+    return ", ".join(out)
+
+
+#: The start of the warning that the compared runs differ in software as well as hardware.
+SOFTWARE_WARNING = "Software differs as well as hardware"
+
+
+def software_warning(manifests: list[dict[str, Any]], devices: list[str]) -> str | None:
+    """A warning naming every run's torch and CUDA versions when the runs differ in device and also in torch or
+    CUDA (every ratio then mixes hardware and software); None when they do not."""
+    if len(set(devices)) < 2:
+        return None
+    if not any(software_change(a, b) for a in manifests for b in manifests):
+        return None
+    each = "; ".join(f"{d}: {software_text(m)}" for d, m in zip(devices, manifests, strict=True))
+    return f"{SOFTWARE_WARNING}, so every ratio mixes the two: {each}."
+
+
+def pair_ratios(frame: Any, n: int) -> list[dict[str, Any]]:
+    """Every pair of runs (a, b) with a < b: over the cases where both succeeded with a throughput, the geometric
+    mean, min and max of b's throughput over a's (``cases`` of them). The page recomputes the same from the rows it
+    shows when its filter changes."""
+    by_case: dict[str, dict[int, float]] = {}
+    for r in frame.to_dict("records"):
+        tput = number(r["throughput_img_s"])
+        if tput is not None and tput > 0:
+            by_case.setdefault(r["case"], {})[int(r["run_index"])] = tput
+    out = []
+    for a in range(n):
+        for b in range(a + 1, n):
+            ratios = [runs[b] / runs[a] for runs in by_case.values() if a in runs and b in runs]
+            out.append({"a": a, "b": b, **ratio_stats(ratios)})
+    return out
+
+
+def ratio_stats(ratios: list[float]) -> dict[str, Any]:
+    """``cases`` (how many ratios), their ``geomean``, ``min`` and ``max`` (None when there are none)."""
+    return {
+        "cases": len(ratios),
+        "geomean": geometric_mean(ratios),
+        "min": min(ratios) if ratios else None,
+        "max": max(ratios) if ratios else None,
+    }
 
 
 def imported_note(label: str, source: Any) -> str:
@@ -174,6 +254,7 @@ def _row(record: dict[str, Any], case: str, i: int, run: Any, label: str, refere
         **{f: record.get(f) for f in CASE_FIELDS},
         "world_size": world_size(record),
         "case": case,
+        "case_id": record.get("case_id"),
         "run": label,
         "run_index": i,
         "run_dir": str(run.path),
@@ -220,6 +301,9 @@ def hardware_compare(runs: Iterable[Any], pairing: Pairing = EXACT) -> HardwareC
                 rows.append(_row(record, pair.label, i, runs[i], labels[i], reference))
     frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
     notes += pairing.notes(indexes, pairs, labels)
+    warning = software_warning([r.manifest for r in runs], [_device(r) for r in runs])
+    if warning:
+        notes.insert(0, warning)
     return HardwareComparison(
         labels,
         [str(r.path) for r in runs],
@@ -251,16 +335,15 @@ def _summary(frame: Any, labels: list[str]) -> Any:
         if len(ordered) != 1:
             ordered.insert(0, (("all", "all"), every))
         for (mode, precision), values in ordered:
+            stats = ratio_stats(values)
             rows.append(
                 {
                     "run": label,
                     "run_index": i,
                     "mode": mode,
                     "precision": precision,
-                    "cases": len(values),
-                    "geomean_speedup": geometric_mean(values),
-                    "min_speedup": min(values) if values else None,
-                    "max_speedup": max(values) if values else None,
+                    "cases": stats["cases"],
+                    **{f"{k}_speedup": stats[k] for k in ("geomean", "min", "max")},
                 }
             )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

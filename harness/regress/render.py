@@ -3,17 +3,49 @@
 Every output says what a change had to pass (threshold and test), which test decided each flagged metric and its
 p or intervals, why a case or the whole comparison is inconclusive (which run looks busy, which side was noisy),
 and what was left out; the unchanged cases are counted, not listed, so a nightly of hundreds of cases prints the
-few lines that need a person.
+few lines that need a person. Each flagged case is one row, its throughput and step time side by side, and links to
+the case in the run's report (``<run>/report.html#<case anchor>``) when the run folder has a report, and to its
+traces when the run profiled it (``case_links``).
+
+``regressions.json`` (``to_json``) holds no empty value: a key whose value would be null, an empty list or an empty
+object is left out (``prune``), except ``recovered_run`` of a step, whose null says the case has not come back.
+Its keys:
+
+- ``baseline_runs``, ``candidate_run``: the run folders (or run ids) compared.
+- ``thresholds``: ``relative``, ``p``, ``min_samples``, ``history_k``, ``interval`` (the widest relative throughput
+  interval still judged) and ``per_metric`` (only when a metric has its own threshold).
+- ``failed`` (what ``--fail-on regression`` exits 1 on), ``compared_nothing``.
+- ``counts``: every bucket with its number of cases, zeros included.
+- ``notes``: what was left out or could not be compared (only when there are some).
+- ``buckets``: only the buckets that hold cases; each case has ``key``, ``bucket``, ``case`` (model, mode, batch
+  size, ...), ``baseline_status`` and ``candidate_status`` (where the case is on that side), ``message`` (a
+  failure's), ``metrics`` (each with ``metric``, ``unit``, ``higher_is_better``, ``baseline``, ``candidate``,
+  ``change``, ``threshold``, ``verdict``, ``test``, and as the test gives them ``p``, ``baseline_interval``,
+  ``candidate_interval``, ``n_baseline``, ``n_candidate``, ``baseline_runs``, ``note``), ``notes``, ``noise`` (why
+  an inconclusive case's timed metrics were not judged) and ``links``: ``report`` (the case in the candidate's
+  report; the baseline's for a missing case), ``baseline_report`` (the case in the last baseline run's report) and
+  ``traces`` (the case's profiler traces), each only when it exists.
+- ``steps``: with a history, per case whose throughput moved in a step: ``run``, ``change``, ``before``,
+  ``after``, ``recovered_run``, ``metric`` and the step's position.
+- ``run_inconclusive``: only when a run looks busy: ``role``, ``run``, ``against``, ``source``, ``reason``,
+  ``probes``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.regress.compare import BUCKETS, CaseResult, Comparison, MetricChange
+
+#: Links of a case by kind (``report``, ``baseline_report``, ``traces``), per case key.
+Links = Mapping[str, Mapping[str, str]]
+#: The metrics each flagged case shows in columns of their own; the others it shows when they changed.
+TIMED_COLUMNS = ("throughput_img_s", "step_ms_median")
 
 LABELS = {
     "regressed": "regressed",
@@ -118,37 +150,124 @@ def count_line(c: Comparison) -> str:
     return ", ".join(f"{counts[b]} {LABELS[b]}" for b in BUCKETS if counts[b] or b in ("regressed", "unchanged"))
 
 
+def case_id(key: str) -> str:
+    """The case id of a comparison key (a DDP case's key names its rank after the id)."""
+    return key.split(" [rank ", 1)[0]
+
+
+def run_links(run: str | Path, key: str, relative_to: str | Path | None = None) -> dict[str, str]:
+    """The links of case ``key`` (a case id, or a comparison key) in run folder ``run``: ``report`` (its row in the
+    run's report) and ``traces`` (its profiler traces folder), each only where it exists; paths relative to
+    ``relative_to`` when given."""
+    from harness.store.rundir import RunFolder
+
+    folder = RunFolder(run)
+    out = {}
+
+    def shown(path: Path) -> str:
+        return os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+
+    if folder.report_path.is_file():
+        # Only with a report to link to: the report package loads plotly and jinja2.
+        from harness.report.anchors import case_anchor
+
+        out["report"] = f"{shown(folder.report_path)}#{case_anchor(case_id(key))}"
+    traces = folder.profile_dir(case_id(key))
+    if traces.is_dir() and any(traces.iterdir()):
+        out["traces"] = shown(traces)
+    return out
+
+
+def case_links(c: Comparison, relative_to: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """Per case key (of the cases the outputs list: every bucket but unchanged), its links: ``report`` (the case's
+    row in the candidate's report, or the last baseline run's for a missing case), ``baseline_report`` (in the
+    last baseline run's report) and ``traces`` (the case's profiler traces folder), each only when that file or
+    folder exists. Runs given as records rather than folders have none. Paths are relative to ``relative_to``
+    when given (a file written there links from where it lies), else as the runs were named."""
+    base = Path(relative_to) if relative_to is not None else None
+    candidate, baseline = c.candidate_run, c.baseline_runs[-1] if c.baseline_runs else None
+    out: dict[str, dict[str, str]] = {}
+    if not Path(candidate).is_dir() and not (baseline and Path(baseline).is_dir()):
+        return out
+    for bucket in BUCKETS:
+        if bucket == "unchanged":
+            continue
+        for case in c.buckets[bucket]:
+            mine = run_links(candidate, case.key, base) if bucket != "missing" else {}
+            theirs = run_links(baseline, case.key, base) if baseline else {}
+            links = dict(mine)
+            if bucket == "missing":
+                links = dict(theirs)
+            elif "report" in theirs:
+                links["baseline_report"] = theirs["report"]
+            if links:
+                out[case.key] = links
+    return out
+
+
+def _links_for(c: Comparison, links: Links | None) -> Links:
+    return case_links(c) if links is None else links
+
+
+def metric_text(m: MetricChange | None, bucket: str = "", unit: bool = False) -> str:
+    """``4,013 -> 3,600 -10.3%``, and the verdict when it is neither unchanged nor the case's ``bucket`` (which
+    the table's title says); ``-`` when not compared."""
+    if m is None:
+        return "-"
+    shown = f"{value(m.baseline, m.unit if unit else '')} -> {value(m.candidate, m.unit if unit else '')}"
+    shown += f" {m.change:+.1%}"
+    return shown + (f" {m.verdict}" if m.verdict not in ("unchanged", bucket) else "")
+
+
+def others_text(case: CaseResult) -> str:
+    """The case's other metrics that did not stay unchanged (memory, energy), one after another."""
+    return "; ".join(
+        f"{m.metric} {metric_text(m, case.bucket, unit=True)}"
+        for m in case.metrics
+        if m.metric not in TIMED_COLUMNS and m.verdict != "unchanged"
+    )
+
+
+def decided_text(case: CaseResult) -> str:
+    """What decided the case's changed metrics (each test once), and how many baseline runs the values are
+    medians of."""
+    changed = case.changed()
+    said = list(dict.fromkeys(decided_by(m) for m in changed))
+    runs = max((m.baseline_runs for m in case.metrics), default=1)
+    if runs > 1:
+        said.append(f"baseline: median of {runs} runs")
+    return "; ".join(said)
+
+
+#: The columns of the tables of flagged cases (one row per case); the last is "decided by" or "why inconclusive".
+CASE_HEADER = ["case", "throughput (img/s)", "step time (ms)", "other metrics"]
 #: The columns of the inconclusive cases' table.
-NOISE_HEADER = ["case", "baseline img/s", "candidate img/s", "change", "why inconclusive"]
+NOISE_HEADER = [*CASE_HEADER, "why inconclusive"]
+
+
+def case_rows(cases: list[CaseResult], why: bool = False) -> list[list[str]]:
+    """One row per case: case, throughput and step time (baseline -> candidate, change, verdict), the other
+    metrics that changed, and what decided (or, with ``why``, why the case is inconclusive)."""
+    return [
+        [
+            case.key,
+            metric_text(case.metric("throughput_img_s"), case.bucket),
+            metric_text(case.metric("step_ms_median"), case.bucket),
+            others_text(case),
+            "; ".join(case.noise) if why else decided_text(case),
+        ]
+        for case in cases
+    ]
 
 
 def metric_rows(cases: list[CaseResult]) -> list[list[str]]:
-    """One row per changed metric: case, metric, baseline, candidate, change, what decided."""
-    rows = []
-    for case in cases:
-        for m in case.changed():
-            runs = f" (median of {m.baseline_runs} runs)" if m.baseline_runs > 1 else ""
-            rows.append(
-                [
-                    case.key,
-                    m.metric,
-                    value(m.baseline, m.unit) + runs,
-                    value(m.candidate, m.unit),
-                    f"{m.change:+.1%}",
-                    decided_by(m),
-                ]
-            )
-    return rows
+    """One row per case (``case_rows``) with what decided."""
+    return case_rows(cases)
 
 
 def noise_rows(cases: list[CaseResult]) -> list[list[str]]:
-    """One row per inconclusive case: case, throughput on both sides and its change, and why."""
-    rows = []
-    for case in cases:
-        m = case.metric("throughput_img_s")
-        numbers = [value(m.baseline, m.unit), value(m.candidate, m.unit), f"{m.change:+.1%}"] if m else ["-"] * 3
-        rows.append([case.key, *numbers, "; ".join(case.noise)])
-    return rows
+    """One row per inconclusive case (``case_rows``) with why it is inconclusive."""
+    return case_rows(cases, why=True)
 
 
 def status_rows(cases: list[CaseResult]) -> list[list[str]]:
@@ -170,47 +289,85 @@ def _listing(cases: list[CaseResult], limit: int) -> str:
     return ", ".join(keys[:limit]) + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def print_table(c: Comparison, console: Any = None) -> None:
-    """Print the comparison to the terminal with rich: counts, the tables that need attention, steps, notes."""
+def terminal_case(key: str, links: Links) -> str:
+    """The case cell of a terminal table: the key, then the paths of its report anchor and traces folder (each
+    line a path alone, which says what it is: ``.../report.html#case-...``, ``.../profiles/...``)."""
+    mine = links.get(key) or {}
+    lines = [key] + [mine[name] for name in ("report", "traces") if name in mine]
+    return "\n".join(lines)
+
+
+def markdown_case(key: str, links: Links) -> str:
+    """The case cell of a markdown table: the key linked to the case in the report, and a link to its traces."""
+    mine = links.get(key) or {}
+    shown = f"[{key}](<{mine['report']}>)" if "report" in mine else key
+    return shown + (f" ([traces](<{mine['traces']}>))" if "traces" in mine else "")
+
+
+def _with_cases(rows: list[list[str]], show) -> list[list[str]]:
+    return [[show(row[0]), *row[1:]] for row in rows]
+
+
+STATUS_HEADER = ["case", "baseline", "candidate", "message"]
+
+
+def flagged_tables(c: Comparison) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """The tables of flagged cases, one row per case, in output order: (bucket, style, header, rows)."""
+    return [
+        ("regressed", "bold red", [*CASE_HEADER, "decided by"], metric_rows(c.regressed)),
+        ("newly_failing", "bold red", STATUS_HEADER, status_rows(c.newly_failing)),
+        ("improved", "bold green", [*CASE_HEADER, "decided by"], metric_rows(c.improved)),
+        ("inconclusive", "bold yellow", NOISE_HEADER, noise_rows(c.buckets["inconclusive"])),
+        ("fixed", "green", STATUS_HEADER, status_rows(c.fixed)),
+        ("still_failing", "yellow", STATUS_HEADER, status_rows(c.still_failing)),
+    ]
+
+
+def print_table(c: Comparison, console: Any = None, links: Links | None = None) -> None:
+    """Print the comparison to the terminal with rich: counts, the tables that need attention (one row per case,
+    with the path of its report anchor and traces; ``links`` defaults to ``case_links(c)``), steps, notes."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
-    console.print(f"[bold]candidate[/] {c.candidate_run}")
-    console.print(f"[bold]baseline[/]  {baseline_text(c)}")
+    links = _links_for(c, links)
+    console.print(f"[bold]candidate[/] {escape(c.candidate_run)}")
+    console.print(f"[bold]baseline[/]  {escape(baseline_text(c))}")
     console.print(rule(c), style="dim")
 
     def table(title: str, header: list[str], rows: list[list[str]], style: str) -> None:
         if not rows:
             return
-        t = Table(title=title, title_style=style, title_justify="left", show_lines=False)
-        for h in header:
-            t.add_column(h, overflow="fold")
+        # A column no row fills ("other metrics" when only the timed ones changed) is left out.
+        kept = [i for i, h in enumerate(header) if i == 0 or h != "other metrics" or any(r[i] for r in rows)]
+        header, rows = [header[i] for i in kept], [[r[i] for i in kept] for r in rows]
+        # With links, the case column takes a larger share of the width: its report path folds less.
+        linked = any("\n" in str(r[0]) for r in rows)
+        t = Table(title=title, title_style=style, title_justify="left", show_lines=linked, expand=linked)
+        for i, h in enumerate(header):
+            t.add_column(h, overflow="fold", ratio=(3 if i == 0 else 1) if linked else None)
         for row in rows[:TERMINAL_ROWS]:
-            t.add_row(*row)
+            t.add_row(*(escape(str(cell)) for cell in row))
         console.print(t)
         if len(rows) > TERMINAL_ROWS:
             console.print(f"... and {len(rows) - TERMINAL_ROWS} more rows in regressions.json", style="dim")
 
-    metric_header = ["case", "metric", "baseline", "candidate", "change", "decided by"]
-    status_header = ["case", "baseline", "candidate", "message"]
-    table("Regressed", metric_header, metric_rows(c.regressed), "bold red")
-    table("Newly failing", status_header, status_rows(c.newly_failing), "bold red")
-    table("Improved", metric_header, metric_rows(c.improved), "bold green")
-    table("Inconclusive", NOISE_HEADER, noise_rows(c.buckets["inconclusive"]), "bold yellow")
-    table("Fixed", status_header, status_rows(c.fixed), "green")
-    table("Still failing", status_header, status_rows(c.still_failing), "yellow")
+    for bucket, style, header, rows in flagged_tables(c):
+        table(LABELS[bucket].capitalize(), header, _with_cases(rows, lambda k: terminal_case(k, links)), style)
     table("Steps in the history (throughput)", ["case", "moved at", "change", "came back"], step_rows(c), "bold")
     for bucket in ("missing", "new"):
         if c.buckets[bucket]:
-            console.print(f"[bold]{LABELS[bucket]}[/] ({len(c.buckets[bucket])}): {_listing(c.buckets[bucket], 20)}")
+            console.print(
+                f"[bold]{LABELS[bucket]}[/] ({len(c.buckets[bucket])}): {escape(_listing(c.buckets[bucket], 20))}"
+            )
     for note in c.notes:
-        console.print(f"note: {note}", style="yellow")
+        console.print(f"note: {escape(note)}", style="yellow")
     for line in busy_lines(c):
-        console.print(line, style="bold yellow")
+        console.print(escape(line), style="bold yellow")
     console.print(count_line(c))
     style = "bold red" if c.failed else "bold yellow" if c.inconclusive_anywhere else "bold green"
-    console.print(headline(c), style=style)
+    console.print(escape(headline(c)), style=style)
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -225,8 +382,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(c: Comparison) -> str:
-    """The summary for a CI comment (GitHub-flavoured markdown): headline, counts, flagged cases, notes."""
+def markdown(c: Comparison, links: Links | None = None) -> str:
+    """The summary for a CI comment (GitHub-flavoured markdown): headline, counts, flagged cases (one row per case,
+    linked to the case in the report and to its traces; ``links`` defaults to ``case_links(c)``), notes."""
+    links = _links_for(c, links)
     out = [f"### harness compare: {headline(c)}", ""]
     out += [f"Candidate `{c.candidate_run}` against {baseline_text(c, '`')}."]
     out += ["", rule(c), "", count_line(c) + ".", ""]
@@ -236,24 +395,15 @@ def markdown(c: Comparison) -> str:
             + [f"- {line.removeprefix('run inconclusive: ')}" for line in busy_lines(c)]
             + [""]
         )
-    metric_header = ["case", "metric", "baseline", "candidate", "change", "decided by"]
-    status_header = ["case", "baseline", "candidate", "message"]
-    for bucket, header, rows in (
-        ("regressed", metric_header, metric_rows(c.regressed)),
-        ("newly_failing", status_header, status_rows(c.newly_failing)),
-    ):
-        if rows:
-            out += [f"#### {LABELS[bucket].capitalize()} ({len(c.buckets[bucket])})", "", _md_table(header, rows), ""]
-    folded = [
-        ("inconclusive", NOISE_HEADER, noise_rows(c.buckets["inconclusive"])),
-        ("improved", metric_header, metric_rows(c.improved)),
-        ("fixed", status_header, status_rows(c.fixed)),
-        ("still_failing", status_header, status_rows(c.still_failing)),
-    ]
-    for bucket, header, rows in folded:
-        if rows:
-            title = f"{LABELS[bucket].capitalize()} ({len(c.buckets[bucket])})"
-            out += [f"<details><summary>{title}</summary>", "", _md_table(header, rows), "", "</details>", ""]
+    for bucket, _, header, rows in flagged_tables(c):
+        if not rows:
+            continue
+        title = f"{LABELS[bucket].capitalize()} ({len(c.buckets[bucket])})"
+        table = _md_table(header, _with_cases(rows, lambda k: markdown_case(k, links)))
+        if bucket in ("regressed", "newly_failing"):
+            out += [f"#### {title}", "", table, ""]
+        else:
+            out += [f"<details><summary>{title}</summary>", "", table, "", "</details>", ""]
     if c.steps:
         rows = step_rows(c)
         out += ["<details><summary>Steps in the history (throughput)</summary>", ""]
@@ -267,6 +417,26 @@ def markdown(c: Comparison) -> str:
     if c.notes:
         out += ["**Notes**", ""] + [f"- {note}" for note in c.notes[:MARKDOWN_ROWS]] + [""]
     return "\n".join(out).rstrip() + "\n"
+
+
+#: Keys whose null is an answer, kept by ``prune``: a step's ``recovered_run`` (null: not come back).
+MEANINGFUL_NULLS = frozenset({"recovered_run"})
+
+
+def prune(obj: Any) -> Any:
+    """``obj`` without the dict entries whose value is None, an empty list or an empty dict (after pruning their
+    own contents), except the keys in ``MEANINGFUL_NULLS``; list items are kept as they are pruned."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            v = prune(v)
+            if (v is None and k not in MEANINGFUL_NULLS) or (isinstance(v, (dict, list)) and not v):
+                continue
+            out[k] = v
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [prune(v) for v in obj]
+    return obj
 
 
 def finite(obj: Any) -> Any:
@@ -293,10 +463,18 @@ def dumps(obj: Any, depth: int = 3, indent: str = "  ", _level: int = 0) -> str:
     return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
-def to_json(c: Comparison) -> str:
-    """``regressions.json``: the whole comparison, every case and metric (one case per line)."""
+def to_json(c: Comparison, links: Links | None = None) -> str:
+    """``regressions.json``: the whole comparison, every case and metric (one case per line), each flagged case
+    with its ``links`` (default ``case_links(c)``), and no empty value (``prune``; the keys are in the module
+    docstring)."""
+    links = _links_for(c, links)
     data = c.to_dict()
+    for cases in data["buckets"].values():
+        for case in cases:
+            if case["key"] in links:
+                case["links"] = dict(links[case["key"]])
+    data = prune(data)
     try:
         return dumps(data) + "\n"
     except ValueError:  # a NaN or infinity slipped into a value: write null rather than invalid JSON
-        return dumps(finite(data)) + "\n"
+        return dumps(prune(finite(data))) + "\n"

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from harness.regress.hardware import HardwareComparison
-from harness.regress.render import MARKDOWN_ROWS, finite, value
+from harness.regress.render import MARKDOWN_ROWS, finite, prune, run_links, value
 from harness.store.record import Status
 
 
@@ -37,8 +37,29 @@ def summary_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def case_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
-    """One row per case: throughput and speedup per run, then images per joule and MFU per run when present."""
+def pair_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
+    """Every pair of runs' geometric-mean throughput ratio (after over before) over the cases both have."""
+    header = ["runs", "cases", "geomean ratio", "min", "max"]
+    rows = [
+        [f"[{p['a']}] -> [{p['b']}]", str(p["cases"]), _ratio(p["geomean"]), _ratio(p["min"]), _ratio(p["max"])]
+        for p in h.pairs
+    ]
+    return header, rows
+
+
+def row_links(h: HardwareComparison, relative_to: Any = None) -> list[dict[str, str]]:
+    """Per row of ``h.frame``, in order: the case's links in its run folder (``report``, ``traces``; see
+    ``harness.regress.render.run_links``), empty where the run has neither."""
+    out = []
+    for run_dir, case_id in zip(h.frame["run_dir"], h.frame["case_id"], strict=True):
+        ok = isinstance(case_id, str) and case_id and isinstance(run_dir, str)
+        out.append(run_links(run_dir, case_id, relative_to) if ok else {})
+    return out
+
+
+def case_rows(h: HardwareComparison, linked: bool = False) -> tuple[list[str], list[list[str]]]:
+    """One row per case: throughput and speedup per run, then images per joule and MFU per run when present.
+    With ``linked`` (markdown), a throughput links to the case in its run's report where there is one."""
     frame = h.frame
     header = ["case"]
     for i in range(len(h.labels)):
@@ -47,8 +68,9 @@ def case_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
     for _, name in extras:
         header += [f"{name} [{i}]" for i in range(len(h.labels))]
     by_case: dict[str, dict[int, dict[str, Any]]] = {}
-    for row in frame.to_dict("records"):
-        by_case.setdefault(row["case"], {})[row["run_index"]] = row
+    links = row_links(h) if linked else [{}] * len(frame)
+    for row, link in zip(frame.to_dict("records"), links, strict=True):
+        by_case.setdefault(row["case"], {})[row["run_index"]] = {**row, "_report": link.get("report")}
     rows = []
     for case, runs in by_case.items():
         line = [case]
@@ -59,7 +81,8 @@ def case_rows(h: HardwareComparison) -> tuple[list[str], list[list[str]]]:
             elif r["status"] != Status.OK:
                 cells = [str(r["status"])]
             else:
-                cells = [value(r["throughput_img_s"])]
+                shown = value(r["throughput_img_s"])
+                cells = [f"[{shown}](<{r['_report']}>)" if r["_report"] else shown]
             line += cells + ([_ratio(r["speedup"]) if r else "-"] if i else [])
         for column, _ in extras:
             for i in range(len(h.labels)):
@@ -78,7 +101,10 @@ def print_hardware(h: HardwareComparison, console: Any = None) -> None:
     for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True)):
         console.print(f"[bold][{i}][/] {label}  [dim]{path}[/]" + ("  (reference)" if i == 0 else ""))
     console.print(h.rule, style="dim")
-    for title, (header, rows) in (("Geometric mean speedup over [0]", summary_rows(h)), ("Cases", case_rows(h))):
+    tables = [("Geometric mean speedup over [0]", summary_rows(h))]
+    if len(h.labels) > 2:
+        tables.append(("Every pair of runs: geometric-mean throughput ratio", pair_rows(h)))
+    for title, (header, rows) in (*tables, ("Cases", case_rows(h))):
         table = Table(title=title, title_justify="left", title_style="bold")
         for col in header:
             table.add_column(col, overflow="fold")
@@ -102,12 +128,21 @@ def hardware_markdown(h: HardwareComparison) -> str:
     out = ["### harness compare --hardware", ""]
     out += [f"- [{i}] {label} (`{path}`)" for i, (label, path) in enumerate(zip(h.labels, h.run_dirs, strict=True))]
     out += ["", h.rule.capitalize() + ".", "", "#### Geometric mean speedup over [0]", ""]
-    out += [_md_table(*summary_rows(h)), "", "#### Cases", "", _md_table(*case_rows(h)), ""]
+    out += [_md_table(*summary_rows(h)), ""]
+    if len(h.labels) > 2:
+        out += ["#### Every pair of runs: geometric-mean throughput ratio", "", _md_table(*pair_rows(h)), ""]
+    out += ["#### Cases", "", _md_table(*case_rows(h, linked=True)), ""]
     if h.notes:
         out += ["**Notes**", ""] + [f"- {note}" for note in h.notes] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
 def hardware_json(h: HardwareComparison) -> str:
-    """Every case row and summary row as indented JSON."""
-    return json.dumps(finite(h.to_dict()), indent=2, allow_nan=False, default=str)
+    """Every case row, summary row and pair of runs as indented JSON: ``runs`` (label, run_dir), ``rule``,
+    ``notes``, ``summary``, ``pairs`` (a, b, cases, geomean, min, max) and ``cases`` (the columns of
+    ``HardwareComparison.frame``, and ``links``: ``report`` and ``traces`` of the case in its run folder where
+    they exist); a value that would be null or empty is left out (``prune``)."""
+    data = h.to_dict()
+    for row, links in zip(data["cases"], row_links(h), strict=True):
+        row["links"] = links
+    return json.dumps(prune(finite(data)), indent=2, allow_nan=False, default=str)

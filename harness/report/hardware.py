@@ -1,10 +1,13 @@
 """The HTML page of a hardware comparison (``harness compare --hardware RUN... --html FILE``).
 
 It is the run report's page (same template, CSS, script, filter, sortable tables, plotly.js inlined once, nothing
-fetched) with the comparison's own sections: the runs compared and the matching rule, speedup bars per case
-group, geometric means, absolute throughput, images per joule and MFU, and cases that not every run has. Numbers
-come from ``harness.regress.hardware_compare`` unchanged (its rows, summary, labels, notes and the runs' manifests);
-the page only lays them out.
+fetched) with the comparison's own sections: at a glance (first screen: a warning naming the versions when the runs
+differ in torch or CUDA as well as in device, and every pair of runs' geometric-mean throughput ratio, which the
+page's own script, ``templates/hardware.js``, recomputes from the throughput table's visible rows when the filter
+changes), the runs compared and the matching rule, speedup bars per case group, geometric means over the reference,
+absolute throughput bars and a table with every pair's ratio per case, images per joule and MFU, and cases that not
+every run has. Numbers come from ``harness.regress.hardware_compare`` unchanged (its rows, summary, pairs, labels,
+notes and the runs' manifests); the page only lays them out.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError, StoreError
-from harness.regress.hardware import imported_note
+from harness.regress.hardware import SOFTWARE_WARNING, imported_note, software_change
 from harness.report import hardware_figures as hf
 from harness.report.blocks import Cell, Note, Row, Section, Table, num, pct, text
 from harness.report.builder import Charts
@@ -58,7 +61,13 @@ class HardwarePage(Charts):
     comparison's own (``manifests`` overrides them; they are read from the run folders only when neither has
     them)."""
 
-    def __init__(self, h: Any, manifests: list[dict[str, Any]] | None = None, notes: list[str] | None = None):
+    def __init__(
+        self,
+        h: Any,
+        manifests: list[dict[str, Any]] | None = None,
+        notes: list[str] | None = None,
+        out_dir: str | Path | None = None,
+    ):
         if not hasattr(h, "frame") or not hasattr(h, "labels"):
             raise HarnessError(f"write_hardware_report takes a HardwareComparison, not a {type(h).__name__}")
         super().__init__()
@@ -72,6 +81,9 @@ class HardwarePage(Charts):
         self.frame = hf.comparison_frame(h.frame)
         self.names = short_names(list(h.labels), self.devices())
         self.ok = self.frame[self.frame["status"] == Status.OK] if not self.frame.empty else self.frame
+        self.out_dir = out_dir
+        #: Per row of the throughput table, per run: the link to the case in that run's report (or None).
+        self.report_links: list[list[str | None]] = []
 
     def devices(self) -> list[str]:
         """Each run's device name (from its manifest, else its records), in run order."""
@@ -94,6 +106,7 @@ class HardwarePage(Charts):
     def sections(self) -> list[Section]:
         """Every section, in page order."""
         return [
+            self.glance(),
             self.runs(),
             self.speedups(),
             self.geomeans(),
@@ -101,6 +114,48 @@ class HardwarePage(Charts):
             self.efficiency(),
             self.partial(),
         ]
+
+    # -- (0) at a glance: the software warning and every pair's geometric mean -------------------------------
+    def pair_name(self, a: int, b: int) -> str:
+        return f"{self.names[a]} → {self.names[b]}"
+
+    def glance(self) -> Section:
+        """First screen: whether hardware and software are mixed, then every pair of runs' geometric-mean ratio
+        over the cases the filter shows (the page script recomputes it from the throughput table's visible rows)."""
+        s = Section("glance", "At a glance")
+        for note in self.notes:
+            if note.startswith(SOFTWARE_WARNING):
+                s.add(Note(note, "warn"))
+        pairs = self.h.pairs
+        if not any(p["cases"] for p in pairs):
+            s.add(Note("No case succeeded on two runs: no ratio to show.", "nodata"))
+            return s
+        rows = []
+        for p in pairs:
+            a, b = p["a"], p["b"]
+            changed = software_change(self.manifests[a], self.manifests[b]) if self.manifests else ""
+            rows.append(
+                Row(
+                    [
+                        Cell(self.pair_name(a, b)),
+                        num(p["cases"]),
+                        Cell(hf.ratio_text(p["geomean"]), p["geomean"], "nowrap geomean"),
+                        Cell(hf.ratio_text(p["min"]), p["min"], "nowrap"),
+                        Cell(hf.ratio_text(p["max"]), p["max"], "nowrap"),
+                        Cell(changed or "same", cls="warn" if changed else ""),
+                    ]
+                )
+            )
+        s.add(
+            Table(
+                ["runs (before → after)", "cases", "geometric mean", "min", "max", "software change"],
+                rows,
+                caption="Throughput ratio of every pair of runs over the cases the filter shows (after / before;"
+                " a 2× gain and a 2× loss cancel)",
+                numeric=(1, 2, 3, 4),
+            )
+        )
+        return s
 
     # -- (1) the runs ------------------------------------------------------------------------------------------
     def source(self, i: int) -> str:
@@ -156,7 +211,7 @@ class HardwarePage(Charts):
         # The comparison's note on each imported run says what the source column already says.
         said = {imported_note(label, m.get("source")) for label, m in zip(self.h.labels, self.manifests, strict=True)}
         for note in self.notes:
-            if note not in said:
+            if note not in said and not note.startswith(SOFTWARE_WARNING):
                 s.add(Note(note, "warn"))
         return s
 
@@ -194,7 +249,13 @@ class HardwarePage(Charts):
             _m=[modes.get(m, len(modes)) for m in rows["mode"]],
             _p=[precisions.get(p, len(precisions)) for p in rows["precision"]],
         ).sort_values(["run_index", "_m", "mode", "_p", "precision"], kind="stable")
-        s.add(Note("Geometric mean of the per-case speedups over the reference: a 2× gain and a 2× loss cancel."))
+        s.add(
+            Note(
+                "Geometric mean of the per-case speedups over the reference, per mode and precision, over every case"
+                " (the model filter leaves it as it is; the table at the top follows it): a 2× gain and a 2× loss"
+                " cancel."
+            )
+        )
         few = len(rows) <= 8  # a few bars read better at half width than as wide slabs
         s.add(self.plot(hf.geomean_bars(rows, self.names, width=hf.HALF if few else 1100), half=few))
         table = []
@@ -222,17 +283,56 @@ class HardwarePage(Charts):
             runs.setdefault(r["case"], {})[int(r["run_index"])] = r
         return [(r, runs[r["case"]]) for _, r in first.iterrows()]
 
+    def report_link(self, row: dict[str, Any] | None) -> str | None:
+        """The link to the case of ``row`` in its run's report (relative to the page's folder when known), or
+        None when the run folder has no report."""
+        if row is None or not isinstance(row.get("case_id"), str) or not isinstance(row.get("run_dir"), str):
+            return None
+        from urllib.parse import quote
+
+        from harness.regress.render import run_links
+
+        link = run_links(row["run_dir"], row["case_id"], self.out_dir).get("report")
+        if link is None:
+            return None
+        path, _, anchor = link.partition("#")
+        return f"{quote(path)}#{anchor}"
+
+    def script_data(self) -> dict[str, Any]:
+        """What the page script needs: the number of runs, the pairs in table order, and the report links of the
+        throughput table's rows (only when a run has a report)."""
+        data: dict[str, Any] = {"runs": len(self.names), "pairs": self.pairs()}
+        if any(link for row in self.report_links for link in row):
+            data["links"] = self.report_links
+        return data
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every pair of run indexes (a, b), a < b, in the order of the ratio columns."""
+        n = len(self.names)
+        return [(a, b) for a in range(n) for b in range(a + 1, n)]
+
     def throughput(self) -> Section:
         s = Section("throughput", "Throughput")
+        self.report_links = []
         cases = self.by_case()
         if not cases:
             s.add(Note("These runs hold no cases.", "nodata"))
             return s
+        if not self.ok.empty:
+            s.add(Note("Bars: images per second of every run, side by side (global throughput for DDP)."))
+            for mode, precision in hf.mode_precision_groups(self.ok):
+                rows = self.ok[(self.ok["mode"] == mode) & (self.ok["precision"] == precision)]
+                rows = case_order(rows)
+                rows = rows.assign(x=hf.case_axis(rows, ("mode", "precision")))
+                s.add(self.plot(hf.throughput_bars(rows, self.names, f"Throughput, {mode} · {precision}")))
         n = len(self.names)
-        header = ["case"] + [f"img/s {name}" for name in self.names] + [f"× {name}" for name in self.names[1:]]
+        pairs = self.pairs()
+        header = ["case"] + [f"img/s {name}" for name in self.names]
+        header += [f"× {self.names[a]} → {self.names[b]}" for a, b in pairs]
         rows = []
         for first, runs in cases:
             cells = [Cell(first["case"], cls="nowrap")]
+            tput: dict[int, float] = {}
             for i in range(n):
                 r = runs.get(i)
                 if r is None:
@@ -241,16 +341,20 @@ class HardwarePage(Charts):
                     cells.append(Cell(str(r["status"]), None, "bad"))
                 else:
                     cells.append(num(r["throughput_img_s"]))
-            for i in range(1, n):
-                v = (runs.get(i) or {}).get("speedup")
-                v = None if v is None or v != v else float(v)
-                cells.append(Cell(hf.ratio_text(v) if v is not None else "", v))
+                    v = r["throughput_img_s"]
+                    if v is not None and v == v and v > 0:
+                        tput[i] = float(v)
+            self.report_links.append([self.report_link(runs.get(i)) for i in range(n)])
+            for a, b in pairs:
+                v = tput[b] / tput[a] if a in tput and b in tput else None
+                cells.append(Cell(hf.ratio_text(v) if v is not None else "", v, "nowrap"))
             rows.append(Row(cells, _keys(first)))
         s.add(
             Table(
                 header,
                 rows,
-                caption="Throughput (images / s; global for DDP) per case and run, and the speedup over the reference",
+                caption="Throughput (images / s; global for DDP) per case and run, and the ratio of every pair of runs"
+                + ("; a throughput links to the case in its run's report" if any(map(any, self.report_links)) else ""),
                 numeric=tuple(range(1, len(header))),
             )
         )
@@ -350,14 +454,17 @@ def _int(value: Any) -> str:
         return str(value)
 
 
-def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -> str:
+def build_hardware_page(
+    h: Any, manifests: list[dict[str, Any]] | None = None, out_dir: str | Path | None = None
+) -> str:
     """The whole HTML page of the hardware comparison ``h`` (a ``HardwareComparison``). ``manifests`` are the
-    runs' manifests in run order; by default they are read from ``h.run_dirs``."""
+    runs' manifests in run order; by default they are read from ``h.run_dirs``. A throughput links to the case in
+    its run's report where the run folder has one, relative to ``out_dir`` (the page's folder) when given."""
     import jinja2
 
     from harness import __version__
 
-    page = HardwarePage(h, manifests)
+    page = HardwarePage(h, manifests, out_dir=out_dir)
     sections = page.sections()
     plots = {b.id: b.figure for s in sections for b in s.blocks if b.block == "plot"}
     frame = page.frame
@@ -377,10 +484,10 @@ def build_hardware_page(h: Any, manifests: list[dict[str, Any]] | None = None) -
         n_runs=len(h.labels),
         n_records=len(frame),
         css=_asset("report.css"),
-        js=_asset("report.js"),
+        js=_asset("report.js") + "\n" + _asset("hardware.js"),
         plotly_js=_plotly_js(),
         plotly_src=None,
-        data_json=script_json({"plots": plots}),
+        data_json=script_json({"plots": plots, "hardware": page.script_data()}),
     )
 
 
@@ -389,7 +496,7 @@ def write_hardware_report(h: Any, out_path: str | Path) -> Path:
     ``out_path`` as one self-contained HTML file (plotly.js inlined, nothing fetched); returns the path written."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        page = build_hardware_page(h)
+        page = build_hardware_page(h, out_dir=Path(out_path).resolve().parent)
     try:
         return write_html(page, out_path)
     except StoreError as exc:

@@ -232,3 +232,25 @@ def metric_bars(
 
     runs = list(enumerate(names))
     return run_bars(rows, value, runs, title, ytitle, shown, hover, width=HALF, scale=scale)
+
+
+def mode_precision_groups(rows: pd.DataFrame) -> list[tuple[Any, Any]]:
+    """The (mode, precision) pairs of ``rows`` in page order."""
+    modes = {m: i for i, m in enumerate(MODE_ORDER)}
+    precisions = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    keys = list(dict.fromkeys(zip(rows["mode"], rows["precision"], strict=True)))
+    keys.sort(key=lambda k: (modes.get(k[0], len(modes)), str(k[0]), precisions.get(k[1], len(precisions)), str(k[1])))
+    return keys
+
+
+def throughput_bars(rows: pd.DataFrame, names: list[str], title: str) -> go.Figure | None:
+    """Absolute throughput (img/s) per case of one mode and precision, one bar per run, reference included."""
+
+    def shown(v: float | None) -> str:
+        return "" if v is None else f"{v:,.0f}"
+
+    def hover(r: pd.Series) -> str:
+        return f"{esc(r['case'])}<br>{esc(names[int(r['run_index'])])}: {r['throughput_img_s']:,.1f} img/s"
+
+    runs = list(enumerate(names))
+    return run_bars(rows, "throughput_img_s", runs, title, "images / s", shown, hover)

@@ -206,7 +206,7 @@ def test_page_is_self_contained_with_plotly_once(three_runs, tmp_path):
         assert tag not in ("link", "img", "iframe", "object", "embed"), tag
     assert "url(" not in re.search(r"<style>(.*?)</style>", text, re.S).group(1)
     ids = {a["id"] for t, a in parsed.tags if t == "div" and "plot" in a.get("class", "")}
-    assert ids == set(plots_of(parsed)) and len(ids) == 4 + 1 + 4  # speedups, geomean, img/J and MFU per mode
+    assert ids == set(plots_of(parsed)) and len(ids) == 4 + 1 + 4 + 4  # speedups, geomean, throughput, img/J, MFU
 
 
 def test_a_hostile_device_name_is_escaped_everywhere(three_runs):
@@ -390,3 +390,90 @@ def test_a_measured_run_against_a_published_one_through_the_cli(tmp_path):
     sources = [r["source"][0] for r in parsed.rows("runs")]
     assert sources == ["harness measurement", "published figures (timm benchmark.py), no samples"]
     assert "batch size is not matched" in "".join(parsed.text)
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def test_every_pair_of_runs_has_its_ratio_at_a_glance_and_per_case(three_runs):
+    _, parsed = page_of(three_runs)
+    tput = [throughputs(run) for run in three_runs]
+    names = [f"{d} (torch 2.13.0)" for d in ("GPU A", HOSTILE, "GPU C")]
+    rows = parsed.rows("glance")
+    assert [r["runs (before → after)"][0] for r in rows] == [
+        f"{names[a]} → {names[b]}" for a, b in ((0, 1), (0, 2), (1, 2))
+    ]
+    for row, (a, b) in zip(rows, ((0, 1), (0, 2), (1, 2)), strict=True):
+        ratios = [tput[b][case] / tput[a][case] for case in tput[a] if case in tput[b]]
+        assert int(row["cases"][0]) == len(ratios) == (12 if a == 0 and b == 1 else 11)
+        assert float(row["geometric mean"][1]) == pytest.approx(geomean(ratios), rel=1e-12)
+        assert float(row["min"][1]) == pytest.approx(min(ratios)) and float(row["max"][1]) == pytest.approx(max(ratios))
+    # B is about twice as fast as A and C a third faster, so C over B is about 2/3.
+    assert [row["geometric mean"][0] for row in rows] == ["2.00×", "1.33×", "0.67×"]
+    header = parsed.header("throughput")
+    pairs = [h for h in header if h.startswith("×")]
+    assert pairs == [f"× {names[a]} → {names[b]}" for a, b in ((0, 1), (0, 2), (1, 2))]
+    for row in parsed.rows("throughput"):
+        case = row["case"][0].removesuffix("/r224")  # the label names the resolution, the case id does not
+        if case in tput[1] and case in tput[2]:
+            assert float(row[pairs[2]][1]) == pytest.approx(tput[2][case] / tput[1][case], rel=1e-12)
+        else:
+            assert row[pairs[2]] == ("", None)  # the OOM case and the case only C has: no ratio
+
+
+def test_absolute_throughput_bars_are_the_records_throughputs(three_runs):
+    _, parsed = page_of(three_runs)
+    tput = [throughputs(run) for run in three_runs]
+    charts = [p for p in plots_of(parsed).values() if p["layout"]["title"]["text"].startswith("Throughput, ")]
+    titles = sorted(p["layout"]["title"]["text"] for p in charts)
+    assert titles == sorted(f"Throughput, {m} · {p}" for m in ("inference", "train") for p in ("fp32", "amp_bf16"))
+    seen = 0
+    for plot in charts:
+        _, group = plot["layout"]["title"]["text"].split(", ", 1)
+        mode, precision = group.split(" · ")
+        assert [t["meta"]["run"] for t in plot["data"]] == [0, 1, 2]  # every run, the reference too
+        for trace in plot["data"]:
+            run = trace["meta"]["run"]
+            for model, y in zip(trace["x"], trace["y"], strict=True):
+                assert y == pytest.approx(tput[run][f"{model}/{mode}/bs32/{precision}"], rel=1e-5)
+                seen += 1
+    assert seen == 12 * 3 - 1 + 1  # the OOM case has no bar; resnet101 on C has one
+
+
+def versioned(tmp_path, device: str, torch: str, cuda: str, name: str, factor: float = 1.0):
+    return make_run(
+        tmp_path,
+        run_records(factor, False),
+        fingerprint={**fingerprint(device), "torch": torch, "cuda": cuda},
+        name=name,
+    )
+
+
+def test_a_warning_names_the_versions_when_software_differs_as_well_as_hardware(tmp_path):
+    runs = [
+        versioned(tmp_path, "GPU A", "2.4.0", "12.4", "a"),
+        versioned(tmp_path, "GPU B", "2.9.1", "12.8", "b", 0.5),
+        versioned(tmp_path, "GPU C", "2.9.1", "13.0", "c", 0.4),
+    ]
+    _, parsed = page_of(runs)
+    warning = [t for t in parsed.text if t.startswith("Software differs as well as hardware")]
+    assert warning == [
+        "Software differs as well as hardware, so every ratio mixes the two: GPU A: torch 2.4.0, CUDA 12.4; "
+        "GPU B: torch 2.9.1, CUDA 12.8; GPU C: torch 2.9.1, CUDA 13.0."
+    ]
+    changes = [r["software change"][0] for r in parsed.rows("glance")]
+    assert changes == ["torch 2.4.0→2.9.1, CUDA 12.4→12.8", "torch 2.4.0→2.9.1, CUDA 12.4→13.0", "CUDA 12.8→13.0"]
+
+
+def test_no_software_warning_for_one_software_stack_or_one_device(tmp_path):
+    same = [versioned(tmp_path, "GPU A", "2.9.1", "12.8", "a"), versioned(tmp_path, "GPU B", "2.9.1", "12.8", "b")]
+    one_device = [
+        versioned(tmp_path, "GPU A", "2.4.0", "12.4", "c"),
+        versioned(tmp_path, "GPU A", "2.9.1", "12.8", "d"),
+    ]
+    for runs in (same, one_device):
+        text, parsed = page_of(runs)
+        assert "Software differs" not in text
+        assert not any(n.startswith("Software differs") for n in hardware_compare(runs).notes)
+    assert parsed.rows("glance")[0]["software change"][0] == "torch 2.4.0→2.9.1, CUDA 12.4→12.8"
