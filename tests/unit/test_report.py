@@ -163,7 +163,7 @@ def test_a_noisy_case_is_marked_with_its_reason_and_does_not_set_the_heatmap_col
     assert f"⚠ noisy: resnet18/inference/bs8/amp_bf16: {reason}" in heat.customdata[noisy_row][0]
     bars = trace_named(figs.throughput_bars(ok, "inference"), "amp_bf16 · NCHW")
     assert list(bars.text) == ["⚠", ""] and "⚠ noisy: 2 stalled steps" in bars.hovertext[0]
-    assert "over the total time: 8000 img/s" in bars.hovertext[0]
+    assert "over the total time: 8,000 img/s" in bars.hovertext[0]
     # The images-over-total-time figure is in the hover where stalls moved it away from the median step's.
     assert "over the total time" not in bars.hovertext[1]
     assert trace_named(figs.throughput_bars(ok, "inference"), "fp32 · NCHW").text is None
@@ -181,7 +181,7 @@ def test_pareto_front_holds_exactly_the_undominated_models(tmp_path):
     points = acc.accuracy_points(ok_frame(run))
     assert set(points.loc[points["front"], "model"]) == {"resnet18", "resnet50", "resnet101"}
     fig = acc.accuracy_figure(ok_frame(run), "inference")
-    (front,) = [t for t in fig.data if t.meta.get("role") == "front"]
+    (front,) = [t for t in fig.data if (t.meta or {}).get("role") == "front"]
     assert sorted(front.meta["pk"]["model"]) == ["resnet101", "resnet18", "resnet50"]
     resnet50 = points.set_index("model").loc["resnet50"]
     assert resnet50["acc1"] == get_entry("resnet50").best_weights.acc1
@@ -282,7 +282,7 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     ((title, rows),) = trends.trend_groups(data.frame)
     fig = trends.trend_figure(rows, title)
     (line,) = fig.data
-    assert line.name == "resnet50/inference/bs32/fp32" and len(line.x) == 5 and line.x[0].startswith("2026-01-01")
+    assert line.name == "resnet50/inference/bs32/fp32/r224" and len(line.x) == 5 and line.x[0].startswith("2026-01-01")
     monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [3] if threshold == 0.05 else [])
     fig = trends.trend_figure(rows, title)
     assert fig.data[-1].name == "detected step" and fig.data[-1].x == (line.x[3],)
@@ -295,12 +295,12 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     assert trends.trend_groups(data_of(runs[0]).frame) == []
 
 
-def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_path):
+def test_trends_of_many_cases_draw_one_case_at_a_time_through_a_chooser(tmp_path):
     from harness.report import trends
 
     def night(day):
         return [
-            make_record(m, mode, bs, p, seed=bs + day)
+            make_record(m, mode, bs, p, seed=bs + day, step_ms=150.0 if (day, m, bs) == (3, "resnet34", 4) else 100.0)
             for m in ("resnet18", "resnet34", "resnet50")
             for mode in ("inference", "train")
             for bs in (1, 2, 4, 8, 16, 32, 64)
@@ -311,12 +311,14 @@ def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_pat
     ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
     fig = trends.trend_figure(rows, title)
     assert len(rows["case_id"].unique()) == 84 > trends.MAX_TRACES
-    assert len(fig.data) == 12  # 3 models x 2 modes x 2 precisions
-    line = [t for t in fig.data if t.meta["fk"] == {"model": "resnet34", "mode": "train", "precision": "amp_bf16"}][0]
-    # 7 batch sizes x (3 runs + a gap), each point named by its case.
-    assert len(line.x) == 7 * 4 and line.x[3] is None and line.y.count(None) == 7
-    assert line.hovertext[:4] == ("resnet34/train/bs1/amp_bf16",) * 3 + ("",)
+    assert len(fig.data) == 84 and all(len(t.x) == 3 for t in fig.data)  # one trace per case, every run
+    choices, chosen = trends.chooser(fig)
+    # Too many cases to draw at once: no "every case" choice; the chart opens on the case that moved most.
+    assert [v for v, _ in choices] == [t.meta["case"] for t in fig.data] and "*" not in dict(choices)
+    assert chosen.startswith("resnet34/") and "/bs4/" in chosen
+    line = [t for t in fig.data if t.meta["case"] == "resnet34/train/bs1/amp_bf16/r224"][0]
     assert line.y[0] == record_of(runs[0], "resnet34/train/bs1/amp_bf16")["throughput_img_s"]
+    assert fig.layout.showlegend  # one case drawn: its line (and any step rings) in the legend
 
 
 def test_the_latest_run_is_what_the_per_case_sections_show(tmp_path):
@@ -427,19 +429,29 @@ def test_profile_section_lists_top_ops_and_how_to_open_the_trace(tmp_path):
     ops = [{"name": "aten::conv2d", "calls": 40, "self_time_ms": 12.5, "self_cuda_time_ms": None, "share": 0.61}]
     rec["profile"] = {"trace_dir": "profiles/resnet18-inference", "top_ops": ops, "error": None}
     run = make_run(tmp_path, [rec, make_record("resnet34")])
-    page, _ = build_report([run])
-    assert f"tensorboard --logdir {run}/profiles" in page  # a plain path needs no quoting
-    assert f"open {run}/profiles/resnet18-inference/*.pt.trace.json.gz at ui.perfetto.dev" in page
+    page, _ = build_report([run], base_dir=run)
+    assert "The trace files are not beside this report (looked in profiles/resnet18-inference)" in page
+    trace = run / "profiles" / "resnet18-inference" / "rank0.1700000000.pt.trace.json.gz"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    trace.write_bytes(b"")
+    page, _ = build_report([run], base_dir=run)
+    # A relative link from the report's folder that opens, with how to open it; no absolute paths.
+    assert 'href="profiles/resnet18-inference/rank0.1700000000.pt.trace.json.gz"' in page
+    assert "ui.perfetto.dev and drag this file in" in page and str(tmp_path) not in page.split("<footer")[0]
+    assert "tensorboard --logdir profiles " in page  # a plain path needs no quoting
+    page, _ = build_report([run], base_dir=tmp_path)
+    assert f'href="synthetic/{run.name}/profiles/resnet18-inference/rank0.1700000000.pt.trace.json.gz"' in page
     assert "aten::conv2d" in page and "61.0%" in page
     assert "No profiled cases" in build_report([make_run(tmp_path / "b", [make_record()])])[0]
     spaced = make_run(tmp_path / "c", [rec], suite="nightly gpu")
-    assert f"tensorboard --logdir '{spaced}/profiles'" in html.unescape(build_report([spaced])[0])
+    page = html.unescape(build_report([spaced], base_dir=tmp_path / "c")[0])
+    assert f"tensorboard --logdir 'nightly gpu/{spaced.name}/profiles'" in page
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
 def test_a_run_without_records_renders_with_notes(tmp_path):
     page, _ = build_report([make_run(tmp_path, [])])
-    assert "No records" in page and "No successful cases to show." in page and page.count("<section") == 11
+    assert "No records" in page and "No successful cases to show." in page and page.count("<section") == 12
 
 
 def test_only_failed_records_render_the_failures(tmp_path):
