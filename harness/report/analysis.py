@@ -138,7 +138,7 @@ def profile(b: Builder) -> Section:
         group.add(Heading(str(r["case"])))
         for block in trace_links(r, b.data.base_dir):
             group.add(block)
-        group.add(b.plot(eff.profile_figure(ops, str(r["case_id"]), keys_of(r))))
+        group.add(b.plot(eff.profile_figure(ops, str(r["case"]), keys_of(r))))
         rows = [
             Row(
                 [

@@ -39,7 +39,7 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "triangle-down", "
 #: cannot wash out the others and a colour means the same ratio in every chart: 1.25x is as blue as 0.8x is red.
 SPEEDUP_RANGE = 4.0
 #: The ratios the speedup colour bar is labelled at.
-SPEEDUP_TICKS = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
+SPEEDUP_TICKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Bar patterns that tell precisions and memory formats apart when colour names the device.
 PATTERNS = ("", "/", "x", "\\", ".", "+", "-", "|")
 #: Width of one heatmap column (px): a heatmap of few columns is drawn this narrow, not stretched over the page.
@@ -471,7 +471,7 @@ def _heatmap(
             "tickvals": [math.log2(t) for t in SPEEDUP_TICKS],
             "ticktext": [f"{t:g}×" for t in SPEEDUP_TICKS],
             "thickness": 12,
-            "len": 1.0 if len(rows) > 4 else 1.4,
+            "len": 1.0,
             "x": 1.0,
             "xpad": 14,
             "xanchor": "left",

@@ -10,7 +10,7 @@
   // Nothing in the toolbar may reach the network: no plotly logo link, no "edit in Chart Studio", no cloud share.
   var CONFIG = {
     displaylogo: false, responsive: true, showSendToCloud: false, showEditInChartStudio: false, showLink: false,
-    modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud", "editInChartStudio"]
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "sendChartToCloud", "sendDataToCloud", "editInChartStudio"]
   };
   // The case a chart with a chooser draws ("*": every case; "": the chart has no chooser).
   var choice = "";
