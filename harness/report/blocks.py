@@ -7,6 +7,7 @@ by string concatenation anywhere. Table rows carry the page filter's keys (model
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,8 +184,9 @@ def fmt_number(value: float, digits: int = 4, signed: bool = False) -> str:
     if abs(value) >= 1000:
         return f"{value:{sign},.0f}"
     shown = f"{value:{sign}.{digits}g}"
-    if "e" in shown:  # tiny values: plain decimals rather than exponents
-        shown = f"{value:{sign}.{digits + 2}f}".rstrip("0").rstrip(".")
+    if "e" in shown:  # tiny values: plain decimals (as many as ``digits`` significant ones need), no exponent
+        places = digits - 1 - math.floor(math.log10(abs(value)))
+        shown = f"{value:{sign}.{places}f}".rstrip("0").rstrip(".")
     return shown
 
 

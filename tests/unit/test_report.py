@@ -521,3 +521,130 @@ def test_report_imports_no_torch(matrix_run, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False" and Path(tmp_path / "r.html").is_file()
+
+
+# -- what changed, where, and is it real ---------------------------------------------------------------------------
+def test_numbers_have_one_format_with_thousands_separators():
+    from harness.report.blocks import fmt_number, num
+
+    assert [fmt_number(v) for v in (17691.3, 4303.2, 999.94, 56.789, 0.5)] == [
+        "17,691",
+        "4,303",
+        "999.9",
+        "56.79",
+        "0.5",
+    ]
+    assert fmt_number(0.0000123) == "0.0000123" and num(-12345.6, signed=True).text == "-12,346"
+    assert num(1234.5, unit="img/s").text == "1,234 img/s" and num(1234.5).sort == 1234.5
+
+
+def test_case_ids_are_shown_with_their_resolution_224_included():
+    from harness.report.data import shown_id
+
+    assert shown_id("resnet50/inference/bs32/fp32", 224) == "resnet50/inference/bs32/fp32/r224"
+    assert shown_id("resnet50/train/bs8/amp_bf16/cl/compile", 224) == "resnet50/train/bs8/amp_bf16/cl/r224/compile"
+    assert shown_id("resnet18/inference/bs1024/amp_fp16/r160", 160) == "resnet18/inference/bs1024/amp_fp16/r160"
+    assert shown_id("odd-id", None) == "odd-id"
+
+
+CASES = [
+    ("resnet18", "fp32", 8.0),
+    ("resnet18", "amp_bf16", 4.0),
+    ("resnet50", "fp32", 30.0),
+    ("resnet50", "amp_bf16", 15.0),
+]
+
+
+def slowed_runs(tmp_path, factor=1.4):
+    records = [make_record(m, "inference", 32, p, step_ms=ms, seed=i) for i, (m, p, ms) in enumerate(CASES)]
+    slower = [
+        make_record(m, "inference", 32, p, step_ms=ms * (factor if m == "resnet50" and p == "fp32" else 1), seed=i + 9)
+        for i, (m, p, ms) in enumerate(CASES)
+    ]
+    base = make_run(tmp_path, records, started_at="2026-01-01T00:00:00Z")
+    return base, make_run(tmp_path, slower, started_at="2026-01-02T00:00:00Z")
+
+
+def test_the_changes_section_holds_harness_compares_verdicts(tmp_path):
+    from harness.regress import Thresholds, compare
+    from harness.report.anchors import case_anchor
+    from harness.report.changes import comparisons
+
+    base, cand = slowed_runs(tmp_path)
+    data = data_of(cand, base)
+    (found,), notes = comparisons(data)
+    assert notes == [] and found.baseline.path == base and found.candidate.path == cand
+    direct = compare(read_runs([base]), read_runs([cand])[0], Thresholds(relative=0.05, p=0.001))
+    mine = {c.key: b for b, cases in found.result.buckets.items() for c in cases}
+    assert mine == {c.key: b for b, cases in direct.buckets.items() for c in cases}
+    assert mine["resnet50/inference/bs32/fp32"] == "regressed" and list(mine.values()).count("unchanged") == 3
+    page = render_of(data)
+    anchor = case_anchor("resnet50/inference/bs32/fp32").removeprefix("case-")
+    assert f'<a href="#change-{anchor}">resnet50/inference/bs32/fp32/r224</a>' in page  # the verdict panel's link
+    assert f'id="change-{anchor}"' in page and "1 regression(s) against the baseline" in page
+
+
+def render_of(data):
+    from harness.report.page import render
+
+    return render(data)
+
+
+def test_report_baseline_option_names_the_run_compared_against(tmp_path):
+    base, cand = slowed_runs(tmp_path)
+    third = make_run(
+        tmp_path,
+        [make_record(m, "inference", 32, p, step_ms=ms) for m, p, ms in CASES],
+        started_at="2026-01-03T00:00:00Z",
+    )
+    out = tmp_path / "r.html"
+    done = run_cli("report", str(base), str(third), "--baseline", str(cand), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    page = html.unescape(out.read_text())
+    assert f"synthetic/{third.name} against synthetic/{cand.name}" in page
+    done = run_cli("report", str(base), "--baseline", str(tmp_path / "nowhere"), "-o", str(out))
+    assert done.returncode == 2 and "--baseline" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_runs_of_one_commit_whose_peaks_are_3x_apart_are_flagged(tmp_path):
+    from harness.report.changes import run_flags
+    from tests.synthetic import probe
+
+    records = [make_record()]
+    a = make_run(tmp_path, records, started_at="2026-01-01T00:00:00Z", peak=probe(20.0, {"fp32": 1.0}))
+    b = make_run(tmp_path, records, started_at="2026-01-02T00:00:00Z", peak=probe(20.0, {"fp32": 3.0}))
+    c = make_run(tmp_path, records, started_at="2026-01-03T00:00:00Z", peak=probe(20.0, {"fp32": 1.1}))
+    (flag,) = run_flags(read_runs([a, b]))
+    assert "same commit (abc123)" in flag and "fp32 matmul peaks are 3.0× apart" in flag
+    assert run_flags(read_runs([a, c])) == []  # 10% apart: not flagged
+    assert "difference(s) between runs" in render_of(data_of(a, b))
+
+
+def test_speedup_heatmaps_share_one_scale_with_a_colour_bar_and_few_columns_stay_narrow(matrix_run):
+    ok = ok_frame(matrix_run)
+    for fig in (figs.amp_speedup(ok, "inference"), figs.channels_last_speedup(ok, "inference")):
+        (heat,) = fig.data
+        assert (heat.zmin, heat.zmax) == (-2.0, 2.0) and heat.showscale
+        assert list(heat.colorbar.ticktext) == ["0.25×", "0.5×", "1×", "2×", "4×"]
+    one = ok[(ok["batch_size"] == 8) & (ok["fmt"] == "NCHW")]
+    fig = figs.amp_speedup(one, "inference")
+    assert len(fig.data[0].x) == 1 and fig.layout.width is not None and fig.layout.width < 500
+
+
+def test_the_efficiency_note_knows_a_gpu_run_from_a_cpu_run(tmp_path):
+    from harness.report.sections import no_telemetry
+
+    cpu = make_run(tmp_path / "cpu", [make_record()])
+    gpu = make_run(tmp_path / "gpu", [make_record(device="cuda")])
+    published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw" / "rtx5090-pt291-cu130"
+    assert "CPU run" in no_telemetry(ok_frame(cpu))
+    assert "GPU runs recorded no NVML readings" in no_telemetry(ok_frame(gpu))
+    assert "published figures" in no_telemetry(ok_frame(published)) and "CPU" not in no_telemetry(ok_frame(published))
+
+
+def test_imported_runs_show_their_source_and_date(tmp_path):
+    published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw"
+    page, data = build_report([published / "rtx3090-pt240-cu124", published / "rtx5090-pt291-cu130"])
+    assert "start time unknown" not in page and "imported from timm benchmark.py 2026-11-23" in page
+    assert "imported 2026-11-23T15:17:33Z" in page and "(benchmark-infer-amp-nchw-pt291-cu130-5090.csv)" in page
+    assert data.many_devices and 'style="--dev: ' in page
