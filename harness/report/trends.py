@@ -100,28 +100,31 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
     by_device = colours_by_device(ok)
     traces = []
     steps: dict[str, list] = {"x": [], "y": [], "text": [], "model": [], "mode": [], "precision": [], "case": []}
-    for (_, device), sub in figs_order(ok):
+    # Only the columns drawn: slicing the whole records frame once per case costs seconds on a nightly history.
+    keep = ["case_id", "device_key", "case", "model", "mode", "precision", "tput", "_t", "run", "batch_size", "fmt"]
+    slim = ok[[*keep, *(c for c in ("resolution", "variant") if c in ok.columns)]]
+    for (_, device), sub in figs_order(slim):
         y = [float(v) for v in sub["tput"]]
         x = list(sub["_t"])
-        first = sub.iloc[0]
-        case = str(first["case"]) + (f" @ {device}" if by_device else "")
-        keys = {"model": str(first["model"]), "mode": str(first["mode"]), "precision": str(first["precision"])}
-        hover = [
-            f"{esc(case)}<br>{esc(run)}<br>{t}: {fmt_number(v)} img/s"
-            for run, t, v in zip(sub["run"], x, y, strict=True)
-        ]
+        model, mode, precision, shown = (str(sub[k].iat[0]) for k in ("model", "mode", "precision", "case"))
+        case = shown + (f" @ {device}" if by_device else "")
+        keys = {"model": model, "mode": mode, "precision": precision}
+        hover = [f"{esc(run)}: {fmt_number(v)} img/s" for run, v in zip(sub["run"], y, strict=True)]
+        # A plain dict per trace: the figure checks them all at once, far faster than one go.Scatter per case.
         traces.append(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines+markers",
-                name=esc(case),
-                line={"width": 1.8, "color": by_device.get(str(device)) or precision_colour(first["precision"])},
-                marker={"size": 6},
-                hovertext=hover,
-                hovertemplate="%{hovertext}<extra></extra>",
-                meta={"fk": keys, "case": case},
-            )
+            {
+                "type": "scatter",
+                "x": x,
+                "y": y,
+                "mode": "lines+markers",
+                "name": esc(case),
+                "line": {"width": 1.8, "color": by_device.get(str(device)) or precision_colour(precision)},
+                "marker": {"size": 6},
+                "hovertext": hover,
+                # The case once per trace, the run and value per point: a nightly history has thousands of points.
+                "hovertemplate": f"{esc(case)}<br>%{{hovertext}}<br>%{{x}}<extra></extra>",
+                "meta": {"fk": keys, "case": case},
+            }
         )
         if detect is not None and len(y) >= 2:
             try:
@@ -136,7 +139,7 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
                     steps["case"].append(case)
                     for k in ("model", "mode", "precision"):
                         steps[k].append(keys[k])
-    names = [t.name for t in traces]
+    names = [t["name"] for t in traces]
     if steps["x"]:
         traces.append(
             go.Scatter(
