@@ -163,8 +163,9 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
 
 
 def measured_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Records that carry a measured ``accuracy`` dict with acc1: measured and stated acc@1 in %."""
-    columns = ["model", "mode", "precision", "case_id", "measured", "stated", "weights_note"]
+    """Records that carry a measured ``accuracy`` dict with acc1: measured and stated acc@1 in %, with the case's
+    resolution and device."""
+    columns = ["model", "mode", "precision", "case_id", "resolution", "device", "measured", "stated", "weights_note"]
     if frame.empty or "accuracy" not in frame.columns:
         return pd.DataFrame(columns=columns)
     out = []
@@ -182,6 +183,8 @@ def measured_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
                 "mode": r["mode"],
                 "precision": r["precision"],
                 "case_id": r["case_id"],
+                "resolution": r.get("resolution"),
+                "device": str(r.get("device_key") or ""),
                 "measured": measured,
                 "stated": stated[0] if stated else None,
                 "weights_note": stated[1] if stated else "no stated figure",

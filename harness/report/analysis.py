@@ -13,7 +13,7 @@ from harness.report import efficiency as eff
 from harness.report import trends as trend
 from harness.report.blocks import Cell, Code, Group, Heading, Link, Note, Row, Section, Table, keys_of, num, pct, text
 from harness.report.builder import Builder
-from harness.report.data import MODE_ORDER, ReportData, column, ordered
+from harness.report.data import MODE_ORDER, ReportData, column, ordered, shown_id
 
 
 def accuracy(b: Builder) -> Section:
@@ -63,7 +63,8 @@ def accuracy(b: Builder) -> Section:
         rows = [
             Row(
                 [
-                    Cell(r["case_id"]),
+                    Cell(shown_id(r["case_id"], r["resolution"]), r["case_id"], "id"),
+                    Cell(r["device"], r["device"], "nowrap"),
                     num(r["measured"]),
                     num(r["stated"]),
                     num(_diff(r["measured"], r["stated"]), signed=True),
@@ -75,9 +76,9 @@ def accuracy(b: Builder) -> Section:
         ]
         s.add(
             Table(
-                ["case", "measured acc@1 %", "stated acc@1 %", "difference (points)", "stated entry"],
+                ["case", "device", "measured acc@1 %", "stated acc@1 %", "difference (points)", "stated entry"],
                 rows,
-                numeric=(1, 2, 3),
+                numeric=(2, 3, 4),
             )
         )
     return s
@@ -135,7 +136,8 @@ def profile(b: Builder) -> Section:
             continue
         found = True
         group = Group(keys_of(r))
-        group.add(Heading(str(r["case"])))
+        where = f" on {r['device_key']}" if b.data.many_devices else ""
+        group.add(Heading(f"{r['case']}{where}, run {r['run']}" if len(b.data.runs) > 1 else f"{r['case']}{where}"))
         for block in trace_links(r, b.data.base_dir):
             group.add(block)
         group.add(b.plot(eff.profile_figure(ops, str(r["case"]), keys_of(r))))

@@ -284,12 +284,15 @@ def efficiency(b: Builder) -> Section:
         cell = Cell(reason_text or "none", reason_text, "warn" if reason_text else "")
         cells = [num(r.get(f"telemetry.{c}")) for c in TELEMETRY_COLUMNS]
         device = Cell(r["device_key"], r["device_key"], "nowrap")
-        rows.append(Row([Cell(r["case"], r["case"], "id"), device, *cells, cell], keys_of(r), colour=b.row_colour(r)))
+        run = Cell(r["run"], r["run"], "id")
+        row = [Cell(r["case"], r["case"], "id"), device, run, *cells, cell]
+        rows.append(Row(row, keys_of(r), colour=b.row_colour(r)))
     s.add(
         Table(
             [
                 "case",
                 "device",
+                "run",
                 "power avg W",
                 "power max W",
                 "energy J",
@@ -301,8 +304,9 @@ def efficiency(b: Builder) -> Section:
                 "throttle reasons",
             ],
             rows,
-            caption="Telemetry over each case's timed window; throttle reasons are flagged",
-            numeric=tuple(range(2, 10)),
+            caption="Telemetry over each case's timed window (its latest record on each device); throttle reasons"
+            " are flagged",
+            numeric=tuple(range(3, 11)),
         )
     )
     return s
