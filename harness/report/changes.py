@@ -199,7 +199,7 @@ def changes_section(b: Builder, found: list[Changes], notes: list[str]) -> Secti
                             Cell(bucket.replace("_", " "), bucket, cls),
                             *_metric_cells(case, "throughput_img_s"),
                             *_metric_cells(case, "step_ms_median"),
-                            Cell(_detail(case)),
+                            Cell(_detail(case), _detail(case), "prose"),
                         ],
                         keys,
                         id=ch.row_id(case.key, index),

@@ -129,7 +129,7 @@ def throughput(b: Builder) -> Section:
                     Cell(
                         f"{NOISY_MARK} {r['noise_text']}" if r["noisy"] else "",
                         int(r["noisy"]),
-                        "warn" if r["noisy"] else "",
+                        "warn prose" if r["noisy"] else "",
                     ),
                 ],
                 keys_of(r),

@@ -260,7 +260,7 @@ def _runs_table(b: Builder) -> Table:
                     Cell(text(m.get("status"))),
                     num(len(run.records)),
                     Cell(", ".join(f"{k} {v}" for k, v in sorted(counts.items()))),
-                    Cell(source),
+                    Cell(source, source, "prose"),
                 ],
                 colour=b.colours.get(device, ""),
             )
@@ -293,7 +293,7 @@ def failures(b: Builder) -> Section:
                 Cell(r["case"], r["case"], "id"),
                 Cell(r["device_key"], r["device_key"], "nowrap"),
                 Cell(r["status"], r["status"], "bad"),
-                Cell(text(r.get("message"))),
+                Cell(text(r.get("message")), text(r.get("message")), "prose"),
                 Cell(run_label(r["run_dir"]), run_label(r["run_dir"]), "id"),
             ],
             keys_of(r),

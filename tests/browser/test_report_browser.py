@@ -7,18 +7,16 @@ everywhere) and the report of a real smoke run of the harness (needs the runner,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from harness.report import write_report
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, run_cli
+from tests.conftest import ROOT, run_cli
 from tests.synthetic import make_record, make_run
 
 pytestmark = pytest.mark.browser
 
-ARGS = CHROMIUM_ARGS
 XSS = "<img src=x onerror=alert(1)>"
 ARTIFACTS = ROOT / "test-artifacts"
 SMOKE_SUITE = """\
@@ -120,46 +118,6 @@ def smoke_report(tmp_path_factory) -> Path:
     assert last.startswith("run folder: "), last
     run_dir = Path(last.removeprefix("run folder: "))
     return write_report([run_dir], tmp / "report.html")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@dataclass
-class Opened:
-    page: object
-    errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def open_report(browser):
-    contexts = []
-
-    def opener(path: Path) -> Opened:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        contexts.append(context)
-        page = context.new_page()
-        opened = Opened(page)
-        page.on("console", lambda m: opened.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: opened.errors.append(str(e)))
-        page.on("request", lambda r: opened.requests.append(r.url))
-        page.on("dialog", lambda d: (opened.dialogs.append(d.message), d.dismiss()))
-        page.goto(path.resolve().as_uri())
-        page.wait_for_selector("body[data-rendered]", timeout=60_000)
-        return opened
-
-    yield opener
-    for context in contexts:
-        context.close()
 
 
 def chart_counts(page) -> dict[str, tuple[int, int, int]]:

@@ -18,7 +18,7 @@ import pytest
 
 from harness.report import write_report
 from harness.report.anchors import case_anchor
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, run_cli
+from tests.conftest import ROOT, run_cli
 from tests.synthetic import make_record, make_run
 
 pytestmark = pytest.mark.browser
@@ -77,36 +77,6 @@ def gpu_report(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    contexts = []
-
-    def opener(path: Path, errors: list[str] | None = None):
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        contexts.append(context)
-        page = context.new_page()
-        seen = errors if errors is not None else []
-        page.on("console", lambda m: seen.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: seen.append(str(e)))
-        page.goto(path.resolve().as_uri())
-        page.wait_for_selector("body[data-rendered]", timeout=60_000)
-        return page
-
-    yield opener
-    for context in contexts:
-        context.close()
-
-
 def verdict_links(page) -> dict[str, list[tuple[str, str]]]:
     """Per verdict box title: (link text, href) of its links."""
     found = page.evaluate(
@@ -141,9 +111,9 @@ def in_view(page, anchor: str) -> bool:
     )
 
 
-def test_the_verdict_panel_links_the_failed_and_the_noisy_case_to_their_rows(verdict_report, open_page):
-    errors: list[str] = []
-    page = open_page(verdict_report, errors)
+def test_the_verdict_panel_links_the_failed_and_the_noisy_case_to_their_rows(verdict_report, open_report):
+    opened = open_report(verdict_report)
+    page = opened.page
     boxes = verdict_links(page)
     (failed,) = [links for title, links in boxes.items() if "failed" in title]
     (noisy,) = [links for title, links in boxes.items() if "noise" in title]
@@ -165,17 +135,17 @@ def test_the_verdict_panel_links_the_failed_and_the_noisy_case_to_their_rows(ver
         row = page.evaluate("(id) => document.getElementById(id).cells[0].textContent.trim()", href[1:])
         assert row == label
     assert "CUDA out of memory" in page.inner_text(f"#{case_anchor(FAILED)}")
-    assert errors == []
+    assert opened.errors == [] and opened.requests == [verdict_report.resolve().as_uri()]  # nothing fetched
 
 
-def test_a_two_run_report_agrees_with_harness_compare_case_by_case(two_runs, open_page, tmp_path):
+def test_a_two_run_report_agrees_with_harness_compare_case_by_case(two_runs, open_report, tmp_path):
     base, cand, report = two_runs
     done = run_cli("compare", str(base), str(cand), "--format", "json", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     verdicts = {c["key"]: bucket for bucket, cases in json.loads(done.stdout)["buckets"].items() for c in cases}
     assert verdicts[SLOWED] == "regressed" and len(verdicts) == 8
-    errors: list[str] = []
-    page = open_page(report, errors)
+    opened = open_report(report)
+    page = opened.page
     shown = page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#changes tbody tr')].map(tr =>
             [tr.cells[0].dataset.sort, tr.cells[2].dataset.sort]))"""
@@ -212,12 +182,12 @@ def test_a_two_run_report_agrees_with_harness_compare_case_by_case(two_runs, ope
     page.evaluate("document.getElementById('changes').scrollIntoView()")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-two-runs.png"))
-    assert errors == []
+    assert opened.errors == [] and opened.requests == [report.resolve().as_uri()]  # nothing fetched
 
 
-def test_the_three_gpu_report_names_and_colours_each_device(gpu_report, open_page):
-    errors: list[str] = []
-    page = open_page(gpu_report, errors)
+def test_the_three_gpu_report_names_and_colours_each_device(gpu_report, open_report):
+    opened = open_report(gpu_report)
+    page = opened.page
     rows = table_rows(page, "#throughput")
     cases, devices = column(rows, "case"), column(rows, "device")
     assert len(rows) - 1 == 93 and set(devices) == set(GPUS)
@@ -255,11 +225,11 @@ def test_the_three_gpu_report_names_and_colours_each_device(gpu_report, open_pag
     page.screenshot(path=str(ARTIFACTS / "report-three-gpus.png"))
     page.evaluate("document.getElementById('throughput').scrollIntoView()")
     page.screenshot(path=str(ARTIFACTS / "report-three-gpus-throughput.png"))
-    assert errors == []
+    assert opened.errors == [] and opened.requests == [gpu_report.resolve().as_uri()]  # nothing fetched
 
 
-def test_each_table_downloads_as_csv_with_the_rows_it_shows(gpu_report, open_page):
-    page = open_page(gpu_report)
+def test_each_table_downloads_as_csv_with_the_rows_it_shows(gpu_report, open_report):
+    page = open_report(gpu_report).page
     buttons = page.locator("button.csv")
     assert buttons.count() == page.locator("table.sortable").count() > 3
     with page.expect_download() as info:
@@ -275,8 +245,8 @@ def test_each_table_downloads_as_csv_with_the_rows_it_shows(gpu_report, open_pag
     assert {r[filtered[0].index("model")] for r in filtered[1:]} == {"resnet50"}
 
 
-def test_the_chart_toolbar_offers_no_cloud_share_and_no_logo(two_runs, open_page):
-    page = open_page(two_runs[2])
+def test_the_chart_toolbar_offers_no_cloud_share_and_no_logo(two_runs, open_report):
+    page = open_report(two_runs[2]).page
     page.hover("#throughput .plot")
     page.wait_for_selector("#throughput .modebar-btn", state="attached")
     titles = page.evaluate(
