@@ -179,6 +179,18 @@ def test_a_two_run_report_agrees_with_harness_compare_case_by_case(two_runs, ope
     page.select_option(chooser, "*")
     page.wait_for_function("() => document.querySelector('#trends .plot').dataset.drawnChoice === '*'")
     assert len(page.evaluate(drawn)) == 8
+    # The chooser follows the page filter: a case the filter leaves out is not offered, nor drawn.
+    page.select_option(chooser, f"{SLOWED}/r224")
+    page.wait_for_function(
+        "(v) => document.querySelector('#trends .plot').dataset.drawnChoice === v", arg=SLOWED + "/r224"
+    )
+    page.select_option("#filter-model", "resnet18")
+    page.wait_for_function("() => JSON.parse(document.body.dataset.filtered || '{}').model === 'resnet18'")
+    offered = page.eval_on_selector_all(f"{chooser} option:not([disabled])", "os => os.map(o => o.value)")
+    assert offered[0] == "*" and all(v.startswith("resnet18/") for v in offered[1:]) and len(offered) == 5
+    assert page.eval_on_selector(chooser, "s => s.value") == "*"
+    assert sorted(page.evaluate(drawn)) == sorted(offered[1:])
+    page.click("#filter-reset")
     page.evaluate("document.getElementById('changes').scrollIntoView()")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-two-runs.png"))

@@ -159,6 +159,28 @@
     });
   }
 
+  // A case chooser offers the cases the page filter leaves; when it drops the case drawn, the first one left is.
+  function filterChoosers() {
+    document.querySelectorAll("label.chooser select").forEach(function (sel) {
+      var div = document.getElementById(sel.getAttribute("data-plot"));
+      var keysOf = {};
+      DATA.plots[div.id].data.forEach(function (t) {
+        if (t.meta && t.meta.case !== undefined) keysOf[t.meta.case] = t.meta.fk || {};
+      });
+      var first = null;
+      Array.prototype.forEach.call(sel.options, function (o) {
+        var fk = keysOf[o.value];
+        var ok = !fk || KEYS.every(function (k) { return matches(fk[k], state[k]); });
+        o.hidden = o.disabled = !ok;
+        if (ok && first === null) first = o.value;
+      });
+      if (sel.selectedOptions[0] && sel.selectedOptions[0].disabled && first !== null) {
+        sel.value = first;
+        div.setAttribute("data-choice", first);
+      }
+    });
+  }
+
   function applyFilter() {
     KEYS.forEach(function (k) {
       var sel = document.getElementById("filter-" + k);
@@ -166,6 +188,7 @@
       if (sel) sel.classList.toggle("set", !!sel.value);
     });
     filterTables();
+    filterChoosers();
     var pending = [];
     document.querySelectorAll(".plot").forEach(function (div) { pending.push(draw(div, false)); });
     return Promise.all(pending).then(function () { document.body.setAttribute("data-filtered", JSON.stringify(state)); });
