@@ -648,3 +648,23 @@ def test_imported_runs_show_their_source_and_date(tmp_path):
     assert "start time unknown" not in page and "imported from timm benchmark.py 2026-11-23" in page
     assert "imported 2026-11-23T15:17:33Z" in page and "(benchmark-infer-amp-nchw-pt291-cu130-5090.csv)" in page
     assert data.many_devices and 'style="--dev: ' in page
+
+
+def test_a_real_step_in_a_nightly_history_is_ringed_and_opens_the_trends_chart(tmp_path):
+    from harness.report import trends
+
+    nights = [100, 101, 99, 100, 130, 131, 129, 130]  # resnet50 fp32 slows by 30% from the fifth night
+    runs = [
+        make_run(
+            tmp_path,
+            [make_record(step_ms=ms, seed=i), make_record("resnet18", step_ms=20.0, seed=i + 50)],
+            started_at=f"2026-01-0{i + 1}T00:00:00Z",
+        )
+        for i, ms in enumerate(nights)
+    ]
+    ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
+    fig = trends.trend_figure(rows, title)
+    rings = fig.data[-1]
+    assert rings.name == "detected step" and rings.meta["pk"]["case"] == ["resnet50/inference/bs32/fp32/r224"]
+    assert rings.x[0].startswith("2026-01-05") and "step -23" in rings.hovertext[0]
+    assert trends.chooser(fig)[1] == "resnet50/inference/bs32/fp32/r224"
