@@ -124,7 +124,8 @@ def comparisons(data: ReportData) -> tuple[list[Changes], list[str]]:
         try:
             extra = check_compatible([base], cand, allow_mismatch=True)
             result = compare([base], cand, _thresholds(cand))
-        except HarnessError as exc:
+        except (HarnessError, ValueError, TypeError, KeyError) as exc:
+            # Records harness compare cannot judge cost the page its changes section, not the whole report.
             notes.append(f"{run_label(cand.path)} against {run_label(base.path)}: not compared: {exc}")
             continue
         out.append(Changes(base, cand, result, extra))
