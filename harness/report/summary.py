@@ -186,9 +186,9 @@ def verdicts(b: Builder) -> list[Verdict]:
         if r.busy:
             out.append(
                 Verdict(
-                    "The comparison is inconclusive at run level",
+                    f"The comparison is inconclusive at run level: {where}",
                     "warn",
-                    [(note, "", "") for note in r.notes if "busy" in note] or [("a run looks busy", "", "")],
+                    [(f"{busy.run}: {busy.reason}", "", busy.hint) for busy in r.busy],
                 )
             )
     ok = b.ok

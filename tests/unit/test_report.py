@@ -668,3 +668,14 @@ def test_a_real_step_in_a_nightly_history_is_ringed_and_opens_the_trends_chart(t
     assert rings.name == "detected step" and rings.meta["pk"]["case"] == ["resnet50/inference/bs32/fp32/r224"]
     assert rings.x[0].startswith("2026-01-05") and "step -23" in rings.hovertext[0]
     assert trends.chooser(fig)[1] == "resnet50/inference/bs32/fp32/r224"
+
+
+def test_a_busy_run_makes_the_verdict_say_the_comparison_is_inconclusive(tmp_path):
+    from tests.synthetic import health, probe
+
+    records = [make_record(m, "inference", 32, p, step_ms=ms, seed=i + 20) for i, (m, p, ms) in enumerate(CASES)]
+    quiet, busy = probe(20.0, {"fp32": 1.0, "bf16": 2.0}), probe(6.0, {"fp32": 0.3, "bf16": 0.6})
+    first = make_run(tmp_path / "b", records, started_at="2026-01-01T00:00:00Z", health=health(quiet, quiet))
+    second = make_run(tmp_path / "b", records, started_at="2026-01-02T00:00:00Z", health=health(busy, busy))
+    page = html.unescape(render_of(data_of(first, second)))
+    assert "The comparison is inconclusive at run level" in page and "candidate looks busy" in page
