@@ -225,9 +225,10 @@ def test_the_three_gpu_report_names_and_colours_each_device(gpu_report, open_rep
     runs = table_rows(page, "#summary")
     assert all(d.startswith("imported 2026-") for d in column(runs, "date (UTC)"))
     assert all("timm benchmark.py" in s and ".csv" in s for s in column(runs, "source"))
-    # No number or id breaks across lines.
+    # No number, id or single word breaks across lines (cells of several words wrap between them).
     broken = page.evaluate(
-        """() => [...document.querySelectorAll('td.num, td.id')].filter(td => {
+        """() => [...document.querySelectorAll('td')].filter(td => td.matches('.num, .id')
+                || !/\\s/.test(td.textContent.trim())).filter(td => {
             const r = document.createRange(); r.selectNodeContents(td);
             const lines = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
             return lines.size > 1; }).map(td => td.textContent)"""
