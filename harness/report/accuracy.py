@@ -16,8 +16,9 @@ import plotly.graph_objects as go
 
 from harness.errors import HarnessError
 from harness.regress.metrics import number
-from harness.report.data import PRECISION_ORDER, ordered, precision_colour
-from harness.report.figures import SYMBOLS, esc, layout, numeric
+from harness.report.blocks import fmt_number
+from harness.report.data import PRECISION_ORDER, model_order, ordered, precision_colour
+from harness.report.figures import SYMBOLS, esc, key_traces, layout, numeric
 
 
 def stated_accuracy(model: Any, weights: Any) -> tuple[float, str] | None:
@@ -101,28 +102,29 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     points = points[points["mode"] == mode]
     if points.empty:
         return None
-    # The same marker for the same batch size and variant whatever the precision, so groups read across colours.
-    shapes = {
-        g: i for i, g in enumerate(dict.fromkeys(points.sort_values("batch_size")["group"].str.split(" ", n=1).str[1]))
-    }
+    # No text beside the markers (labels of neighbouring models overlap): the marker is the model's, the colour the
+    # precision's, the legend explains both, and the hover names the case.
+    models = model_order(points["model"])
     traces = []
     for precision in ordered(points["precision"], PRECISION_ORDER):
         for group, sub in points[points["precision"] == precision].groupby("group", sort=False):
             colour = precision_colour(precision)
-            symbol = SYMBOLS[shapes[group.split(" ", 1)[1]] % len(SYMBOLS)]
             fk = {"mode": mode, "precision": str(precision)}
             traces.append(
                 go.Scatter(
                     x=sub["tput"].tolist(),
                     y=sub["acc1"].tolist(),
-                    mode="markers+text",
+                    mode="markers",
                     name=esc(group),
-                    text=[esc(m) for m in sub["model"]],
-                    textposition="top center",
-                    textfont={"size": 10, "color": "#52606d"},
-                    marker={"color": colour, "symbol": symbol, "size": 10, "line": {"width": 1, "color": "#fff"}},
+                    showlegend=False,
+                    marker={
+                        "color": colour,
+                        "symbol": [SYMBOLS[models.index(m) % len(SYMBOLS)] for m in sub["model"]],
+                        "size": 11,
+                        "line": {"width": 1, "color": "#fff"},
+                    },
                     hovertext=[
-                        f"{esc(c)}<br>{t:.4g} img/s<br>stated acc@1 {a:.2f}% ({esc(w)})"
+                        f"{esc(c)} ({esc(group)})<br>{fmt_number(t)} img/s<br>stated acc@1 {a:.2f}% ({esc(w)})"
                         for c, t, a, w in zip(
                             sub["case_id"], sub["tput"], sub["acc1"], sub["weights_note"], strict=True
                         )
@@ -144,6 +146,7 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
                     meta={"fk": fk, "pk": {"model": front["model"].tolist()}, "role": "front"},
                 )
             )
+    traces += key_traces(models, ordered(points["precision"], PRECISION_ORDER), [])
     return go.Figure(
         data=traces,
         layout=layout(
@@ -154,13 +157,15 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
             legend=[t.name for t in traces if t.showlegend is not False],
             legend_side="right",
             xaxis={"type": "log"},
+            showlegend=True,
         ),
     )
 
 
 def measured_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Records that carry a measured ``accuracy`` dict with acc1: measured and stated acc@1 in %."""
-    columns = ["model", "mode", "precision", "case_id", "measured", "stated", "weights_note"]
+    """Records that carry a measured ``accuracy`` dict with acc1: measured and stated acc@1 in %, with the case's
+    resolution and device."""
+    columns = ["model", "mode", "precision", "case_id", "resolution", "device", "measured", "stated", "weights_note"]
     if frame.empty or "accuracy" not in frame.columns:
         return pd.DataFrame(columns=columns)
     out = []
@@ -178,6 +183,8 @@ def measured_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
                 "mode": r["mode"],
                 "precision": r["precision"],
                 "case_id": r["case_id"],
+                "resolution": r.get("resolution"),
+                "device": str(r.get("device_key") or ""),
                 "measured": measured,
                 "stated": stated[0] if stated else None,
                 "weights_note": stated[1] if stated else "no stated figure",

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from harness.report import accuracy as acc
 from harness.report import efficiency as eff
 from harness.report import trends as trend
-from harness.report.blocks import Cell, Code, Group, Heading, Note, Row, Section, Table, keys_of, num, pct, text
+from harness.report.blocks import Cell, Code, Group, Heading, Link, Note, Row, Section, Table, keys_of, num, pct, text
 from harness.report.builder import Builder
-from harness.report.data import MODE_ORDER, ReportData, column, ordered
+from harness.report.data import MODE_ORDER, ReportData, column, ordered, shown_id
 
 
 def accuracy(b: Builder) -> Section:
@@ -62,7 +63,8 @@ def accuracy(b: Builder) -> Section:
         rows = [
             Row(
                 [
-                    Cell(r["case_id"]),
+                    Cell(shown_id(r["case_id"], r["resolution"]), r["case_id"], "id"),
+                    Cell(r["device"], r["device"], "nowrap"),
                     num(r["measured"]),
                     num(r["stated"]),
                     num(_diff(r["measured"], r["stated"]), signed=True),
@@ -74,9 +76,9 @@ def accuracy(b: Builder) -> Section:
         ]
         s.add(
             Table(
-                ["case", "measured acc@1 %", "stated acc@1 %", "difference (points)", "stated entry"],
+                ["case", "device", "measured acc@1 %", "stated acc@1 %", "difference (points)", "stated entry"],
                 rows,
-                numeric=(1, 2, 3),
+                numeric=(2, 3, 4),
             )
         )
     return s
@@ -96,12 +98,27 @@ def trends(b: Builder) -> Section:
         )
         return s
     threshold = _threshold(b.data)
+    s.add(
+        Note(
+            "One case at a time: choose it above the chart (the chart opens on a case with a detected step, else on"
+            " the case that moved most). Hover a point for its run."
+        )
+    )
     if trend.step_detector() is None:
         s.add(Note("Step detection is not available in this installation; lines show the raw history."))
     else:
-        s.add(Note(f"Red rings: steps found by harness.regress.detect_steps (threshold {threshold:.0%})."))
+        s.add(
+            Note(
+                f"Red rings: level shifts found by harness.regress.detect_steps (threshold {threshold:.0%}), on the"
+                " first run at the new level. A shift needs three runs on each side, so six runs or more;"
+                " between fewer runs, Changes against the baseline judges what moved."
+            )
+        )
     for title, rows in groups:
-        s.add(b.plot(trend.trend_figure(rows, title, threshold)))
+        fig = trend.trend_figure(rows, title, threshold)
+        if fig is not None:
+            choices, chosen = trend.chooser(fig)
+            s.add(b.plot(fig, choices=choices, chosen=chosen))
     return s
 
 
@@ -119,14 +136,11 @@ def profile(b: Builder) -> Section:
             continue
         found = True
         group = Group(keys_of(r))
-        group.add(Heading(str(r["case_id"])))
-        trace_dir = text(r.get("profile.trace_dir")) or f"{r['run_dir']}/profiles"
-        # Quoted for the shell: run folders are named after the suite, which may hold spaces or worse.
-        group.add(Code("TensorBoard", f"tensorboard --logdir {shlex.quote(str(r['run_dir']) + '/profiles')}"))
-        if not os.path.isabs(trace_dir):
-            trace_dir = os.path.join(str(r["run_dir"]), trace_dir)
-        group.add(Code("Perfetto", f"open {trace_dir}/*.pt.trace.json.gz at ui.perfetto.dev"))
-        group.add(b.plot(eff.profile_figure(ops, str(r["case_id"]), keys_of(r))))
+        where = f" on {r['device_key']}" if b.data.many_devices else ""
+        group.add(Heading(f"{r['case']}{where}, run {r['run']}" if len(b.data.runs) > 1 else f"{r['case']}{where}"))
+        for block in trace_links(r, b.data.base_dir):
+            group.add(block)
+        group.add(b.plot(eff.profile_figure(ops, str(r["case"]), keys_of(r))))
         rows = [
             Row(
                 [
@@ -151,6 +165,37 @@ def profile(b: Builder) -> Section:
             )
         )
     return s
+
+
+def trace_links(r: Any, base_dir: Path | None) -> list[Any]:
+    """Links (relative to the report's folder ``base_dir``, else the current folder) to a profiled case's trace
+    files, with how to open them in Perfetto and TensorBoard; a note when the traces are not on disk."""
+    run_dir = Path(str(r["run_dir"]))
+    trace_dir = Path(text(r.get("profile.trace_dir")) or "profiles")
+    if not trace_dir.is_absolute():
+        trace_dir = run_dir / trace_dir
+    base = (base_dir or Path.cwd()).resolve()
+
+    def rel(path: Path) -> str:
+        return Path(os.path.relpath(path.resolve(), base)).as_posix()
+
+    files = sorted(trace_dir.glob("*.pt.trace.json*")) if trace_dir.is_dir() else []
+    out: list[Any] = [
+        Link(
+            "trace" if len(files) == 1 else f"trace {i + 1}",
+            rel(f),
+            f.name,
+            "Perfetto: open ui.perfetto.dev and drag this file in (the browser reads it; nothing is uploaded).",
+        )
+        for i, f in enumerate(files)
+    ]
+    if not files:
+        out.append(Note(f"The trace files are not beside this report (looked in {rel(trace_dir)}).", "nodata"))
+    profiles = trace_dir.parent if trace_dir.parent.name == "profiles" else trace_dir
+    out.append(
+        Code("TensorBoard", f"tensorboard --logdir {shlex.quote(rel(profiles))}  (run from the report's folder)")
+    )
+    return out
 
 
 def _diff(a: Any, b: Any) -> float | None:

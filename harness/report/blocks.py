@@ -1,4 +1,5 @@
-"""The pieces a section is made of: notes, tables, charts, headings, commands and headline cards.
+"""The pieces a section is made of: notes, tables, charts, headings, commands, links, headline cards, the verdict
+panel and collapsed details.
 
 Sections hold these plain objects; the page template renders them (escaping every string), so no HTML is built
 by string concatenation anywhere. Table rows carry the page filter's keys (model, mode, precision).
@@ -6,6 +7,7 @@ by string concatenation anywhere. Table rows carry the page filter's keys (model
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,37 @@ class Code:
 
 
 @dataclass
+class Link:
+    """A link to a file beside the report (a relative ``href``) with a line on what to do with it."""
+
+    label: str
+    href: str
+    text: str
+    hint: str = ""
+    block: str = "link"
+
+
+@dataclass
+class Verdict:
+    """One line of the verdict panel: a headline (``title``), its ``kind`` (``bad``, ``warn``, ``good`` or
+    ``info``: styling only) and its items, each (text, in-page ``href`` or '', detail)."""
+
+    title: str
+    kind: str = "info"
+    items: list[tuple[str, str, str]] = field(default_factory=list)
+    block: str = "verdict"
+
+
+@dataclass
+class Details:
+    """Blocks shown collapsed under a one-line ``summary`` (the reader opens them)."""
+
+    summary: str
+    blocks: list[Any] = field(default_factory=list)
+    block: str = "details"
+
+
+@dataclass
 class Cards:
     """Headline numbers: (label, value) pairs shown as cards."""
 
@@ -51,12 +84,15 @@ class Cards:
 
 @dataclass
 class Plot:
-    """A chart: its figure as plotly JSON (a dict), the element id it is drawn into, and whether it takes half
-    the width (small charts sit side by side)."""
+    """A chart: its figure as plotly JSON (a dict), the element id it is drawn into, whether it takes half
+    the width (small charts sit side by side), and a chooser: (value, label) pairs of the traces' ``meta.case``
+    the reader picks from (``*``: every one) and the one drawn first."""
 
     id: str
     figure: dict[str, Any]
     half: bool = False
+    choices: list[tuple[str, str]] = field(default_factory=list)
+    chosen: str = ""
     block: str = "plot"
 
 
@@ -67,14 +103,19 @@ class Cell:
     text: str
     sort: float | str | None = None
     cls: str = ""
+    href: str = ""
 
 
 @dataclass
 class Row:
-    """A table row and its filter keys (missing keys match every filter value; a list matches any of them)."""
+    """A table row and its filter keys (missing keys match every filter value; a list matches any of them);
+    ``id`` is the row's anchor (links land on it) and ``colour`` the colour of its device mark (set when the table
+    holds several devices, the device's colour in the charts)."""
 
     cells: list[Cell]
     keys: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    colour: str = ""
 
     def key_attr(self, name: str) -> str | None:
         """The row's ``data-<name>`` attribute value: space-separated when the row stands for several values."""
@@ -136,16 +177,26 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def fmt_number(value: float, digits: int = 4, signed: bool = False) -> str:
+    """The one number format of every page: ``digits`` significant digits below 1,000, whole numbers with thousands
+    separators from 1,000 up (17,691 and 4,303 alike; never 1.769e+04)."""
+    sign = "+" if signed else ""
+    if abs(value) >= 1000:
+        return f"{value:{sign},.0f}"
+    shown = f"{value:{sign}.{digits}g}"
+    if "e" in shown:  # tiny values: plain decimals (as many as ``digits`` significant ones need), no exponent
+        places = digits - 1 - math.floor(math.log10(abs(value)))
+        shown = f"{value:{sign}.{places}f}".rstrip("0").rstrip(".")
+    return shown
+
+
 def num(value: Any, digits: int = 4, unit: str = "", scale: float = 1.0, signed: bool = False) -> Cell:
-    """A numeric cell shown with ``digits`` significant digits (and ``unit``), sorting by its value."""
+    """A numeric cell shown in the page's number format (``fmt_number``) with ``unit``, sorting by its value."""
     n = number(value, text=True)
     if n is None:
         return Cell("", None)
     n *= scale
-    shown = f"{n:+.{digits}g}" if signed else f"{n:.{digits}g}"
-    if "e" in shown and abs(n) >= 1:
-        shown = f"{n:,.0f}"
-    return Cell(shown + (f" {unit}" if unit else ""), n)
+    return Cell(fmt_number(n, digits, signed) + (f" {unit}" if unit else ""), n)
 
 
 def noisy_cell(cell: Cell, record: Any) -> Cell:

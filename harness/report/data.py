@@ -28,6 +28,28 @@ OTHER_COLOUR = "#7f7f7f"
 #: Colours of charts that are not split by precision (ops counts, profiles), chosen apart from the precisions'.
 NEUTRAL_COLOUR = "#2a9d8f"
 NEUTRAL_LIGHT = "#b9ddd8"
+#: Device colours, used instead of the precision's wherever the records come from several devices.
+DEVICE_PALETTE = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4fa0", "#00798c", "#8c5e3c", "#e377c2")
+#: The resolution a case id leaves out (``harness.suite.case``); the page shows it anyway.
+DEFAULT_RESOLUTION = 224
+
+
+def device_colours(devices) -> dict[str, str]:
+    """A colour per distinct device (sorted by name, so a device keeps its colour on every page of one set)."""
+    names = sorted({str(d) for d in devices if d is not None and d == d})
+    return {d: DEVICE_PALETTE[i % len(DEVICE_PALETTE)] for i, d in enumerate(names)}
+
+
+def shown_id(case_id: Any, resolution: Any) -> str:
+    """The case id as the page shows it: with the resolution always, ``/r224`` included (a case id leaves the
+    default resolution out), in the id's own place (after the memory format, before ``compile``)."""
+    text = str(case_id)
+    parts = text.split("/")
+    res = number(resolution)
+    if res is None or any(p.startswith("r") and p[1:].isdigit() for p in parts[4:]):
+        return text
+    at = len(parts) - 1 if parts and parts[-1] == "compile" else len(parts)
+    return "/".join([*parts[:at], f"r{int(res)}", *parts[at:]])
 
 
 def precision_colour(precision: Any) -> str:
@@ -81,7 +103,7 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     df = frame.copy()
     if df.empty:
         names = ("tput", "noisy", "noise_text", "mem_mib", "mem_kind", "gmacs", "fmt", "device_key", "variant")
-        for name in (*names, "has_samples", "label"):
+        for name in (*names, "has_samples", "label", "xlabel", "case", "run"):
             df[name] = pd.Series(dtype=object)
         return df
     tput = pd.to_numeric(column(df, "throughput_img_s"), errors="coerce")
@@ -118,6 +140,9 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     df["has_samples"] = [isinstance(s, list) and len(s) > 0 for s in column(df, "samples_ms")]
     labels = [f"{m} bs{_int(b)}{v}" for m, b, v in zip(df["model"], df["batch_size"], variants, strict=True)]
     df["label"] = labels
+    df["xlabel"] = [lab.removesuffix(f" @ {d}") for lab, d in zip(labels, df["device_key"], strict=True)]
+    df["case"] = [shown_id(c, r) for c, r in zip(df["case_id"], column(df, "resolution"), strict=True)]
+    df["run"] = [run_label(r) if r == r and r is not None else "" for r in column(df, "run_dir")]
     return df
 
 
@@ -155,6 +180,22 @@ class ReportData:
     snapshot: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
+    #: The run the changes section compares against (None: the oldest run of the newest run's suite and
+    #: environment), and the folder the page is written to (relative links to traces start there; None: the
+    #: current folder).
+    baseline: Path | None = None
+    base_dir: Path | None = None
+
+    @property
+    def devices(self) -> list[str]:
+        """The distinct devices of the records, sorted."""
+        return sorted(set(self.frame["device_key"])) if not self.frame.empty else []
+
+    @property
+    def many_devices(self) -> bool:
+        """Whether the records come from more than one device (then rows name their device and charts colour by
+        it)."""
+        return len(self.devices) > 1
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -173,9 +214,16 @@ class ReportData:
         }
 
 
-def prepare(runs: list[Run], skipped: list[Skip | str] | None = None) -> ReportData:
+def prepare(
+    runs: list[Run],
+    skipped: list[Skip | str] | None = None,
+    *,
+    baseline: str | Path | None = None,
+    base_dir: str | Path | None = None,
+) -> ReportData:
     """Build the report's data from runs read by ``harness.store`` (plus what was skipped on the way there:
-    ``read_inputs``'s skips). Which records are valid is the loader's rule alone; every record it gave is shown."""
+    ``read_inputs``'s skips). Which records are valid is the loader's rule alone; every record it gave is shown.
+    ``baseline`` names the run the changes section compares against; ``base_dir`` is where the page is written."""
     given = list(skipped or [])
     skips = [s for s in given if isinstance(s, Skip)] + [s for run in runs for s in run.skips]
     notes = [str(s) for s in given] + [str(s) for run in runs for s in run.skips]
@@ -183,7 +231,15 @@ def prepare(runs: list[Run], skipped: list[Skip | str] | None = None) -> ReportD
     frame = derive(runs_to_frame(runs))
     if not frame.empty:
         frame = frame.drop(columns=[c for c in ("samples_ms", "wall_ms") if c in frame.columns])
-    return ReportData(runs, frame, snapshot(frame), notes, skips)
+    return ReportData(
+        runs,
+        frame,
+        snapshot(frame),
+        notes,
+        skips,
+        Path(baseline) if baseline is not None else None,
+        Path(base_dir) if base_dir is not None else None,
+    )
 
 
 def run_label(path: Path | str) -> str:

@@ -18,11 +18,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from harness.regress.metrics import number
-from harness.report.blocks import NOISY_MARK
+from harness.report.blocks import NOISY_MARK, fmt_number
 from harness.report.data import (
     MODE_ORDER,
     PRECISION_ORDER,
     column,
+    device_colours,
     model_order,
     ordered,
     precision_colour,
@@ -37,6 +38,18 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "triangle-down", "
 #: whatever the cells hold (beyond it the colour saturates; every cell is labelled with its ratio), so one odd cell
 #: cannot wash out the others and a colour means the same ratio in every chart: 1.25x is as blue as 0.8x is red.
 SPEEDUP_RANGE = 4.0
+#: The ratios the speedup colour bar is labelled at.
+SPEEDUP_TICKS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: Bar patterns that tell precisions and memory formats apart when colour names the device.
+PATTERNS = ("", "/", "x", "\\", ".", "+", "-", "|")
+#: Width of one heatmap column (px): a heatmap of few columns is drawn this narrow, not stretched over the page.
+CELL_PX = 96
+
+
+def colours_by_device(frame: pd.DataFrame) -> dict[str, str]:
+    """The device colours of ``frame`` when it holds several devices (then charts colour by device), else {}."""
+    devices = column(frame, "device_key").dropna()
+    return device_colours(devices) if devices.nunique() > 1 else {}
 
 
 def esc(text: Any) -> str:
@@ -71,6 +84,8 @@ def layout(
     bottom = 30 + (int(xlen * CHAR_PX * 0.6) + 10 if tilt else 20) + (22 if xtitle else 0)
     ylen = max((len(y) for y in ylabels), default=6)
     left = 20 + int(ylen * CHAR_PX) + (24 if ytitle else 0)
+    if tilt and xlabels:  # the first tilted label reaches left of the axis: keep it on the page
+        left = max(left, int(len(xlabels[0]) * CHAR_PX * 0.82) - 10)
     top, right = 44, 24
     legend_layout: dict[str, Any] = {"font": {"size": 11}}
     if legend and legend_side == "right":
@@ -142,7 +157,7 @@ def values(series: pd.Series, scale: float = 1.0) -> list[float | None]:
 def _fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.{digits}g}{(' ' + unit) if unit else ''}"
+    return f"{fmt_number(value, digits)}{(' ' + unit) if unit else ''}"
 
 
 def grouped_bars(
@@ -161,42 +176,59 @@ def grouped_bars(
     """Bars of ``value`` per case (x: model and batch size) for one ``mode``, one bar group per precision and
     memory format (colour: precision; hatching: channels_last). ``errors(rows)`` may give (plus, minus) lists.
     A ``timed`` value (measured against the clock: throughput and what follows from it) is marked above the bar
-    of a case measured under noise, with the reason in its hover."""
+    of a case measured under noise, with the reason in its hover. Records of several devices: colour names the
+    device and bars of one case on each device stand side by side (precision and memory format by pattern)."""
     rows = frame[(frame["mode"] == mode) & numeric(frame, value).notna()] if not frame.empty else frame
     if rows.empty:
         return None
     rows = case_order(rows)
-    categories = [esc(x) for x in dict.fromkeys(rows["label"])]
+    by_device = colours_by_device(frame)
+    xcol = "xlabel" if by_device and "xlabel" in rows.columns else "label"
+    categories = [esc(x) for x in dict.fromkeys(rows[xcol])]
     traces = []
-    for precision in ordered(rows["precision"], PRECISION_ORDER):
-        for fmt in ("NCHW", "channels_last"):
-            sub = rows[(rows["precision"] == precision) & (rows["fmt"] == fmt)]
-            if sub.empty:
-                continue
-            y = values(numeric(sub, value), scale)
-            texts = []
-            for (_, r), v in zip(sub.iterrows(), y, strict=True):
-                extra = hover(r) if hover else ""
-                texts.append(f"{esc(r['case_id'])}<br>{_fmt(v, unit)}{extra}{noise_hover(r) if timed else ''}")
-            trace: dict[str, Any] = {
-                "x": [esc(x) for x in sub["label"]],
-                "y": y,
-                "name": f"{precision} · {fmt}",
-                "marker": {"color": precision_colour(precision), "pattern": {"shape": "/" if fmt != "NCHW" else ""}},
-                "hovertext": texts,
-                "hovertemplate": "%{hovertext}<extra></extra>",
-                "meta": {
-                    "fk": {"mode": mode, "precision": str(precision)},
-                    "pk": {"model": list(map(str, sub["model"]))},
-                },
-            }
-            if timed and "noisy" in sub.columns and sub["noisy"].any():
-                trace.update(text=[NOISY_MARK if n else "" for n in sub["noisy"]], textposition="outside")
-            err = errors(sub) if errors else None
-            if err is not None:
-                plus, minus = err
-                trace["error_y"] = {"type": "data", "array": plus, "arrayminus": minus, "color": "#333", "width": 3}
-            traces.append(go.Bar(**trace))
+    precisions = ordered(rows["precision"], PRECISION_ORDER)
+    series = [
+        (device, precision, fmt)
+        for device in (sorted(by_device) if by_device else [None])
+        for precision in precisions
+        for fmt in ("NCHW", "channels_last")
+    ]
+    for device, precision, fmt in series:
+        sub = rows[(rows["precision"] == precision) & (rows["fmt"] == fmt)]
+        if device is not None:
+            sub = sub[sub["device_key"] == device]
+        if sub.empty:
+            continue
+        y = values(numeric(sub, value), scale)
+        texts = []
+        for (_, r), v in zip(sub.iterrows(), y, strict=True):
+            extra = hover(r) if hover else ""
+            where = f" · {esc(r['device_key'])}" if by_device else ""
+            texts.append(f"{esc(r['case'])}{where}<br>{_fmt(v, unit)}{extra}{noise_hover(r) if timed else ''}")
+        if device is None:
+            name, colour, shape = f"{precision} · {fmt}", precision_colour(precision), "/" if fmt != "NCHW" else ""
+        else:
+            name, colour = esc(f"{device} · {precision} · {fmt}"), by_device[device]
+            shape = PATTERNS[(2 * precisions.index(precision) + (fmt != "NCHW")) % len(PATTERNS)]
+        trace: dict[str, Any] = {
+            "x": [esc(x) for x in sub[xcol]],
+            "y": y,
+            "name": name,
+            "marker": {"color": colour, "pattern": {"shape": shape}},
+            "hovertext": texts,
+            "hovertemplate": "%{hovertext}<extra></extra>",
+            "meta": {
+                "fk": {"mode": mode, "precision": str(precision)},
+                "pk": {"model": list(map(str, sub["model"]))},
+            },
+        }
+        if timed and "noisy" in sub.columns and sub["noisy"].any():
+            trace.update(text=[NOISY_MARK if n else "" for n in sub["noisy"]], textposition="outside")
+        err = errors(sub) if errors else None
+        if err is not None:
+            plus, minus = err
+            trace["error_y"] = {"type": "data", "array": plus, "arrayminus": minus, "color": "#333", "width": 3}
+        traces.append(go.Bar(**trace))
     return bar_figure(traces, title, ytitle, categories, width, bargap=0.25)
 
 
@@ -229,36 +261,48 @@ def lines_vs_batch(frame: pd.DataFrame, mode: str, value: str, title: str, ytitl
     if rows.empty or numeric(rows, "batch_size").nunique() < 2:
         return None
     models = model_order(rows["model"])
+    by_device = colours_by_device(frame)
     traces = []
-    keys = ["model", "precision", "fmt", "variant"]
+    keys = ["model", "precision", "fmt", "variant", "device_key"]
     groups = case_order(rows).groupby(keys, sort=False)
     many = groups.ngroups > MAX_LEGEND
-    for (model, precision, fmt, variant), sub in groups:
+    for (model, precision, fmt, variant, device), sub in groups:
         sub = sub.sort_values("batch_size")
         y = values(numeric(sub, value))
         name = f"{model}{variant} · {precision} · {fmt}"
-        hover = [f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)]
+        hover = [f"{esc(c)}<br>{_fmt(v, unit)}" for c, v in zip(sub["case"], y, strict=True)]
         x = values(numeric(sub, "batch_size"))
-        traces.append(case_line(x, y, esc(name), hover, (model, mode, precision, fmt), models, legend=not many))
+        colour = by_device.get(str(device))
+        line = case_line(x, y, esc(name), hover, (model, mode, precision, fmt), models, not many, colour)
+        traces.append(line)
     if many:
-        traces = [*traces, *key_traces(models, ordered(rows["precision"], PRECISION_ORDER), ordered(rows["fmt"], ()))]
+        precisions = ordered(rows["precision"], PRECISION_ORDER)
+        traces = [*traces, *key_traces(models, precisions, ordered(rows["fmt"], ()), by_device)]
     sizes = sorted({int(b) for b in numeric(rows, "batch_size").dropna()})
     return log_x_figure(traces, title, "batch size", ytitle, sizes)
 
 
 def case_line(
-    x: list, y: list, name: str, hover: list[str], case: tuple, models: list[str], legend: bool = True
+    x: list,
+    y: list,
+    name: str,
+    hover: list[str],
+    case: tuple,
+    models: list[str],
+    legend: bool = True,
+    colour: str | None = None,
 ) -> go.Scatter:
     """One line of a family of cases against an x axis. ``case`` is (model, mode, precision, memory format): the
-    colour is the precision's, channels_last is dotted, the marker is the model's (by its place in ``models``),
-    and the trace carries the page filter's keys. ``name`` and ``hover`` come escaped."""
+    colour is the precision's (or ``colour``: the device's, when the lines come from several devices),
+    channels_last is dotted, the marker is the model's (by its place in ``models``), and the trace carries the
+    page filter's keys. ``name`` and ``hover`` come escaped."""
     model, mode, precision, fmt = case
     return go.Scatter(
         x=x,
         y=y,
         mode="lines+markers",
         name=name,
-        line={"color": precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
+        line={"color": colour or precision_colour(precision), "dash": "dot" if fmt != "NCHW" else "solid", "width": 2},
         marker={"symbol": SYMBOLS[models.index(str(model)) % len(SYMBOLS)], "size": 8},
         hovertext=hover,
         hovertemplate="%{hovertext}<extra></extra>",
@@ -278,17 +322,20 @@ def log_x_figure(traces: list, title: str, xtitle: str, ytitle: str, ticks: list
     )
 
 
-def key_traces(models: list[str], precisions: list[str], formats: list[str]) -> list[go.Scatter]:
+def key_traces(
+    models: list[str], precisions: list[str], formats: list[str], devices: dict[str, str] | None = None
+) -> list[go.Scatter]:
     """A legend that explains the encoding instead of naming every line (too many lines to list): one entry per
-    model (marker), precision (colour) and memory format (dash). The entries draw nothing and carry no filter
-    keys, so the page filter leaves them alone."""
+    model (marker), precision (colour; or per device when ``devices`` maps them to colours) and memory format
+    (dash). The entries draw nothing and carry no filter keys (no ``meta``), so the page filter leaves them alone."""
     out = []
     for i, model in enumerate(models):
         marker = {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8, "color": "#52606d"}
         out.append(go.Scatter(x=[None], y=[None], mode="markers", name=esc(model), marker=marker))
-    for precision in precisions:
-        line = {"color": precision_colour(precision), "width": 3}
-        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(precision), line=line))
+    colours = devices or {p: precision_colour(p) for p in precisions}
+    for name, colour in colours.items():
+        line = {"color": colour, "width": 3}
+        out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(name), line=line))
     for fmt in formats:
         line = {"color": "#52606d", "dash": "dot" if fmt != "NCHW" else "solid", "width": 2}
         out.append(go.Scatter(x=[None], y=[None], mode="lines", name=esc(fmt), line=line))
@@ -320,9 +367,9 @@ def _ci_hover(r: pd.Series) -> str:
     # a DDP bar is the global throughput, the record's figures are its rank's).
     total, median = number(r.get("throughput_total_img_s")), number(r.get("throughput_img_s"))
     moved = total and median and (number(r.get("world_size")) or 1) <= 1 and abs(total / median - 1) > 0.01
-    extra = f"<br>over the total time: {total:.4g} img/s" if moved else ""
+    extra = f"<br>over the total time: {fmt_number(total)} img/s" if moved else ""
     if isinstance(c, list) and len(c) == 2 and number(c[0]) is not None and number(c[1]) is not None:
-        return f"<br>95% CI {c[0]:.4g} to {c[1]:.4g}{extra}"
+        return f"<br>95% CI {fmt_number(c[0])} to {fmt_number(c[1])}{extra}"
     return ("<br>no interval (published figure, no samples)" if not r.get("has_samples") else "<br>no interval") + extra
 
 
@@ -401,7 +448,8 @@ def _heatmap(
         noisy = [f"{esc(r[f'case_id_{s}'])}: {esc(r[f'noise_text_{s}'])}" for s in "nd" if r[f"noise_text_{s}"]]
         text[i][j] = f"{r['ratio']:.2f}×" + (f" {NOISY_MARK}" if noisy else "")
         hover[i][j] = (
-            f"{esc(r['case_id_n'])}: {r['tput_n']:.4g} img/s<br>{esc(r['case_id_d'])}: {r['tput_d']:.4g} img/s"
+            f"{esc(r['case_id_n'])}: {fmt_number(r['tput_n'])} img/s"
+            f"<br>{esc(r['case_id_d'])}: {fmt_number(r['tput_d'])} img/s"
             f"<br>ratio {r['ratio']:.3f}" + "".join(f"<br>{NOISY_MARK} noisy: {n}" for n in noisy)
         )
     x = [esc(f"{label} bs{size}" if label else f"bs{size}") for label, size in columns]
@@ -416,24 +464,37 @@ def _heatmap(
         colorscale="RdBu",
         zmin=-math.log2(SPEEDUP_RANGE),
         zmax=math.log2(SPEEDUP_RANGE),
-        showscale=False,  # every cell is labelled with its ratio; a colour bar would only repeat it
+        zauto=False,
+        showscale=True,
+        colorbar={
+            "title": {"text": "ratio", "side": "top"},
+            "tickvals": [math.log2(t) for t in SPEEDUP_TICKS],
+            "ticktext": [f"{t:g}×" for t in SPEEDUP_TICKS],
+            "thickness": 12,
+            "len": 1.0,
+            "x": 1.0,
+            "xpad": 14,
+            "xanchor": "left",
+        },
         xgap=2,
         ygap=2,
         meta={"fk": {"mode": mode}, "rk": {"model": row_model}, "ck": {"precision": column_keys}},
     )
-    return go.Figure(
-        data=[trace],
-        layout=layout(
-            title,
-            "",
-            "",
-            height=max(200, 70 + 30 * len(rows)),
-            xlabels=x,
-            ylabels=list(trace.y),
-            xaxis={"type": "category"},
-            yaxis={"type": "category", "autorange": "reversed"},
-        ),
+    fig_layout = layout(
+        title,
+        "",
+        "",
+        height=max(200, 70 + 30 * len(rows)),
+        xlabels=x,
+        ylabels=list(trace.y),
+        xaxis={"type": "category"},
+        yaxis={"type": "category", "autorange": "reversed"},
     )
+    fig_layout["margin"]["r"] = 110  # the colour bar and its labels
+    if len(columns) <= 8:
+        # Few columns: as wide as they need, not stretched over the page (a single column would be a banner).
+        fig_layout["width"] = fig_layout["margin"]["l"] + 110 + max(len(columns), 2) * CELL_PX
+    return go.Figure(data=[trace], layout=fig_layout)
 
 
 def amp_speedup(frame: pd.DataFrame, mode: str) -> go.Figure | None:

@@ -125,10 +125,26 @@ def _title(runs: list[Run]) -> str:
 
 
 def _subtitle(runs: list[Run]) -> str:
+    """Runs, their dates (start times; the import time of imported runs that record no start) and devices."""
     starts = sorted(str(r.manifest["started_at"]) for r in runs if r.manifest.get("started_at"))
-    when = (starts[0] if len(starts) == 1 else f"{starts[0]} to {starts[-1]}") if starts else "start time unknown"
+    imported = sorted(
+        str(r.manifest["imported_at"])
+        for r in runs
+        if not r.manifest.get("started_at") and r.manifest.get("imported_at")
+    )
+    parts = []
+    if starts:
+        parts.append(starts[0] if len(starts) == 1 else f"{starts[0]} to {starts[-1]}")
+    if imported:
+        sources = sorted({str(r.manifest.get("source")) for r in runs if r.manifest.get("imported_at")} - {"None"})
+        what = f"imported from {', '.join(sources)}" if sources else "imported"
+        parts.append(
+            f"{what} {imported[0][:10]}" + (f" to {imported[-1][:10]}" if imported[-1][:10] != imported[0][:10] else "")
+        )
+    if not parts:
+        parts.append("no run recorded its start time")
     devices = sorted({str((r.manifest.get("environment") or {}).get("device_name")) for r in runs} - {"None"})
-    return f"{len(runs)} run(s), {when}" + (f", on {', '.join(devices)}" if devices else "")
+    return f"{len(runs)} run(s), {'; '.join(parts)}" + (f", on {', '.join(devices)}" if devices else "")
 
 
 def render(data: ReportData, *, plotly_src: str | None = None) -> str:
@@ -173,10 +189,16 @@ def render(data: ReportData, *, plotly_src: str | None = None) -> str:
     )
 
 
-def build_report(paths: Iterable[str | Path]) -> tuple[str, ReportData]:
-    """Read the runs under ``paths`` and return (the HTML page, the data it was built from)."""
+def build_report(
+    paths: Iterable[str | Path], *, baseline: str | Path | None = None, base_dir: str | Path | None = None
+) -> tuple[str, ReportData]:
+    """Read the runs under ``paths`` (and the ``baseline`` run, when named) and return (the HTML page, the data it
+    was built from). ``base_dir`` is the folder the page goes to (links to trace files are relative to it)."""
+    paths = list(paths)
+    if baseline is not None:
+        paths.append(baseline)
     runs, skips = read_inputs(paths)
-    data = prepare(runs, skips)
+    data = prepare(runs, skips, baseline=baseline, base_dir=base_dir)
     return render(data), data
 
 
@@ -197,8 +219,9 @@ def write_html(page: str, out_path: str | Path) -> Path:
     return out
 
 
-def write_report(run_dirs: Iterable[str | Path], out_path: str | Path) -> Path:
+def write_report(run_dirs: Iterable[str | Path], out_path: str | Path, *, baseline: str | Path | None = None) -> Path:
     """Write the report of the runs under ``run_dirs`` (run folders, records files or results folders) to
-    ``out_path`` as one self-contained HTML file; returns the path written."""
-    page, _ = build_report(run_dirs)
+    ``out_path`` as one self-contained HTML file; returns the path written. ``baseline`` names the run the changes
+    section compares against (default: the oldest run of each suite and environment)."""
+    page, _ = build_report(run_dirs, baseline=baseline, base_dir=Path(out_path).parent)
     return write_html(page, out_path)

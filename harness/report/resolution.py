@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.report.data import PRECISION_ORDER, column, model_order, ordered, truthy
+from harness.report.data import PRECISION_ORDER, column, device_colours, model_order, ordered, truthy
 from harness.report.figures import MAX_LEGEND, _fmt, case_line, esc, key_traces, log_x_figure, numeric, values
 
 #: The resolution scaling is measured from: the catalog's stated figures are at 224 px.
@@ -53,6 +53,7 @@ def _figure(frame: pd.DataFrame, mode: str, title: str, ytitle: str, y_of, unit:
     if not lines:
         return None
     many_devices = len({key[-1] for key, _ in lines}) > 1
+    colours = device_colours(key[-1] for key, _ in lines) if many_devices else {}
     models = model_order(key[0] for key, _ in lines)
     many = len(lines) > MAX_LEGEND
     traces = []
@@ -61,9 +62,11 @@ def _figure(frame: pd.DataFrame, mode: str, title: str, ytitle: str, y_of, unit:
         if y is None:
             continue
         model, precision, fmt = key[0], key[2], key[3]
-        hover = [f"{esc(c)} · {esc(key[-1])}<br>{_fmt(v, unit)}" for c, v in zip(sub["case_id"], y, strict=True)]
+        hover = [f"{esc(c)} · {esc(key[-1])}<br>{_fmt(v, unit)}" for c, v in zip(sub["case"], y, strict=True)]
         name = esc(_name(key, many_devices))
-        traces.append(case_line(values(sub["_res"]), y, name, hover, (model, mode, precision, fmt), models, not many))
+        case = (model, mode, precision, fmt)
+        colour = colours.get(str(key[-1]))
+        traces.append(case_line(values(sub["_res"]), y, name, hover, case, models, not many, colour))
     if not traces:
         return None
     sizes = sorted({int(r) for _, sub in lines for r in sub["_res"]})
@@ -80,7 +83,7 @@ def _figure(frame: pd.DataFrame, mode: str, title: str, ytitle: str, y_of, unit:
         )
     if many:
         precisions = ordered((key[2] for key, _ in lines), PRECISION_ORDER)
-        traces += key_traces(models, precisions, ordered((key[3] for key, _ in lines), ()))
+        traces += key_traces(models, precisions, ordered((key[3] for key, _ in lines), ()), colours or None)
     return log_x_figure(traces, title, "input side (px)", ytitle, sizes, yaxis={"type": "log"} if not ideal else {})
 
 

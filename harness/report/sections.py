@@ -11,12 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report import analysis, resolution, summary
+from harness.report import analysis, changes, resolution, summary
 from harness.report import efficiency as eff
 from harness.report import figures as figs
-from harness.report.blocks import NOISY_MARK, Cell, Note, Row, Section, Table, keys_of, noisy_cell, num, pct, text
+from harness.report.anchors import case_anchor
+from harness.report.blocks import (
+    NOISY_MARK,
+    Cell,
+    Note,
+    Row,
+    Section,
+    Table,
+    fmt_number,
+    keys_of,
+    noisy_cell,
+    num,
+    pct,
+    text,
+)
 from harness.report.builder import Builder
-from harness.report.data import ReportData, run_label
+from harness.report.data import ReportData, column, run_label
 from harness.store.record import TELEMETRY_FIELDS
 
 #: The telemetry fields of the efficiency table, in its column order: every numeric one but the device memory.
@@ -26,8 +40,10 @@ TELEMETRY_COLUMNS = tuple(f for f in TELEMETRY_FIELDS if f not in ("memory_used_
 def build_sections(data: ReportData) -> list[Section]:
     """Every section of the page for ``data``, in page order."""
     b = Builder(data)
+    b.changes, b.change_notes = changes.comparisons(data)
     return [
         summary.summary(b),
+        changes.changes_section(b, b.changes, b.change_notes),
         throughput(b),
         speedups(b),
         memory(b),
@@ -78,14 +94,28 @@ def throughput(b: Builder) -> Section:
         s.add(b.plot(figs.throughput_lines(ok, mode)))
         s.add(b.plot(resolution.throughput_vs_resolution(ok, mode)))
         s.add(b.plot(resolution.pixel_scaling(ok, mode)))
+    if len(b.data.runs) > 1 or b.data.many_devices:
+        s.add(
+            Note(
+                "The table holds the latest record of each case on each device; the run column names the run it"
+                " comes from (Trends and Changes show the others)."
+            )
+        )
     rows = []
-    for _, r in figs.case_order(ok).iterrows():
+    anchored = newest_rows(ok)
+    for index, r in figs.case_order(ok).iterrows():
         ci = r["throughput_ci95"]
-        ci_text = f"{ci[0]:.4g} to {ci[1]:.4g}" if isinstance(ci, list) and len(ci) == 2 and None not in ci else ""
+        ci_text = (
+            f"{fmt_number(ci[0])} to {fmt_number(ci[1])}"
+            if isinstance(ci, list) and len(ci) == 2 and None not in ci
+            else ""
+        )
         rows.append(
             Row(
                 [
-                    Cell(r["case_id"]),
+                    Cell(r["case"], r["case"], "id"),
+                    Cell(r["device_key"], r["device_key"], "nowrap"),
+                    Cell(r["run"], r["run"], "id"),
                     Cell(r["model"]),
                     Cell(r["mode"]),
                     num(r["batch_size"]),
@@ -99,16 +129,20 @@ def throughput(b: Builder) -> Section:
                     Cell(
                         f"{NOISY_MARK} {r['noise_text']}" if r["noisy"] else "",
                         int(r["noisy"]),
-                        "warn" if r["noisy"] else "",
+                        "warn prose" if r["noisy"] else "",
                     ),
                 ],
                 keys_of(r),
+                id=case_anchor(r["case_id"]) if index in anchored else "",
+                colour=b.row_colour(r),
             )
         )
     s.add(
         Table(
             [
                 "case",
+                "device",
+                "run",
                 "model",
                 "mode",
                 "batch",
@@ -122,10 +156,18 @@ def throughput(b: Builder) -> Section:
                 "noise",
             ],
             rows,
-            numeric=(3, 6, 8, 9, 10),
+            numeric=(5, 8, 10, 11, 12),
         )
     )
     return s
+
+
+def newest_rows(rows: Any) -> set[Any]:
+    """The index of the row of each case id from the newest run (the row that carries the case's anchor)."""
+    if rows.empty:
+        return set()
+    keyed = rows.assign(_t=column(rows, "run_started_at").fillna("").astype(str), _i=range(len(rows)))
+    return set(keyed.sort_values(["_t", "_i"], kind="stable").drop_duplicates("case_id", keep="last").index)
 
 
 def _step_cell(r: Any) -> Cell:
@@ -229,12 +271,7 @@ def efficiency(b: Builder) -> Section:
     tel = [c for c in ok.columns if c.startswith("telemetry.")] if not ok.empty else []
     has = ok[ok[tel].notna().any(axis=1)] if tel else ok.iloc[0:0]
     if has.empty:
-        s.add(
-            Note(
-                "No telemetry: NVML was not available (CPU run, or no NVIDIA driver), so no power, energy or clocks.",
-                "nodata",
-            )
-        )
+        s.add(Note(no_telemetry(ok), "nodata"))
         return s
     for mode in b.modes:
         s.add(b.plot(eff.img_per_joule_bars(has, mode)))
@@ -246,11 +283,16 @@ def efficiency(b: Builder) -> Section:
         reason_text = ", ".join(map(str, reasons)) if isinstance(reasons, (list, tuple)) else text(reasons)
         cell = Cell(reason_text or "none", reason_text, "warn" if reason_text else "")
         cells = [num(r.get(f"telemetry.{c}")) for c in TELEMETRY_COLUMNS]
-        rows.append(Row([Cell(r["case_id"]), *cells, cell], keys_of(r)))
+        device = Cell(r["device_key"], r["device_key"], "nowrap")
+        run = Cell(r["run"], r["run"], "id")
+        row = [Cell(r["case"], r["case"], "id"), device, run, *cells, cell]
+        rows.append(Row(row, keys_of(r), colour=b.row_colour(r)))
     s.add(
         Table(
             [
                 "case",
+                "device",
+                "run",
                 "power avg W",
                 "power max W",
                 "energy J",
@@ -262,11 +304,29 @@ def efficiency(b: Builder) -> Section:
                 "throttle reasons",
             ],
             rows,
-            caption="Telemetry over each case's timed window; throttle reasons are flagged",
-            numeric=tuple(range(1, 9)),
+            caption="Telemetry over each case's timed window (its latest record on each device); throttle reasons"
+            " are flagged",
+            numeric=tuple(range(3, 11)),
         )
     )
     return s
+
+
+def no_telemetry(ok: Any) -> str:
+    """Why the efficiency section is empty, for the records at hand: published figures carry none, a GPU run
+    recorded no NVML readings, a CPU run has no NVML to read."""
+    if ok.empty:
+        return "No successful cases, so no telemetry to show."
+    imported = (column(ok, "source").fillna("harness") != "harness").all()
+    gpu = (column(ok, "device").astype(str) == "cuda") | (column(ok, "env.device_type").astype(str) == "cuda")
+    if imported:
+        return "No telemetry: published figures (imported runs) carry no power, energy or clock readings."
+    if gpu.any():
+        return (
+            "No telemetry: these GPU runs recorded no NVML readings (pynvml missing or NVML unavailable to the"
+            " run), so no power, energy or clocks."
+        )
+    return "No telemetry: a CPU run has no NVML to read, so no power, energy or clocks."
 
 
 def _peaks(data: ReportData) -> list[str]:

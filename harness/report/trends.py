@@ -5,19 +5,21 @@ the steps ``harness.regress.detect_steps`` finds, where that module provides it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from harness.report.blocks import fmt_number
 from harness.report.data import column, precision_colour
-from harness.report.figures import esc, layout, numeric
+from harness.report.figures import case_order, colours_by_device, esc, layout, numeric
 from harness.store.fingerprint import COMPARABLE_FIELDS, GPU_COMPARABLE_FIELDS
 from harness.store.record import Status
 
 DEFAULT_THRESHOLD = 0.05
-#: Above this many cases, a trends chart draws one trace per model, mode and precision instead of one per case.
+#: Up to this many cases, a trends chart's case chooser offers every case at once.
 MAX_TRACES = 40
 
 
@@ -84,44 +86,46 @@ def trend_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRESHOLD) -> go.Figure | None:
-    """A line per case: its throughput (img/s) in each run (x: the run's start time), one trace per case up to
-    ``MAX_TRACES`` cases, else one per model, mode and precision with a gap between cases. Steps found by
-    ``detect_steps(series, threshold)`` are marked with a red ring on the first run after the step."""
+    """A line per case (and device): its throughput (img/s) in each run (x: the run's start time). Each trace
+    carries its case in ``meta.case`` (the page's case chooser draws one case at a time). Steps found by
+    ``detect_steps(series, threshold)`` are marked with a red ring on the first run after the step; the rings'
+    trace carries the case of each point in ``meta.pk.case``. Colour: the device when the rows hold several,
+    else the precision."""
     ok = rows[(rows["status"] == Status.OK) & numeric(rows, "tput").notna()] if not rows.empty else rows
     if ok.empty or ok["run_dir"].nunique() < 2:
         return None
     ok = ok.assign(_t=column(ok, "run_started_at").fillna("").astype(str)).sort_values(["_t", "rank"], kind="stable")
     ok = ok.drop_duplicates(["run_dir", "case_id", "device_key"], keep="first")
     detect = step_detector()
+    by_device = colours_by_device(ok)
     traces = []
-    steps: dict[str, list] = {"x": [], "y": [], "text": [], "model": [], "mode": [], "precision": []}
-    cases = list(ok.groupby(["case_id", "device_key"], sort=True))
-    # Hundreds of cases (a nightly suite) drawn as hundreds of traces take seconds to render; then the cases of
-    # one model, mode and precision share a trace, each case's points followed by a gap.
-    merged: dict[tuple[str, str, str], dict[str, list]] = {}
-    for (case, _), sub in cases:
+    steps: dict[str, list] = {"x": [], "y": [], "text": [], "model": [], "mode": [], "precision": [], "case": []}
+    # Only the columns drawn: slicing the whole records frame once per case costs seconds on a nightly history.
+    keep = ["case_id", "device_key", "case", "model", "mode", "precision", "tput", "_t", "run", "batch_size", "fmt"]
+    slim = ok[[*keep, *(c for c in ("resolution", "variant") if c in ok.columns)]]
+    for (_, device), sub in figs_order(slim):
         y = [float(v) for v in sub["tput"]]
         x = list(sub["_t"])
-        first = sub.iloc[0]
-        keys = {"model": str(first["model"]), "mode": str(first["mode"]), "precision": str(first["precision"])}
-        if len(cases) > MAX_TRACES:
-            m = merged.setdefault((keys["model"], keys["mode"], keys["precision"]), {"x": [], "y": [], "text": []})
-            m["x"] += [*x, None]
-            m["y"] += [*y, None]
-            m["text"] += [esc(case)] * len(x) + [""]
-        else:
-            traces.append(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines+markers",
-                    name=esc(case),
-                    line={"width": 1.5, "color": precision_colour(first["precision"])},
-                    marker={"size": 5},
-                    hovertemplate=f"{esc(case)}<br>%{{x}}<br>%{{y:.4g}} img/s<extra></extra>",
-                    meta={"fk": keys},
-                )
-            )
+        model, mode, precision, shown = (str(sub[k].iat[0]) for k in ("model", "mode", "precision", "case"))
+        case = shown + (f" @ {device}" if by_device else "")
+        keys = {"model": model, "mode": mode, "precision": precision}
+        hover = [f"{esc(run)}: {fmt_number(v)} img/s" for run, v in zip(sub["run"], y, strict=True)]
+        # A plain dict per trace: the figure checks them all at once, far faster than one go.Scatter per case.
+        traces.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": y,
+                "mode": "lines+markers",
+                "name": esc(case),
+                "line": {"width": 1.8, "color": by_device.get(str(device)) or precision_colour(precision)},
+                "marker": {"size": 6},
+                "hovertext": hover,
+                # The case once per trace, the run and value per point: a nightly history has thousands of points.
+                "hovertemplate": f"{esc(case)}<br>%{{hovertext}}<br>%{{x}}<extra></extra>",
+                "meta": {"fk": keys, "case": case},
+            }
+        )
         if detect is not None and len(y) >= 2:
             try:
                 found = _steps(detect(y, threshold))
@@ -131,22 +135,11 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
                 if 0 <= i < len(y):
                     steps["x"].append(x[i])
                     steps["y"].append(y[i])
-                    steps["text"].append(f"step{what}: {esc(case)}<br>{x[i]}: {y[i]:.4g} img/s")
+                    steps["text"].append(f"step{what}: {esc(case)}<br>{x[i]}: {fmt_number(y[i])} img/s")
+                    steps["case"].append(case)
                     for k in ("model", "mode", "precision"):
                         steps[k].append(keys[k])
-    for (model, mode, precision), m in merged.items():
-        traces.append(
-            go.Scatter(
-                x=m["x"],
-                y=m["y"],
-                mode="lines",
-                name=esc(f"{model} {mode} {precision}"),
-                line={"width": 1.2, "color": precision_colour(precision)},
-                hovertext=m["text"],
-                hovertemplate="%{hovertext}<br>%{x}<br>%{y:.4g} img/s<extra></extra>",
-                meta={"fk": {"model": model, "mode": mode, "precision": precision}},
-            )
-        )
+    names = [t["name"] for t in traces]
     if steps["x"]:
         traces.append(
             go.Scatter(
@@ -154,10 +147,10 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
                 y=steps["y"],
                 mode="markers",
                 name="detected step",
-                marker={"size": 14, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#d1342f"}},
+                marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 2.5, "color": "#d1342f"}},
                 hovertext=steps["text"],
                 hovertemplate="%{hovertext}<extra></extra>",
-                meta={"pk": {k: steps[k] for k in ("model", "mode", "precision")}, "role": "steps"},
+                meta={"pk": {k: steps[k] for k in ("model", "mode", "precision", "case")}, "role": "steps"},
             )
         )
     return go.Figure(
@@ -167,9 +160,35 @@ def trend_figure(rows: pd.DataFrame, title: str, threshold: float = DEFAULT_THRE
             "run start (UTC)",
             "images / s (log)",
             height=460,
-            legend=[t.name for t in traces] if len(traces) <= 16 else None,
+            legend=[*names, "detected step"],
             legend_side="right",
             xaxis={"type": "date"},
             yaxis={"type": "log"},
         ),
     )
+
+
+def figs_order(ok: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """The rows of each (case id, device), in the page's case order."""
+    order = {c: i for i, c in enumerate(dict.fromkeys(case_order(ok)["case_id"]))}
+    groups = list(ok.groupby(["case_id", "device_key"], sort=False))
+    return sorted(groups, key=lambda g: (order[g[0][0]], str(g[0][1])))
+
+
+def chooser(fig: go.Figure) -> tuple[list[tuple[str, str]], str]:
+    """The case chooser of a trends chart: (value, label) per case, ``*`` (every case) first when there are at
+    most ``MAX_TRACES``, and the case shown first: the first with a detected step, else the one that moved most
+    between its first and last run."""
+    cases = [t.meta["case"] for t in fig.data if isinstance(t.meta, dict) and "case" in t.meta]
+    choices = [(c, c) for c in cases]
+    if len(cases) <= MAX_TRACES:
+        choices.insert(0, ("*", f"every case ({len(cases)})"))
+    rings = [t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("role") == "steps"]
+    if rings:
+        return choices, rings[0].meta["pk"]["case"][0]
+    moved = {
+        t.meta["case"]: abs(math.log(t.y[-1] / t.y[0]))
+        for t in fig.data
+        if isinstance(t.meta, dict) and "case" in t.meta and t.y and t.y[0] and t.y[-1]
+    }
+    return choices, max(moved, key=moved.get) if moved else (cases[0] if cases else "")

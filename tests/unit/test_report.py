@@ -163,7 +163,7 @@ def test_a_noisy_case_is_marked_with_its_reason_and_does_not_set_the_heatmap_col
     assert f"⚠ noisy: resnet18/inference/bs8/amp_bf16: {reason}" in heat.customdata[noisy_row][0]
     bars = trace_named(figs.throughput_bars(ok, "inference"), "amp_bf16 · NCHW")
     assert list(bars.text) == ["⚠", ""] and "⚠ noisy: 2 stalled steps" in bars.hovertext[0]
-    assert "over the total time: 8000 img/s" in bars.hovertext[0]
+    assert "over the total time: 8,000 img/s" in bars.hovertext[0]
     # The images-over-total-time figure is in the hover where stalls moved it away from the median step's.
     assert "over the total time" not in bars.hovertext[1]
     assert trace_named(figs.throughput_bars(ok, "inference"), "fp32 · NCHW").text is None
@@ -181,7 +181,7 @@ def test_pareto_front_holds_exactly_the_undominated_models(tmp_path):
     points = acc.accuracy_points(ok_frame(run))
     assert set(points.loc[points["front"], "model"]) == {"resnet18", "resnet50", "resnet101"}
     fig = acc.accuracy_figure(ok_frame(run), "inference")
-    (front,) = [t for t in fig.data if t.meta.get("role") == "front"]
+    (front,) = [t for t in fig.data if (t.meta or {}).get("role") == "front"]
     assert sorted(front.meta["pk"]["model"]) == ["resnet101", "resnet18", "resnet50"]
     resnet50 = points.set_index("model").loc["resnet50"]
     assert resnet50["acc1"] == get_entry("resnet50").best_weights.acc1
@@ -282,7 +282,7 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     ((title, rows),) = trends.trend_groups(data.frame)
     fig = trends.trend_figure(rows, title)
     (line,) = fig.data
-    assert line.name == "resnet50/inference/bs32/fp32" and len(line.x) == 5 and line.x[0].startswith("2026-01-01")
+    assert line.name == "resnet50/inference/bs32/fp32/r224" and len(line.x) == 5 and line.x[0].startswith("2026-01-01")
     monkeypatch.setattr(trends, "step_detector", lambda: lambda series, threshold: [3] if threshold == 0.05 else [])
     fig = trends.trend_figure(rows, title)
     assert fig.data[-1].name == "detected step" and fig.data[-1].x == (line.x[3],)
@@ -295,12 +295,12 @@ def test_trends_draw_each_case_across_runs_and_mark_steps(tmp_path, monkeypatch)
     assert trends.trend_groups(data_of(runs[0]).frame) == []
 
 
-def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_path):
+def test_trends_of_many_cases_draw_one_case_at_a_time_through_a_chooser(tmp_path):
     from harness.report import trends
 
     def night(day):
         return [
-            make_record(m, mode, bs, p, seed=bs + day)
+            make_record(m, mode, bs, p, seed=bs + day, step_ms=150.0 if (day, m, bs) == (3, "resnet34", 4) else 100.0)
             for m in ("resnet18", "resnet34", "resnet50")
             for mode in ("inference", "train")
             for bs in (1, 2, 4, 8, 16, 32, 64)
@@ -311,12 +311,14 @@ def test_trends_of_many_cases_share_a_trace_per_model_mode_and_precision(tmp_pat
     ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
     fig = trends.trend_figure(rows, title)
     assert len(rows["case_id"].unique()) == 84 > trends.MAX_TRACES
-    assert len(fig.data) == 12  # 3 models x 2 modes x 2 precisions
-    line = [t for t in fig.data if t.meta["fk"] == {"model": "resnet34", "mode": "train", "precision": "amp_bf16"}][0]
-    # 7 batch sizes x (3 runs + a gap), each point named by its case.
-    assert len(line.x) == 7 * 4 and line.x[3] is None and line.y.count(None) == 7
-    assert line.hovertext[:4] == ("resnet34/train/bs1/amp_bf16",) * 3 + ("",)
+    assert len(fig.data) == 84 and all(len(t.x) == 3 for t in fig.data)  # one trace per case, every run
+    choices, chosen = trends.chooser(fig)
+    # Too many cases to draw at once: no "every case" choice; the chart opens on the case that moved most.
+    assert [v for v, _ in choices] == [t.meta["case"] for t in fig.data] and "*" not in dict(choices)
+    assert chosen.startswith("resnet34/") and "/bs4/" in chosen
+    line = [t for t in fig.data if t.meta["case"] == "resnet34/train/bs1/amp_bf16/r224"][0]
     assert line.y[0] == record_of(runs[0], "resnet34/train/bs1/amp_bf16")["throughput_img_s"]
+    assert fig.layout.showlegend  # one case drawn: its line (and any step rings) in the legend
 
 
 def test_the_latest_run_is_what_the_per_case_sections_show(tmp_path):
@@ -427,19 +429,29 @@ def test_profile_section_lists_top_ops_and_how_to_open_the_trace(tmp_path):
     ops = [{"name": "aten::conv2d", "calls": 40, "self_time_ms": 12.5, "self_cuda_time_ms": None, "share": 0.61}]
     rec["profile"] = {"trace_dir": "profiles/resnet18-inference", "top_ops": ops, "error": None}
     run = make_run(tmp_path, [rec, make_record("resnet34")])
-    page, _ = build_report([run])
-    assert f"tensorboard --logdir {run}/profiles" in page  # a plain path needs no quoting
-    assert f"open {run}/profiles/resnet18-inference/*.pt.trace.json.gz at ui.perfetto.dev" in page
+    page, _ = build_report([run], base_dir=run)
+    assert "The trace files are not beside this report (looked in profiles/resnet18-inference)" in page
+    trace = run / "profiles" / "resnet18-inference" / "rank0.1700000000.pt.trace.json.gz"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    trace.write_bytes(b"")
+    page, _ = build_report([run], base_dir=run)
+    # A relative link from the report's folder that opens, with how to open it; no absolute paths.
+    assert 'href="profiles/resnet18-inference/rank0.1700000000.pt.trace.json.gz"' in page
+    assert "ui.perfetto.dev and drag this file in" in page and str(tmp_path) not in page.split("<footer")[0]
+    assert "tensorboard --logdir profiles " in page  # a plain path needs no quoting
+    page, _ = build_report([run], base_dir=tmp_path)
+    assert f'href="synthetic/{run.name}/profiles/resnet18-inference/rank0.1700000000.pt.trace.json.gz"' in page
     assert "aten::conv2d" in page and "61.0%" in page
     assert "No profiled cases" in build_report([make_run(tmp_path / "b", [make_record()])])[0]
     spaced = make_run(tmp_path / "c", [rec], suite="nightly gpu")
-    assert f"tensorboard --logdir '{spaced}/profiles'" in html.unescape(build_report([spaced])[0])
+    page = html.unescape(build_report([spaced], base_dir=tmp_path / "c")[0])
+    assert f"tensorboard --logdir 'nightly gpu/{spaced.name}/profiles'" in page
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
 def test_a_run_without_records_renders_with_notes(tmp_path):
     page, _ = build_report([make_run(tmp_path, [])])
-    assert "No records" in page and "No successful cases to show." in page and page.count("<section") == 11
+    assert "No records" in page and "No successful cases to show." in page and page.count("<section") == 12
 
 
 def test_only_failed_records_render_the_failures(tmp_path):
@@ -509,3 +521,161 @@ def test_report_imports_no_torch(matrix_run, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False" and Path(tmp_path / "r.html").is_file()
+
+
+# -- what changed, where, and is it real ---------------------------------------------------------------------------
+def test_numbers_have_one_format_with_thousands_separators():
+    from harness.report.blocks import fmt_number, num
+
+    assert [fmt_number(v) for v in (17691.3, 4303.2, 999.94, 56.789, 0.5)] == [
+        "17,691",
+        "4,303",
+        "999.9",
+        "56.79",
+        "0.5",
+    ]
+    assert fmt_number(0.0000123) == "0.0000123" and num(-12345.6, signed=True).text == "-12,346"
+    assert num(1234.5, unit="img/s").text == "1,234 img/s" and num(1234.5).sort == 1234.5
+
+
+def test_case_ids_are_shown_with_their_resolution_224_included():
+    from harness.report.data import shown_id
+
+    assert shown_id("resnet50/inference/bs32/fp32", 224) == "resnet50/inference/bs32/fp32/r224"
+    assert shown_id("resnet50/train/bs8/amp_bf16/cl/compile", 224) == "resnet50/train/bs8/amp_bf16/cl/r224/compile"
+    assert shown_id("resnet18/inference/bs1024/amp_fp16/r160", 160) == "resnet18/inference/bs1024/amp_fp16/r160"
+    assert shown_id("odd-id", None) == "odd-id"
+
+
+CASES = [
+    ("resnet18", "fp32", 8.0),
+    ("resnet18", "amp_bf16", 4.0),
+    ("resnet50", "fp32", 30.0),
+    ("resnet50", "amp_bf16", 15.0),
+]
+
+
+def slowed_runs(tmp_path, factor=1.4):
+    records = [make_record(m, "inference", 32, p, step_ms=ms, seed=i) for i, (m, p, ms) in enumerate(CASES)]
+    slower = [
+        make_record(m, "inference", 32, p, step_ms=ms * (factor if m == "resnet50" and p == "fp32" else 1), seed=i + 9)
+        for i, (m, p, ms) in enumerate(CASES)
+    ]
+    base = make_run(tmp_path, records, started_at="2026-01-01T00:00:00Z")
+    return base, make_run(tmp_path, slower, started_at="2026-01-02T00:00:00Z")
+
+
+def test_the_changes_section_holds_harness_compares_verdicts(tmp_path):
+    from harness.regress import Thresholds, compare
+    from harness.report.anchors import case_anchor
+    from harness.report.changes import comparisons
+
+    base, cand = slowed_runs(tmp_path)
+    data = data_of(cand, base)
+    (found,), notes = comparisons(data)
+    assert notes == [] and found.baseline.path == base and found.candidate.path == cand
+    direct = compare(read_runs([base]), read_runs([cand])[0], Thresholds(relative=0.05, p=0.001))
+    mine = {c.key: b for b, cases in found.result.buckets.items() for c in cases}
+    assert mine == {c.key: b for b, cases in direct.buckets.items() for c in cases}
+    assert mine["resnet50/inference/bs32/fp32"] == "regressed" and list(mine.values()).count("unchanged") == 3
+    page = render_of(data)
+    anchor = case_anchor("resnet50/inference/bs32/fp32").removeprefix("case-")
+    assert f'<a href="#change-{anchor}">resnet50/inference/bs32/fp32/r224</a>' in page  # the verdict panel's link
+    assert f'id="change-{anchor}"' in page and "1 regression(s) against the baseline" in page
+
+
+def render_of(data):
+    from harness.report.page import render
+
+    return render(data)
+
+
+def test_report_baseline_option_names_the_run_compared_against(tmp_path):
+    base, cand = slowed_runs(tmp_path)
+    third = make_run(
+        tmp_path,
+        [make_record(m, "inference", 32, p, step_ms=ms) for m, p, ms in CASES],
+        started_at="2026-01-03T00:00:00Z",
+    )
+    out = tmp_path / "r.html"
+    done = run_cli("report", str(base), str(third), "--baseline", str(cand), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    page = html.unescape(out.read_text())
+    assert f"synthetic/{third.name} against synthetic/{cand.name}" in page
+    done = run_cli("report", str(base), "--baseline", str(tmp_path / "nowhere"), "-o", str(out))
+    assert done.returncode == 2 and "--baseline" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_runs_of_one_commit_whose_peaks_are_3x_apart_are_flagged(tmp_path):
+    from harness.report.changes import run_flags
+    from tests.synthetic import probe
+
+    records = [make_record()]
+    a = make_run(tmp_path, records, started_at="2026-01-01T00:00:00Z", peak=probe(20.0, {"fp32": 1.0}))
+    b = make_run(tmp_path, records, started_at="2026-01-02T00:00:00Z", peak=probe(20.0, {"fp32": 3.0}))
+    c = make_run(tmp_path, records, started_at="2026-01-03T00:00:00Z", peak=probe(20.0, {"fp32": 1.1}))
+    (flag,) = run_flags(read_runs([a, b]))
+    assert "same commit (abc123)" in flag and "fp32 matmul peaks are 3.0× apart" in flag
+    assert run_flags(read_runs([a, c])) == []  # 10% apart: not flagged
+    assert "difference(s) between runs" in render_of(data_of(a, b))
+
+
+def test_speedup_heatmaps_share_one_scale_with_a_colour_bar_and_few_columns_stay_narrow(matrix_run):
+    ok = ok_frame(matrix_run)
+    for fig in (figs.amp_speedup(ok, "inference"), figs.channels_last_speedup(ok, "inference")):
+        (heat,) = fig.data
+        assert (heat.zmin, heat.zmax) == (-2.0, 2.0) and heat.showscale
+        assert list(heat.colorbar.ticktext) == ["0.25×", "0.5×", "1×", "2×", "4×"]
+    one = ok[(ok["batch_size"] == 8) & (ok["fmt"] == "NCHW")]
+    fig = figs.amp_speedup(one, "inference")
+    assert len(fig.data[0].x) == 1 and fig.layout.width is not None and fig.layout.width < 500
+
+
+def test_the_efficiency_note_knows_a_gpu_run_from_a_cpu_run(tmp_path):
+    from harness.report.sections import no_telemetry
+
+    cpu = make_run(tmp_path / "cpu", [make_record()])
+    gpu = make_run(tmp_path / "gpu", [make_record(device="cuda")])
+    published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw" / "rtx5090-pt291-cu130"
+    assert "CPU run" in no_telemetry(ok_frame(cpu))
+    assert "GPU runs recorded no NVML readings" in no_telemetry(ok_frame(gpu))
+    assert "published figures" in no_telemetry(ok_frame(published)) and "CPU" not in no_telemetry(ok_frame(published))
+
+
+def test_imported_runs_show_their_source_and_date(tmp_path):
+    published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw"
+    page, data = build_report([published / "rtx3090-pt240-cu124", published / "rtx5090-pt291-cu130"])
+    assert "start time unknown" not in page and "imported from timm benchmark.py 2026-11-23" in page
+    assert "imported 2026-11-23T15:17:33Z" in page and "(benchmark-infer-amp-nchw-pt291-cu130-5090.csv)" in page
+    assert data.many_devices and 'style="--dev: ' in page
+
+
+def test_a_real_step_in_a_nightly_history_is_ringed_and_opens_the_trends_chart(tmp_path):
+    from harness.report import trends
+
+    nights = [100, 101, 99, 100, 130, 131, 129, 130]  # resnet50 fp32 slows by 30% from the fifth night
+    runs = [
+        make_run(
+            tmp_path,
+            [make_record(step_ms=ms, seed=i), make_record("resnet18", step_ms=20.0, seed=i + 50)],
+            started_at=f"2026-01-0{i + 1}T00:00:00Z",
+        )
+        for i, ms in enumerate(nights)
+    ]
+    ((title, rows),) = trends.trend_groups(data_of(*runs).frame)
+    fig = trends.trend_figure(rows, title)
+    rings = fig.data[-1]
+    assert rings.name == "detected step" and rings.meta["pk"]["case"] == ["resnet50/inference/bs32/fp32/r224"]
+    assert rings.x[0].startswith("2026-01-05") and "step -23" in rings.hovertext[0]
+    assert trends.chooser(fig)[1] == "resnet50/inference/bs32/fp32/r224"
+
+
+def test_a_busy_run_makes_the_verdict_say_the_comparison_is_inconclusive(tmp_path):
+    from tests.synthetic import health, probe
+
+    records = [make_record(m, "inference", 32, p, step_ms=ms, seed=i + 20) for i, (m, p, ms) in enumerate(CASES)]
+    quiet, busy = probe(20.0, {"fp32": 1.0, "bf16": 2.0}), probe(6.0, {"fp32": 0.3, "bf16": 0.6})
+    first = make_run(tmp_path / "b", records, started_at="2026-01-01T00:00:00Z", health=health(quiet, quiet))
+    second = make_run(tmp_path / "b", records, started_at="2026-01-02T00:00:00Z", health=health(busy, busy))
+    page = html.unescape(render_of(data_of(first, second)))
+    assert "The comparison is inconclusive at run level" in page and "candidate looks busy" in page

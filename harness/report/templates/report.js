@@ -1,12 +1,19 @@
 // The report's behaviour: draw every chart from the embedded figure JSON, filter charts and tables by model,
-// mode and precision, and sort tables by a click on a header. No libraries beyond the inlined plotly.js.
+// mode and precision, draw one case at a time where a chart has a case chooser, sort tables by a click on a
+// header, and download a table as CSV (built here from the table's rows; no server). No libraries beyond plotly.js.
 (function () {
   "use strict";
   if (window.performance && performance.mark) performance.mark("report-script");
   var DATA = JSON.parse(document.getElementById("report-data").textContent);
   var KEYS = ["model", "mode", "precision"];
   var state = { model: "", mode: "", precision: "" };
-  var CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  // Nothing in the toolbar may reach the network: no plotly logo link, no "edit in Chart Studio", no cloud share.
+  var CONFIG = {
+    displaylogo: false, responsive: true, showSendToCloud: false, showEditInChartStudio: false, showLink: false,
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "sendChartToCloud", "sendDataToCloud", "editInChartStudio"]
+  };
+  // The case a chart with a chooser draws ("*": every case; "": the chart has no chooser).
+  var choice = "";
   // Per-point arrays of a trace that must be sliced together when points are filtered out.
   var POINT_ATTRS = [["x"], ["y"], ["text"], ["hovertext"], ["customdata"], ["ids"], ["marker", "color"],
     ["marker", "size"], ["marker", "symbol"], ["error_y", "array"], ["error_y", "arrayminus"],
@@ -34,12 +41,16 @@
     obj[path[path.length - 1]] = value;
   }
 
+  function chosen(value) {
+    return !choice || choice === "*" || value === undefined || value === choice;
+  }
+
   function keep(keys, i) {
     for (var k = 0; k < KEYS.length; k++) {
       var list = keys[KEYS[k]];
       if (list && !matches(list[i], state[KEYS[k]])) return false;
     }
-    return true;
+    return !keys.case || chosen(keys.case[i]);
   }
 
   function slice(trace, attrs, keys, n) {
@@ -75,6 +86,7 @@
     if (!meta || typeof meta !== "object") return trace;
     var fk = meta.fk || {};
     for (var k = 0; k < KEYS.length; k++) if (!matches(fk[KEYS[k]], state[KEYS[k]])) return null;
+    if (!chosen(meta.case)) return null;
     if (meta.pk) {
       var n = (trace.x || trace.y || []).length;
       return slice(trace, POINT_ATTRS, meta.pk, n);
@@ -109,7 +121,9 @@
 
   function draw(div, first) {
     var fig = DATA.plots[div.id];
+    choice = div.getAttribute("data-choice") || "";
     var f = filterFigure(fig);
+    choice = "";
     var note = div.parentNode.querySelector(".filtered-out");
     div.hidden = f.empty;
     if (note) note.hidden = !f.empty;
@@ -145,6 +159,28 @@
     });
   }
 
+  // A case chooser offers the cases the page filter leaves; when it drops the case drawn, the first one left is.
+  function filterChoosers() {
+    document.querySelectorAll("label.chooser select").forEach(function (sel) {
+      var div = document.getElementById(sel.getAttribute("data-plot"));
+      var keysOf = {};
+      DATA.plots[div.id].data.forEach(function (t) {
+        if (t.meta && t.meta.case !== undefined) keysOf[t.meta.case] = t.meta.fk || {};
+      });
+      var first = null;
+      Array.prototype.forEach.call(sel.options, function (o) {
+        var fk = keysOf[o.value];
+        var ok = !fk || KEYS.every(function (k) { return matches(fk[k], state[k]); });
+        o.hidden = o.disabled = !ok;
+        if (ok && first === null) first = o.value;
+      });
+      if (sel.selectedOptions[0] && sel.selectedOptions[0].disabled && first !== null) {
+        sel.value = first;
+        div.setAttribute("data-choice", first);
+      }
+    });
+  }
+
   function applyFilter() {
     KEYS.forEach(function (k) {
       var sel = document.getElementById("filter-" + k);
@@ -152,6 +188,7 @@
       if (sel) sel.classList.toggle("set", !!sel.value);
     });
     filterTables();
+    filterChoosers();
     var pending = [];
     document.querySelectorAll(".plot").forEach(function (div) { pending.push(draw(div, false)); });
     return Promise.all(pending).then(function () { document.body.setAttribute("data-filtered", JSON.stringify(state)); });
@@ -181,6 +218,44 @@
     });
     rows.forEach(function (r) { body.appendChild(r); });
   }
+
+  function csvField(text) {
+    return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  // The table as CSV: its header and the rows the filter shows, each cell's text as the page shows it.
+  function tableCsv(table) {
+    var lines = [];
+    var head = Array.prototype.map.call(table.tHead.rows[0].cells, function (c) { return csvField(c.textContent.trim()); });
+    lines.push(head.join(","));
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (tr) {
+      if (tr.hidden) return;
+      lines.push(Array.prototype.map.call(tr.cells, function (c) { return csvField(c.textContent.trim()); }).join(","));
+    });
+    return lines.join("\r\n") + "\r\n";
+  }
+
+  document.querySelectorAll("button.csv").forEach(function (button, index) {
+    button.addEventListener("click", function () {
+      var table = button.parentNode.nextElementSibling.querySelector("table");
+      var section = button.closest("section");
+      var blob = new Blob(["\ufeff" + tableCsv(table)], { type: "text/csv;charset=utf-8" });
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = (section ? section.id : "table") + "-" + (index + 1) + ".csv";
+      document.body.appendChild(a);
+      a.click();
+      setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 0);
+    });
+  });
+
+  document.querySelectorAll("label.chooser select").forEach(function (sel) {
+    sel.addEventListener("change", function () {
+      var div = document.getElementById(sel.getAttribute("data-plot"));
+      div.setAttribute("data-choice", sel.value);
+      draw(div, false).then(function () { div.setAttribute("data-drawn-choice", sel.value); });
+    });
+  });
 
   document.querySelectorAll("table.sortable th").forEach(function (th) {
     th.addEventListener("click", function () { sortBy(th); });
