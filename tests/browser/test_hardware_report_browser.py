@@ -11,7 +11,7 @@ import pytest
 
 from harness.regress import hardware_compare
 from harness.report import write_hardware_report
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, run_cli
+from tests.conftest import CHROMIUM_ARGS, ROOT, run_cli
 from tests.synthetic import FINGERPRINT, make_record, make_run
 
 pytestmark = pytest.mark.browser
@@ -72,16 +72,6 @@ class Opened:
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, path: Path) -> Opened:
