@@ -13,7 +13,8 @@ summary the index and trend pages need; and per suite and device, what its pages
 - rewrites ``index.html`` and ``site-state.json`` every time, and ``plotly.js`` when it is missing or differs from
   the installed plotly's.
 
-A state file of another format (or none) rebuilds everything. Runs that cannot be read are skipped and listed on
+A state file of another format (or none) rebuilds everything (files of the folder that no state names are
+overwritten where a page is due, never deleted). Runs that cannot be read are skipped and listed on
 the index; when no run at all can be read, or the folder cannot be written, the build stops with a ``StoreError``.
 """
 
@@ -180,9 +181,10 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _group_state(
-    key: str, entries: list[dict[str, Any]], manifests: dict[str, dict[str, Any]], fresh: dict[str, Run], skips
+    key: str, entries: list[dict[str, Any]], manifests: dict[str, dict[str, Any]], skips: list[Skip]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the group's state for the index, the data of its trend page)."""
+    """(the group's state for the index, the data of its trend page). Only the latest night and its history are
+    read again (for the comparison); the series come from the summaries in the state."""
     latest = entries[-1]
     threshold = latest["threshold"]
     series = case_series(entries)
@@ -204,8 +206,8 @@ def _group_state(
     # The latest night against the last N earlier nights measured in its environment, as harness compare would.
     env = manifests[latest["path"]].get("environment") or {}
     earlier = [e for e in entries[:-1] if not differences(manifests[e["path"]].get("environment") or {}, env)]
-    history = [fresh.get(e["path"]) or _read(Path(e["path"]), skips) for e in earlier[-latest["history"] :]]
-    latest_run = fresh.get(latest["path"]) or _read(Path(latest["path"]), skips)
+    history = [_read(Path(e["path"]), skips) for e in earlier[-latest["history"] :]]
+    latest_run = _read(Path(latest["path"]), skips)
     if latest_run is None:
         verdict = {"against": 0, "counts": {}, "regressed": [], "busy": False, "note": "the latest night was not read"}
     else:
@@ -244,14 +246,9 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
     _check_out(out)
     state = _load_state(out)
     old_runs: dict[str, dict[str, Any]] = state.get("runs", {})
-    if not state:
-        # Nothing recorded: whatever an earlier build of another format left is replaced.
-        shutil.rmtree(out / RUNS, ignore_errors=True)
-        shutil.rmtree(out / TRENDS, ignore_errors=True)
     root = results.resolve()
     manifests: dict[str, dict[str, Any]] = {}
     runs: dict[str, dict[str, Any]] = {}
-    fresh: dict[str, Run] = {}
     touched: set[str] = set()
     taken = {e["report"].split("/")[1] for e in old_runs.values() if e.get("report", "").count("/") == 2}
     for path, manifest in found:
@@ -276,7 +273,6 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
         _write_report(run, out, report)
         group = f"{slug(summary['suite'])}--{slug(summary['device'])}"
         runs[key] = {"path": key, "rel": rel, "fp": fp, "report": report, "group": group, **summary}
-        fresh[key] = run
         done.written.append(str(path))
         touched.add(group)
         if old:
@@ -299,7 +295,7 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
         if key not in touched and key in old_groups and (out / trend_path).is_file():
             groups[key] = old_groups[key]
             continue
-        groups[key], trend = _group_state(key, entries, manifests, fresh, skips)
+        groups[key], trend = _group_state(key, entries, manifests, skips)
         write_text(render_trend(trend), out / trend_path)
         done.trends_written.append(trend_path)
     for key, old in old_groups.items():
