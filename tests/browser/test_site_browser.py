@@ -11,11 +11,13 @@ import pytest
 
 from harness.site import build_site
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
+from tests.synthetic import make_record, make_run
 from tests.unit.test_site import OPEN, RECOVERED, nightly_history
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
+XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,8 @@ def site(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("site")
     nightly_history(tmp / "results", 12)
     nightly_history(tmp / "results", 4, device="Other CPU")
+    for night in (1, 2):  # a suite whose name is markup stays text on every page
+        make_run(tmp / "results", [make_record(suite=XSS)], suite=XSS, started_at=f"2026-01-0{night}T00:00:00Z")
     build_site(tmp / "results", tmp / "site")
     return tmp / "site"
 
@@ -35,7 +39,8 @@ def page(tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
-        page.errors, page.blocked = [], []
+        page.errors, page.blocked, page.dialogs = [], [], []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
         page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: page.errors.append(str(e)))
 
@@ -60,14 +65,15 @@ def test_index_trend_and_reports_offline(site, page):
     page.goto((site / "index.html").as_uri())
     page.wait_for_selector("html[data-ready]")
     rows = page.locator("#groups tbody tr")
-    assert rows.count() == 2
+    assert rows.count() == 3
+    assert page.locator(f'#groups tr[data-suite="{XSS}"] td').first.inner_text() == XSS
     assert page.locator("#open tr.open-regression").count() == 1
     assert OPEN in page.locator("#open").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "site-index.png"), full_page=True)
 
     # The latest night's report opens from the index and draws with the site's shared plotly.js.
-    page.locator('#groups tr[data-device="Synthetic CPU"] a.report').click()
+    page.locator('#groups tr[data-suite="synthetic"][data-device="Synthetic CPU"] a.report').click()
     page.wait_for_selector("body[data-rendered]", timeout=60_000)
     assert "night11" in page.url
     assert page.evaluate("() => typeof Plotly") == "object"
@@ -75,7 +81,7 @@ def test_index_trend_and_reports_offline(site, page):
 
     # The trend page opens from the index; the case with the open regression is drawn first, with its step.
     page.goto((site / "index.html").as_uri())
-    page.locator('#groups tr[data-device="Synthetic CPU"] a.trend').click()
+    page.locator('#groups tr[data-suite="synthetic"][data-device="Synthetic CPU"] a.trend').click()
     page.wait_for_selector("html[data-ready]")
     assert plotted(page) == [OPEN, "step down (regression)"]
     assert page.locator("#chart .scatterlayer .trace").count() == 2
@@ -107,5 +113,12 @@ def test_index_trend_and_reports_offline(site, page):
     page.wait_for_selector("html[data-ready]")
     assert plotted(page)[0] == OPEN
 
+    # The trend page of the suite named with markup shows the name as text.
+    page.goto((site / "index.html").as_uri())
+    page.locator(f'#groups tr[data-suite="{XSS}"] a.trend').click()
+    page.wait_for_selector("html[data-ready]")
+    assert page.locator("h1").inner_text().startswith(XSS)
+
     assert page.errors == []
     assert page.blocked == []
+    assert page.dialogs == []

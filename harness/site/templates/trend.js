@@ -12,6 +12,8 @@
   var filter = document.getElementById("case-filter");
   var chart = document.getElementById("chart");
 
+  // Plotly reads a few HTML tags in names and hover text: a case id is shown as text.
+  function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
   function pct(v) { return (v >= 0 ? "+" : "\u2212") + Math.abs(v * 100).toFixed(1) + "%"; }
   function num(v) { return v >= 1000 ? Math.round(v).toLocaleString("en-US") : Number(v.toPrecision(4)).toString(); }
   function night(t) { return (t || "start unknown").replace("T", " ").replace(/Z$/, "").slice(0, 16); }
@@ -35,15 +37,15 @@
     var traces = [], up = { x: [], y: [], text: [], customdata: [] }, down = { x: [], y: [], text: [], customdata: [] };
     var shapes = [];
     ids.forEach(function (id, k) {
-      var c = byId[id];
-      traces.push({ x: x, y: c.y, type: "scatter", mode: "lines+markers", name: id, connectgaps: false,
+      var c = byId[id], label = esc(id);
+      traces.push({ x: x, y: c.y, type: "scatter", mode: "lines+markers", name: label, connectgaps: false,
                     line: { width: 1.5, color: COLOURS[k % COLOURS.length] }, marker: { size: 4 },
                     customdata: x.map(function (_, i) { return link(i, c); }),
-                    hovertemplate: id + "<br>%{x}<br>%{y:.4g} img/s<extra></extra>" });
+                    hovertemplate: label + "<br>%{x}<br>%{y:.4g} img/s<extra></extra>" });
       c.steps.forEach(function (s) {
         var into = s.change < 0 ? down : up;
         into.x.push(x[s.index]); into.y.push(c.y[s.index]); into.customdata.push(link(s.index, c));
-        into.text.push(id + "<br>step " + pct(s.change) + ": " + num(s.before) + " \u2192 " + num(s.after) + " img/s" +
+        into.text.push(label + "<br>step " + pct(s.change) + ": " + num(s.before) + " \u2192 " + num(s.after) + " img/s" +
                        (s.recovered_at !== null ? "<br>recovered " + night(x[s.recovered_at]) : "<br>not recovered"));
         if (ids.length === 1) shapes.push({ type: "line", xref: "x", yref: "paper", x0: x[s.index], x1: x[s.index],
                                             y0: 0, y1: 1, line: { color: s.change < 0 ? "#d1342f" : "#1e7b45", dash: "dot", width: 1 } });
