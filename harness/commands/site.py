@@ -11,7 +11,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("results", help="the results folder that 'harness run --out DIR' writes run folders to")
+    parser.add_argument(
+        "results", metavar="RESULTS", help="the results folder that 'harness run --out DIR' writes run folders to"
+    )
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="the site folder to write or update")
 
 
