@@ -33,7 +33,15 @@ from typing import Any
 from harness.errors import StoreError
 from harness.report.data import prepare
 from harness.report.page import render
-from harness.site.history import case_series, case_steps, latest_verdict, night_counts, regressions, run_summary
+from harness.site.history import (
+    case_marks,
+    case_series,
+    case_steps,
+    latest_verdict,
+    night_counts,
+    regressions,
+    run_summary,
+)
 from harness.site.pages import render_index, render_trend
 from harness.store.fingerprint import differences
 from harness.store.loader import Run, read_run, scan
@@ -223,7 +231,14 @@ def _group_state(
         "regressions": found,
         "threshold": threshold,
     }
-    trend = {"nights": nights, "series": series, "steps": steps, "threshold": threshold, "group": group}
+    trend = {
+        "nights": nights,
+        "series": series,
+        "steps": steps,
+        "marks": case_marks(entries),
+        "threshold": threshold,
+        "group": group,
+    }
     return group, trend
 
 

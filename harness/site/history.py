@@ -73,6 +73,19 @@ def case_series(summaries: list[dict[str, Any]]) -> dict[str, list[float | None]
     return {cid: [(s["cases"].get(cid) or [None])[0] for s in summaries] for cid in names}
 
 
+def case_marks(summaries: list[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
+    """The nights (indices into ``summaries``) on which each case failed (a record of another status than ok) or
+    was marked noisy; only the cases that have any."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for i, summary in enumerate(summaries):
+        for cid, (_, status, noisy) in summary["cases"].items():
+            if status != Status.OK:
+                out.setdefault(cid, {"failed": [], "noisy": []})["failed"].append(i)
+            elif noisy:
+                out.setdefault(cid, {"failed": [], "noisy": []})["noisy"].append(i)
+    return out
+
+
 def case_steps(series: dict[str, list[float | None]], threshold: float) -> dict[str, list[dict[str, Any]]]:
     """The steps of every case's series that has any: ``index`` (first night at the new level), ``before``,
     ``after``, ``change`` (after / before - 1) and ``recovered_at`` (the night it came back, or None)."""

@@ -84,6 +84,7 @@ def render_trend(trend: dict[str, Any]) -> str:
                 "y": trend["series"][c],
                 "steps": trend["steps"].get(c, []),
                 "open": open_cases.get(c),
+                **trend["marks"].get(c, {}),
             }
             for c in cases
         ],

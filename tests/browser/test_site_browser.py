@@ -12,7 +12,7 @@ import pytest
 from harness.site import build_site
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.synthetic import make_record, make_run
-from tests.unit.test_site import OPEN, RECOVERED, nightly_history
+from tests.unit.test_site import MARKED, OPEN, RECOVERED, nightly_history
 
 pytestmark = pytest.mark.browser
 
@@ -100,6 +100,13 @@ def test_index_trend_and_reports_offline(site, page):
     page.select_option("#case-choice", [OPEN, RECOVERED])
     page.wait_for_function("() => document.getElementById('chart').dataset.cases.split('\\n').length === 2")
     assert {OPEN, RECOVERED} <= set(plotted(page))
+
+    # A night that failed and one measured under noise are marked on the case's line.
+    page.select_option("#case-choice", MARKED)
+    page.wait_for_function(f"() => document.getElementById('chart').dataset.cases === {MARKED!r}")
+    assert {"failed", "noisy night"} <= set(plotted(page))
+    page.select_option("#case-choice", [OPEN, RECOVERED])
+    page.wait_for_function("() => document.getElementById('chart').dataset.cases.split('\\n').length === 2")
 
     # A step's night links to that night's report, at the case's row.
     link = page.locator("#steps tbody a").first.get_attribute("href")

@@ -28,6 +28,7 @@ CASES = [
 OPEN = "resnet18/inference/bs8/fp32"  # 30% slower from night 5 on, never back
 RECOVERED = "resnet18/inference/bs32/fp32"  # 25% slower on nights 3 to 6, back on night 7
 TONIGHT = "resnet50/train/bs8/fp32"  # 40% slower on the latest night only
+MARKED = "resnet50/inference/bs8/fp32"  # out of memory on night 2, measured under noise on night 9
 
 
 def night_records(night: int, nights: int, case_ids: list[str]) -> list[dict]:
@@ -41,7 +42,12 @@ def night_records(night: int, nights: int, case_ids: list[str]) -> list[dict]:
             ms *= 1.0 / 0.75
         if cid == TONIGHT and night == nights - 1:
             ms *= 1.0 / 0.6
-        records.append(make_record(model, mode, bs, precision, False, step_ms=ms, seed=night * 100 + i))
+        extra = {}
+        if cid == MARKED and night == 2:
+            extra["status"] = "oom"
+        if cid == MARKED and night == 9:
+            extra["noisy"] = ["other processes used 40% of the cores"]
+        records.append(make_record(model, mode, bs, precision, False, step_ms=ms, seed=night * 100 + i, **extra))
     return records
 
 
@@ -126,6 +132,9 @@ def test_trend_page_carries_each_case_series_and_steps(history, tmp_path):
     assert [(s["index"], s["recovered_at"]) for s in steps[OPEN]] == [(5, None)]
     assert [s["index"] for s in steps[RECOVERED]][:2] == [3, 7] and steps[RECOVERED][0]["recovered_at"] == 7
     assert all(len(c["y"]) == 12 for c in data["cases"])
+    marked = next(c for c in data["cases"] if c["id"] == MARKED)
+    assert marked["failed"] == [2] and marked["noisy"] == [9] and marked["y"][2] is None
+    assert not any("failed" in c or "noisy" in c for c in data["cases"] if c["id"] != MARKED)
     assert '<script src="../plotly.js"></script>' in page
 
 

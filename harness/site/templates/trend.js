@@ -36,12 +36,21 @@
     var ids = chosen();
     var traces = [], up = { x: [], y: [], text: [], customdata: [] }, down = { x: [], y: [], text: [], customdata: [] };
     var shapes = [];
+    var marks = { failed: { x: [], text: [], customdata: [] }, noisy: { x: [], y: [], text: [], customdata: [] } };
     ids.forEach(function (id, k) {
       var c = byId[id], label = esc(id);
       traces.push({ x: x, y: c.y, type: "scatter", mode: "lines+markers", name: label, connectgaps: false,
                     line: { width: 1.5, color: COLOURS[k % COLOURS.length] }, marker: { size: 4 },
                     customdata: x.map(function (_, i) { return link(i, c); }),
                     hovertemplate: label + "<br>%{x}<br>%{y:.4g} img/s<extra></extra>" });
+      (c.failed || []).forEach(function (i) {
+        marks.failed.x.push(x[i]); marks.failed.customdata.push(link(i, c));
+        marks.failed.text.push(label + "<br>failed " + night(x[i]));
+      });
+      (c.noisy || []).forEach(function (i) {
+        marks.noisy.x.push(x[i]); marks.noisy.y.push(c.y[i]); marks.noisy.customdata.push(link(i, c));
+        marks.noisy.text.push(label + "<br>noisy " + night(x[i]) + ": " + num(c.y[i]) + " img/s");
+      });
       c.steps.forEach(function (s) {
         var into = s.change < 0 ? down : up;
         into.x.push(x[s.index]); into.y.push(c.y[s.index]); into.customdata.push(link(s.index, c));
@@ -56,6 +65,12 @@
         text: d[0].text, customdata: d[0].customdata, hovertemplate: "%{text}<extra></extra>",
         marker: { size: 14, color: "rgba(0,0,0,0)", line: { width: 2.5, color: d[2] } } });
     });
+    if (marks.noisy.x.length) traces.push({ x: marks.noisy.x, y: marks.noisy.y, type: "scatter", mode: "markers",
+      name: "noisy night", text: marks.noisy.text, customdata: marks.noisy.customdata,
+      hovertemplate: "%{text}<extra></extra>", marker: { size: 9, symbol: "diamond-open", color: "#a35a00" } });
+    if (marks.failed.x.length) traces.push({ x: marks.failed.x, y: marks.failed.x.map(function () { return 0; }),
+      type: "scatter", mode: "markers", name: "failed", text: marks.failed.text, customdata: marks.failed.customdata,
+      hovertemplate: "%{text}<extra></extra>", marker: { size: 9, symbol: "x", color: "#b3261e" } });
     var layout = { margin: { l: 70, r: 20, t: 10, b: 50 }, showlegend: true,
                    legend: { orientation: "h", y: -0.15 }, shapes: shapes, hovermode: "closest",
                    xaxis: { type: "date", title: { text: "night (run start, UTC)" } },
