@@ -8,18 +8,23 @@ summary the index and trend pages need; and per suite and device, what its pages
 - writes the report of each run that is new, or whose fingerprint changed (``runs/<run>/report.html``); an unchanged
   run's report is left as it is, byte for byte, mtime included;
 - removes the report of each run that is gone from the results folder (or can no longer be read);
-- rewrites the trend page (``trends/<suite>--<device>.html``) of each suite and device that gained, lost or changed
-  a run, and removes the trend page of one that has no run left;
+- rewrites the trend page (``trends/<suite>--<device>--<hash>.html``; the hash, of the exact suite and device
+  names, keeps two pairs whose names differ only in characters a file name cannot hold apart) of each suite and
+  device that gained, lost or changed a run, and removes the trend page of one that has no run left;
 - rewrites ``index.html`` and ``site-state.json`` every time, and ``plotly.js`` when it is missing or differs from
   the installed plotly's.
 
 A state file of another format (or none) rebuilds everything (files of the folder that no state names are
 overwritten where a page is due, never deleted). Runs that cannot be read are skipped and listed on
 the index; when no run at all can be read, or the folder cannot be written, the build stops with a ``StoreError``.
+One build at a time holds a folder (an exclusive lock on ``.site.lock`` in it); a second one stops with a
+``StoreError`` rather than interleave its pages with the first's.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -54,6 +59,7 @@ INDEX = "index.html"
 PLOTLY = "plotly.js"
 RUNS = "runs"
 TRENDS = "trends"
+LOCK = ".site.lock"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -80,6 +86,27 @@ class SiteBuild:
 def slug(text: str) -> str:
     """``text`` as one safe file name: path separators as ``--``, other unsafe characters as ``_``."""
     return _UNSAFE.sub("_", str(text).replace("/", "--").replace("\\", "--")).strip("_.") or "_"
+
+
+def group_key(suite: str, device: str) -> str:
+    """The file name (without ``.html``) of the trend page of ``suite`` on ``device``: both as slugs, then a short
+    hash of the exact pair, so pairs whose slugs coincide (``a b`` and ``a_b``) still get pages of their own."""
+    digest = hashlib.sha1(f"{suite}\0{device}".encode()).hexdigest()[:8]
+    return f"{slug(suite)}--{slug(device)}--{digest}"
+
+
+def _lock(out: Path):
+    """Hold ``out`` for this build (released when the returned file is closed); a StoreError when another build
+    holds it."""
+    handle = open(out / LOCK, "a")  # held for the whole build; closed by the caller
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise StoreError(
+            f"another harness site is building {out} now; wait for it to finish, or build into another folder"
+        ) from None
+    return handle
 
 
 def fingerprint(path: Path) -> list[list[Any]]:
@@ -259,6 +286,12 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
             f"{results} holds no runs (no run folder at or below it); pass the folder 'harness run --out DIR' wrote"
         )
     _check_out(out)
+    with _lock(out):
+        return _build(results, out, found, done)
+
+
+def _build(results: Path, out: Path, found: list, done: SiteBuild) -> SiteBuild:
+    skips = done.skips
     state = _load_state(out)
     old_runs: dict[str, dict[str, Any]] = state.get("runs", {})
     root = results.resolve()
@@ -286,12 +319,17 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
         rel = Path(key).relative_to(root).as_posix() if Path(key) != root else Path(key).name
         report = old["report"] if old else f"{RUNS}/{_unique(slug(rel), taken)}/report.html"
         _write_report(run, out, report)
-        group = f"{slug(summary['suite'])}--{slug(summary['device'])}"
+        group = group_key(summary["suite"], summary["device"])
         runs[key] = {"path": key, "rel": rel, "fp": fp, "report": report, "group": group, **summary}
         done.written.append(str(path))
         touched.add(group)
         if old:
             touched.add(old.get("group", ""))
+    for entry in runs.values():  # a kept run from a state that named its group otherwise
+        group = group_key(entry["suite"], entry["device"])
+        if entry.get("group") != group:
+            touched.update((entry.get("group", ""), group))
+            entry["group"] = group
     for key, old in old_runs.items():
         if key not in runs:
             _remove(out, old["report"])

@@ -13,6 +13,7 @@ import pytest
 
 from harness.regress import compare
 from harness.site import build_site
+from harness.site.build import group_key
 from harness.store.loader import read_run
 from harness.store.rundir import append_record
 from tests.conftest import run_cli
@@ -29,6 +30,10 @@ OPEN = "resnet18/inference/bs8/fp32"  # 30% slower from night 5 on, never back
 RECOVERED = "resnet18/inference/bs32/fp32"  # 25% slower on nights 3 to 6, back on night 7
 TONIGHT = "resnet50/train/bs8/fp32"  # 40% slower on the latest night only
 MARKED = "resnet50/inference/bs8/fp32"  # out of memory on night 2, measured under noise on night 9
+
+
+TREND = f"trends/{group_key('synthetic', 'Synthetic CPU')}.html"
+OTHER_TREND = f"trends/{group_key('synthetic', 'Other CPU')}.html"
 
 
 def night_records(night: int, nights: int, case_ids: list[str]) -> list[dict]:
@@ -123,7 +128,7 @@ def test_index_lists_open_recovered_and_latest_regressions(history, tmp_path):
 def test_trend_page_carries_each_case_series_and_steps(history, tmp_path):
     results, _ = history
     build_site(results, tmp_path / "site")
-    page = (tmp_path / "site" / "trends" / "synthetic--Synthetic_CPU.html").read_text()
+    page = (tmp_path / "site" / TREND).read_text()
     data = json.loads(re.search(r'<script type="application/json" id="site-data">(.*?)</script>', page, re.S)[1])
     assert len(data["nights"]) == 12 and len(data["cases"]) == 5
     # The case with an open regression comes first in the chooser.
@@ -147,13 +152,13 @@ def test_a_new_night_adds_its_report_and_leaves_the_old_ones_alone(history, tmp_
     done = build_site(results, out)
     after = files(out)
     assert done.written == [str(new)] and done.kept == 16 and not done.removed
-    assert done.trends_written == ["trends/synthetic--Synthetic_CPU.html"]
+    assert done.trends_written == [TREND]
     added = set(after) - set(before)
     assert added == {f"runs/synthetic--{new.name}/report.html"}
     for name, (content, mtime) in before.items():
-        if name.startswith("runs/") or name in ("plotly.js", "trends/synthetic--Other_CPU.html"):
+        if name.startswith("runs/") or name in ("plotly.js", OTHER_TREND):
             assert after[name] == (content, mtime), f"{name} was rewritten"
-    for name in ("index.html", "trends/synthetic--Synthetic_CPU.html", "site-state.json"):
+    for name in ("index.html", TREND, "site-state.json"):
         assert after[name][0] != before[name][0], f"{name} was not updated"
     assert "13</td>" in (out / "index.html").read_text()
     # A third build with nothing new rewrites no report and no trend page.
@@ -172,8 +177,8 @@ def test_a_changed_run_is_rebuilt_and_a_removed_one_removed(history, tmp_path):
     assert done.written == [str(paths[3])] and done.removed == [str(paths[4].resolve())]
     assert "resnet101" in (out / "runs" / f"synthetic--{paths[3].name}" / "report.html").read_text()
     assert not (out / "runs" / f"synthetic--{paths[4].name}").exists()
-    assert paths[4].name not in (out / "trends" / "synthetic--Synthetic_CPU.html").read_text()
-    assert done.trends_written == ["trends/synthetic--Synthetic_CPU.html"]
+    assert paths[4].name not in (out / TREND).read_text()
+    assert done.trends_written == [TREND]
 
 
 def test_an_unreadable_run_is_skipped_and_named_on_the_index(history, tmp_path):
@@ -209,3 +214,30 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("harness site: error: ") and expect[case] in lines[0], lines
     assert "Traceback" not in done.stderr
+
+
+def test_pairs_whose_names_make_the_same_file_name_get_trend_pages_of_their_own(tmp_path):
+    results = tmp_path / "results"
+    nightly_history(results, 2, device="CPU a b")
+    nightly_history(results, 2, device="CPU a_b")
+    done = build_site(results, tmp_path / "site")
+    assert len(done.trends_written) == 2 and len(set(done.trends_written)) == 2
+    for device in ("CPU a b", "CPU a_b"):
+        page = (tmp_path / "site" / f"trends/{group_key('synthetic', device)}.html").read_text()
+        data = json.loads(re.search(r'<script type="application/json" id="site-data">(.*?)</script>', page, re.S)[1])
+        reports = [n["r"] for n in data["nights"]]
+        assert len(reports) == 2 and all(device.replace(" ", "-") + "-night" in r for r in reports), reports
+
+
+def test_a_second_build_of_the_same_folder_at_once_is_refused(history, tmp_path):
+    import fcntl
+
+    results, _ = history
+    out = tmp_path / "site"
+    out.mkdir()
+    with open(out / ".site.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = run_cli("site", str(results), "-o", str(out))
+    assert done.returncode == 2 and "another harness site is building" in done.stderr
+    assert not (out / "index.html").exists()
+    assert build_site(results, out).written  # the lock is gone with its holder
