@@ -1,0 +1,376 @@
+"""The store index: what a results tree holds, remembered between commands so a fleet of runs reads fast.
+
+The JSONL records and the manifests stay the written truth; the index is a cache of what the loader made of them,
+kept at the root of the results tree a command reads, in ``<root>/.harness-index/`` (``INDEX_DIR``):
+
+    index.json            per run folder (by its path under the root): the size and mtime of its manifest and
+                          records files when they were read, the manifest without its case lists (``summary``) or
+                          why it could not be read, and the run's records table with what the loader skipped
+    runs/<run>-<key>.parquet   the run's valid records, one row each, columns as ``harness.store.load`` gives
+                          them (nested groups as ``group.field``), named by the run and a digest of its key
+
+An entry is used only while every file it was made from has the size and mtime it had (``os.stat``, nanoseconds);
+a run whose manifest or records changed, was added, or was removed is read again from its files, and its entry
+replaced. So an edited records file is what the next command sees; the index is never trusted over the JSONL.
+What the loader skipped in a run (a corrupt line, an invalid record) is kept with the entry and reported again,
+the same way, each time the entry is used.
+
+Several processes may build the index of one tree at once: every file is written to a temporary file and renamed
+into place, and a table's file name carries the digest of the files it was made from, so a reader never sees half
+a file or a table of other records than its entry names; when two writers race, the last ``index.json`` wins and
+the other's new entries are made again next time. A tree that cannot be written (a read-only share) is read
+without an index. A run folder read on its own is never indexed (``RunFolder`` owns that folder's names).
+
+Nothing here imports torch; pyarrow is needed only for the records tables (``harness export`` of a tree,
+``harness query``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.store.record import _RULES, GROUPS, RECORD_FIELDS
+from harness.store.rundir import MANIFEST, ManifestError, RunFolder, file_mode, read_manifest
+from harness.store.skips import Skip, note
+
+INDEX_DIR = ".harness-index"
+INDEX_FILE = "index.json"
+TABLES = "runs"
+#: Bumped when what an entry holds changes: an index of another version is rebuilt, not read.
+VERSION = 1
+#: Manifest fields left out of a run's summary: the case lists, the bulk of a manifest of a large suite.
+BULKY = ("cases", "case_ids")
+#: Folders inside a run folder that hold no runs (not walked).
+_NOT_RUNS = {RunFolder.PROFILES, RunFolder.LOGS, INDEX_DIR}
+
+
+def walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """The folders at or below ``root`` that hold a manifest, and those that hold ``records*.jsonl`` files, each
+    sorted. One pass over the tree; the index, profiles and logs folders are not entered."""
+    manifests, records = [], []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _NOT_RUNS]
+        if MANIFEST in files:
+            manifests.append(Path(folder))
+        if any(f.startswith("records") and f.endswith(".jsonl") for f in files):
+            records.append(Path(folder))
+    return sorted(manifests), sorted(records)
+
+
+def orphans(runs: list[Path], held: list[Path]) -> list[Path]:
+    """The folders of ``held`` (folders with records files) that are neither a run folder of ``runs`` nor inside
+    one."""
+    runs_set = set(runs)
+    return [f for f in held if f not in runs_set and not any(p in runs_set for p in f.parents)]
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def run_key(path: Path) -> list[Any]:
+    """What a run's entry is valid for: the size and mtime of its manifest and of every records file in it."""
+    names = [MANIFEST, *RunFolder.holds_records(path)]
+    return [[name, *(_stat(path / name) or [None, None])] for name in names]
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest without its case lists (``BULKY``, and the resolved suite's ``cases``)."""
+    out = {k: v for k, v in manifest.items() if k not in BULKY}
+    if isinstance(out.get("suite"), dict) and "cases" in out["suite"]:
+        out["suite"] = {k: v for k, v in out["suite"].items() if k != "cases"}
+    return out
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_RUN = "\x00run\x00"  # stands for the run folder's path in stored messages (the root may be spelled otherwise)
+
+
+def _pack(skip: Skip, path: Path) -> list[str]:
+    p = str(path)
+    return [skip.where.replace(p, _RUN), skip.kind, skip.message.replace(p, _RUN)]
+
+
+def _unpack(item: list[str], path: Path) -> Skip:
+    p = str(path)
+    return Skip(item[0].replace(_RUN, p), item[1], item[2].replace(_RUN, p))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunEntry:
+    """One run of an indexed tree: its folder, its manifest summary (or why it could not be read) and, once made,
+    its records table (``table``: the Parquet file) with what the loader skipped and noted."""
+
+    path: Path
+    summary: dict[str, Any] | None
+    error: tuple[str, str] | None = None
+    table: Path | None = None
+    skips: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+
+
+class StoreIndex:
+    """The index of one results tree (see the module docstring). ``runs`` reads the manifests, ``tables`` the
+    records; ``save`` writes what changed. Used as a context manager, it saves on a clean exit."""
+
+    def __init__(self, root: str | Path, persist: bool | None = None) -> None:
+        self.root = Path(root)
+        self.dir = self.root / INDEX_DIR
+        is_run = (self.root / MANIFEST).is_file()
+        self.persist = (not is_run) if persist is None else persist
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._changed = False
+        self._memory: dict[str, Any] = {}  # tables made without a place to write them
+        if self.persist:
+            try:
+                data = json.loads((self.dir / INDEX_FILE).read_bytes())
+                if isinstance(data, dict) and data.get("version") == VERSION and isinstance(data.get("runs"), dict):
+                    self._entries = data["runs"]
+            except (OSError, ValueError):
+                pass  # no index yet, or one that cannot be read: it is made again
+
+    def __enter__(self) -> StoreIndex:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.save()
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(Path(path).relative_to(self.root)) or "."
+        except ValueError:
+            return str(path)
+
+    # -- manifests ---------------------------------------------------------------------------------------------
+    def runs(self, skips: list[Skip] | None = None) -> list[RunEntry]:
+        """Every run folder at or below the root with its manifest summary, oldest first by start time (as
+        ``harness.store.loader.scan``); a manifest that cannot be read, and a folder of records without a
+        manifest, are noted in ``skips``, and left out."""
+        manifests, held = walk(self.root)
+        out: list[RunEntry] = []
+        seen = set()
+        for path in manifests:
+            rel = self._rel(path)
+            seen.add(rel)
+            stat = _stat(path / MANIFEST)
+            entry = self._entries.get(rel)
+            if not entry or entry.get("manifest_key") != stat:
+                entry = {"manifest_key": stat}
+                try:
+                    entry["summary"] = summary(read_manifest(path))
+                except ManifestError as exc:
+                    entry["error"] = [exc.kind, str(exc).replace(str(path), _RUN)]
+                self._entries[rel] = entry
+                self._changed = True
+            if "error" in entry:
+                kind, message = entry["error"]
+                note(skips, Skip(str(path), kind, f"run skipped: {message.replace(_RUN, str(path))}"))
+                continue
+            out.append(RunEntry(path, entry["summary"]))
+        for rel in [r for r in self._entries if r not in seen]:
+            self._drop(rel)
+        if self.root not in manifests:
+            from harness.store.loader import no_manifest_skip
+
+            for folder in orphans(manifests, held):
+                note(skips, no_manifest_skip(folder))
+        return sorted(out, key=lambda e: (str(e.summary.get("started_at") or ""), str(e.path)))
+
+    def _drop(self, rel: str) -> None:
+        entry = self._entries.pop(rel, None)
+        self._changed = True
+        if entry and entry.get("table") and self.persist:
+            (self.dir / TABLES / entry["table"]).unlink(missing_ok=True)
+
+    # -- records ---------------------------------------------------------------------------------------------------
+    def read_run(self, path: Path):
+        """``harness.store.loader.read_run(path)``, faster for a run whose records files did not change since the
+        index last read them: the lines the loader refused then are refused again with the same skips, and the
+        others are not checked field by field again. A changed run is read in full and remembered."""
+        from harness.store.loader import RECORD_SKIPS, read_run
+
+        rel = self._rel(path)
+        entry = self._entries.setdefault(rel, {})
+        key = run_key(path)
+        if entry.get("records_key") == key and "skips" in entry:
+            checked: dict[str, dict[int, Skip]] = {}
+            for item in entry["skips"]:
+                skip = _unpack(item, path)
+                if skip.kind in RECORD_SKIPS:
+                    file, _, line = skip.where.rpartition(":")
+                    checked.setdefault(Path(file).name, {})[int(line)] = skip
+            return read_run(path, checked)
+        run = read_run(path)
+        if entry.get("records_key") != key and entry.get("table"):
+            old = entry.pop("table")  # a table of other records
+            if self.persist:
+                (self.dir / TABLES / old).unlink(missing_ok=True)
+        entry.update(records_key=key, skips=[_pack(s, path) for s in run.skips])
+        self._changed = True
+        return run
+
+    # -- records tables ----------------------------------------------------------------------------------------
+    def tables(self, runs: Iterable[RunEntry]) -> list[RunEntry]:
+        """``runs`` with their records tables, made (and written to the index) where missing or stale."""
+        out = []
+        for run in runs:
+            rel = self._rel(run.path)
+            entry = self._entries.setdefault(rel, {})
+            key = run_key(run.path)
+            table = entry.get("table")
+            fresh = entry.get("records_key") == key and table is not None
+            if fresh and self.persist and not (self.dir / TABLES / table).is_file():
+                fresh = False  # removed by another writer: made again
+            if fresh and not self.persist and rel not in self._memory:
+                fresh = False
+            if not fresh:
+                self._make_table(run, rel, entry, key)
+            run.table = (self.dir / TABLES / entry["table"]) if self.persist else None
+            run.skips = [_unpack(s, run.path) for s in entry.get("skips", [])]
+            for skip in run.skips:
+                note(None, skip)  # warned, as the loader warns when it reads the line itself
+            run.notes = [n.replace(_RUN, str(run.path)) for n in entry.get("notes", [])]
+            run.rows, run.columns = entry.get("rows", 0), entry.get("columns", [])
+            out.append(run)
+        return out
+
+    def _make_table(self, run: RunEntry, rel: str, entry: dict[str, Any], key: list[Any]) -> None:
+        import pyarrow.parquet as pq
+
+        from harness.store.loader import read_run
+
+        skips: list[Skip] = []
+        loaded = read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
+        skips = loaded.skips
+        table = records_table(loaded.records)
+        name = f"{_digest(rel)}-{_digest(key)}.parquet"
+        old = entry.get("table")
+        entry.update(
+            records_key=key,
+            table=name,
+            skips=[_pack(s, run.path) for s in skips],
+            notes=[n.replace(str(run.path), _RUN) for n in loaded.notes],
+            rows=table.num_rows,
+            columns=table.column_names,
+        )
+        self._changed = True
+        if not self.persist:
+            self._memory[rel] = table
+            return
+        import io
+
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        try:
+            (self.dir / TABLES).mkdir(parents=True, exist_ok=True)
+            write_atomic(self.dir / TABLES / name, sink.getvalue())
+        except OSError:
+            self.persist = False  # a tree that cannot be written is read without an index
+            self._memory[rel] = table
+            return
+        if old and old != name:
+            (self.dir / TABLES / old).unlink(missing_ok=True)
+
+    def read_table(self, run: RunEntry):
+        """The pyarrow Table of a run's records (``tables`` made it)."""
+        import pyarrow.parquet as pq
+
+        if run.table is not None:
+            return pq.ParquetFile(run.table).read()
+        return self._memory[self._rel(run.path)]
+
+    # -- writing -----------------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write ``index.json`` when anything changed (atomically); a tree that cannot be written is left as is."""
+        if not (self.persist and self._changed):
+            return
+        data = json.dumps({"version": VERSION, "runs": self._entries}, separators=(",", ":")).encode()
+        try:
+            self.dir.mkdir(exist_ok=True)
+            write_atomic(self.dir / INDEX_FILE, data)
+        except OSError:
+            return
+        self._changed = False
+
+
+# -- records as columns ------------------------------------------------------------------------------------------
+
+
+def _arrow_types() -> dict[str, Any]:
+    """Column -> Arrow type for every declared field of a record (``Record``'s declarations)."""
+    import pyarrow as pa
+
+    by_words = {
+        "an integer": pa.int64(),
+        "a finite number": pa.float64(),
+        "a string": pa.string(),
+        "true or false": pa.bool_(),
+        "a list of finite numbers": pa.list_(pa.float64()),
+        "a list of strings": pa.list_(pa.string()),
+    }
+    return {name: by_words.get(words, pa.string()) for name, (_, words, _) in _RULES.items() if name not in GROUPS}
+
+
+def _json_text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+def column(name: str, values: list[Any], types: dict[str, Any]):
+    """One column as an Arrow array: of the declared type, else inferred, else (values of mixed kinds) JSON text.
+    A declared ``dict`` field (``accuracy``) is JSON text."""
+    import pyarrow as pa
+
+    kind = types.get(name)
+    if kind is not None and kind != pa.string():
+        return pa.array(values, type=kind)
+    if kind is not None or any(isinstance(v, dict) for v in values):
+        return pa.array([_json_text(v) for v in values], type=pa.string())
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return pa.array([_json_text(v) for v in values], type=pa.string())
+
+
+def records_table(records: list[dict[str, Any]]):
+    """The Arrow table of normalised records: one row each, the nested groups as ``group.field`` columns (the
+    loader's ``flatten``), declared fields in their declared types."""
+    import pyarrow as pa
+
+    from harness.store.loader import flatten
+
+    rows = [flatten(r) for r in records]
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    if not rows:
+        names = [n for n in RECORD_FIELDS if n not in GROUPS]
+    types = _arrow_types()
+    return pa.table({n: column(n, [row.get(n) for row in rows], types) for n in names})
