@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 from harness.store.record import CONTENTION_FIELDS, Record  # noqa: E402
 from harness.store.rundir import RunFolder, new_manifest, status_counts, write_json_atomic  # noqa: E402
 from harness.suite import Case  # noqa: E402
+from harness.zoo.catalog import CATALOG, MODEL_NAMES  # noqa: E402
 
 #: name -> (relative speed, memory GiB, host count)
 GPUS = {
@@ -58,19 +59,8 @@ TORCHES = [
 ]
 DRIVERS = [(0, "550.54.15"), (120, "550.127.05"), (200, "570.86.15"), (300, "575.57.08")]
 SUITES = ["nightly", "nightly-amp", "hardware", "ddp-scaling"]
-MODELS = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-]
-GMACS = dict(zip(MODELS, [1.81, 3.66, 4.09, 7.80, 11.51, 4.23, 16.41, 15.46, 11.40, 22.75], strict=True))
+MODELS = list(MODEL_NAMES)
+GMACS = {name: CATALOG[name].gmacs for name in MODELS}  # torchvision's stated GMACs at 224 px
 PRECISIONS = ["fp32", "tf32", "amp_fp16", "amp_bf16"]
 BATCHES = [1, 32, 64, 128]
 START = datetime(2026, 1, 1, 1, 0, tzinfo=timezone.utc)
@@ -115,19 +105,19 @@ def fingerprint(gpu: str, host: str, day: int) -> dict:
         "cudnn_benchmark": True,
         "float32_matmul_precision": "highest",
         "mkldnn": True,
-        "gpu_power_limit_w": 700.0 if speed > 2 else 300.0,
-        "gpu_default_power_limit_w": 700.0 if speed > 2 else 300.0,
-        "gpu_app_sm_clock_mhz": 1980,
-        "gpu_app_mem_clock_mhz": 2619,
-        "gpu_max_sm_clock_mhz": 1980,
-        "gpu_max_mem_clock_mhz": 2619,
-        "gpu_ecc": "on",
-        "gpu_persistence": "on",
-        "gpu_mig": "off",
-        "gpu_mig_slice": None,
-        "gpu_compute_mode": "default",
+        **gpu_settings(speed),
         "gpu_memory_gib": mem,
     }
+
+
+def gpu_settings(speed: float) -> dict:
+    """The NVML settings of a GPU of relative ``speed``: power cap and clocks grow with it; ECC and persistence on."""
+    watts = 700.0 if speed > 2 else 300.0
+    sm, mem = int(1400 + 150 * speed), int(1500 + 350 * speed)
+    out = dict(zip(("gpu_power_limit_w", "gpu_default_power_limit_w"), (watts, watts), strict=True))
+    out.update(gpu_app_sm_clock_mhz=sm, gpu_max_sm_clock_mhz=sm, gpu_app_mem_clock_mhz=mem, gpu_max_mem_clock_mhz=mem)
+    return {**out, "gpu_ecc": "on", "gpu_persistence": "on", "gpu_mig": "off", "gpu_mig_slice": None,
+            "gpu_compute_mode": "default"}  # fmt: skip
 
 
 def _case_spec(case: dict) -> dict:

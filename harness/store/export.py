@@ -70,6 +70,10 @@ def export(frame, out: Path, fmt: str | None = None) -> Path:
 # -- a whole store, run by run ------------------------------------------------------------------------------------
 
 
+#: Rows written at once (a Parquet row group): a few dozen runs' records.
+BATCH_ROWS = 32_768
+
+
 @dataclass
 class Part:
     """One run to export: its folder, its manifest (or summary) and how to read its records table."""
@@ -88,17 +92,13 @@ def gather(paths: Iterable[str | Path]) -> tuple[list[Part], list[Skip], list[St
     read through the index too, in memory; a records file given directly is read by the loader. What is skipped,
     and the errors for a missing path or a folder without runs, are those of ``harness.store.loader.read_store``.
     """
-    from harness.store.loader import read_store
+    from harness.store.loader import input_path, read_store
 
     parts: list[Part] = []
     skips: list[Skip] = []
     indexes: list[StoreIndex] = []
     for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
-        if p.is_file() and p.name == MANIFEST:
-            p = p.parent
+        p = input_path(p)
         if p.is_file():
             store = read_store([p])
             skips += store.all_skips
@@ -150,10 +150,24 @@ def _conform(array, kind):
 
     if array.type == kind:
         return array
+    if pa.types.is_string(kind) and pa.types.is_list(array.type):
+        element = array.type.value_type
+        if pa.types.is_integer(element) or pa.types.is_floating(element):
+            return _numbers_as_json(array)
     try:
         return array.cast(kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return pa.array([_json_text(v) for v in array.to_pylist()], type=pa.string())
+
+
+def _numbers_as_json(array):
+    """A list<number> array as JSON text per row (``[1.5,2.0]``), null where the list is null; in Arrow, not row
+    by row in Python (step-time lists are most of a store's bytes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    joined = pc.binary_join(array.cast(pa.list_(pa.string())), ",")
+    return pc.binary_join_element_wise("[", joined, "]", "")
 
 
 def _json_text(value: Any) -> Any:
@@ -189,23 +203,30 @@ def export_parts(parts: list[Part], out: Path, fmt: str | None = None) -> int:
     rows = 0
     with _atomic(out) as tmp:
         writer = _writer(tmp, schema, fmt)
+        pending: list[Any] = []
         try:
             for i, part in enumerate(parts):
                 table = part.read()
                 n = table.num_rows
+                if not n:
+                    continue
+                constants = run_table.take(pa.array([i] * n, type=pa.int32()))
                 columns = []
                 for f in schema:
                     if f.name in run_names:
-                        value = run_table.column(f.name)[i].as_py()
-                        array = pa.array([value] * n, type=run_table.schema.field(f.name).type)
+                        array = constants.column(f.name).combine_chunks()
                     elif f.name in table.column_names:
                         array = table.column(f.name).combine_chunks()
                     else:
                         array = pa.nulls(n, type=f.type)
                     columns.append(_conform(array, f.type))
-                if n:
-                    writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                pending.append(pa.Table.from_arrays(columns, schema=schema))
                 rows += n
+                if sum(t.num_rows for t in pending) >= BATCH_ROWS:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
         finally:
             writer.close()
     return rows
@@ -228,7 +249,7 @@ def _writer(path: Path, schema, fmt: str):
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetWriter(path, schema, compression="zstd")
+        return pq.ParquetWriter(path, schema)
     import pyarrow.csv as pcsv
 
     return pcsv.CSVWriter(path, schema)

@@ -290,7 +290,7 @@ class StoreIndex:
         import io
 
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
+        pq.write_table(table, sink)  # snappy: reads and writes several times faster than zstd, for 5% more bytes
         try:
             (self.dir / TABLES).mkdir(parents=True, exist_ok=True)
             write_atomic(self.dir / TABLES / name, sink.getvalue())

@@ -289,6 +289,15 @@ def _read_file(path: Path, skips: list[Skip]) -> Run:
     return Run(path.parent, manifest, read_records(path, run_skips), run_skips)
 
 
+def input_path(path: str | Path) -> Path:
+    """A path given to read runs from, as read: a manifest names its run folder; a StoreError when it does not
+    exist."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
+    return p.parent if p.is_file() and p.name == MANIFEST else p
+
+
 def read_store(paths: Iterable[str | Path]) -> Store:
     """Read every run named by ``paths`` (run folders, records files, or trees of runs), skipping what cannot be
     read (see the module docstring). A path that does not exist, and one that holds neither a run nor anything
@@ -296,11 +305,7 @@ def read_store(paths: Iterable[str | Path]) -> Store:
     runs: list[Run] = []
     skips: list[Skip] = []
     for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
-        if p.is_file() and p.name == MANIFEST:
-            p = p.parent  # the manifest names its run folder
+        p = input_path(p)
         if p.is_file():
             runs.append(_read_file(p, skips))
             continue

@@ -16,12 +16,12 @@ import pytest
 pytest.importorskip("pyarrow")
 import pandas as pd  # noqa: E402
 
-from harness.cli import main  # noqa: E402
 from harness.store import load  # noqa: E402
 from harness.store.index import INDEX_DIR, INDEX_FILE, StoreIndex  # noqa: E402
 from harness.store.loader import read_run  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.synthetic import make_record, make_run  # noqa: E402
+from tests.unit.test_store_hostile import cli  # noqa: E402
 
 MODELS = ["resnet18", "resnet34", "resnet50"]
 
@@ -35,14 +35,6 @@ def night(root: Path, day: int, step_ms: float = 100.0, suite: str = "nightly") 
 
 def nulls_as_none(column) -> list:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in column.tolist()]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rewrite(run: Path, change) -> None:
