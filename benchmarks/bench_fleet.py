@@ -43,15 +43,15 @@ QUERY = (
 )
 
 
-def peak_rss(*argv: str) -> tuple[float, float, int]:
-    """Run ``harness ARGV`` in a child Python: (wall s, the child's peak RSS in MiB, exit code). The child reports
-    its own ``ru_maxrss`` as it ends."""
+def peak_rss(*argv: str) -> tuple[float, float, int, float]:
+    """Run ``harness ARGV`` in a child Python: (wall s, the child's peak RSS in MiB, exit code, CPU s). The child
+    reports its own ``ru_maxrss`` and CPU time (user + system) as it ends."""
     code = (
         "import resource, runpy, sys, time; sys.argv = ['harness', *sys.argv[1:]]; t = time.perf_counter()\n"
         "try:\n    runpy.run_module('harness', run_name='__main__')\n"
         "except SystemExit as e:\n    rc = e.code or 0\nelse:\n    rc = 0\n"
-        "print(f'{time.perf_counter() - t} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {rc}', "
-        "file=sys.stderr)"
+        "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(f'{time.perf_counter() - t} {u.ru_maxrss} {rc} {u.ru_utime + u.ru_stime}', file=sys.stderr)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
@@ -59,22 +59,24 @@ def peak_rss(*argv: str) -> tuple[float, float, int]:
         [sys.executable, "-c", code, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     wall = time.perf_counter() - start
-    *_, last = proc.stderr.strip().splitlines() or ["0 0 1"]
+    *_, last = proc.stderr.strip().splitlines() or ["0 0 1 0"]
     try:
-        _, rss_kb, rc = last.split()
-        rss, rc = int(rss_kb) / 1024, int(rc)
+        _, rss_kb, rc, cpu = last.split()
+        rss, rc, cpu = int(rss_kb) / 1024, int(rc), float(cpu)
     except ValueError:
-        rss, rc = float("nan"), proc.returncode
+        rss, rc, cpu = float("nan"), proc.returncode, float("nan")
     if rc not in (0, 5):
         print(f"  harness {' '.join(argv)} exited {rc}: {proc.stderr[-400:]}")
-    return wall, rss, rc
+    return wall, rss, rc, cpu
 
 
-def show(name: str, goal: float, wall: float, rss: float, rc: int) -> None:
+def show(name: str, goal: float, wall: float, rss: float, rc: int, cpu: float) -> None:
+    """One line: the figures against the goals, the CPU time (what the command costs on an idle core) and the
+    machine's load average, which stretches the wall time on a shared machine."""
     ok = "ok  " if wall < goal and rss < MEMORY_GOAL_MB else "MISS"
     load = os.getloadavg()[0]
-    print(f"{ok} {name:<44} {wall:7.2f} s (goal < {goal:g} s)  {rss:7.0f} MiB (< {MEMORY_GOAL_MB})  exit {rc}  "
-          f"load {load:.1f}")  # fmt: skip
+    print(f"{ok} {name:<46} {wall:7.2f} s (goal < {goal:g} s)  cpu {cpu:6.2f} s  {rss:6.0f} MiB (< {MEMORY_GOAL_MB})  "
+          f"exit {rc}  load {load:.1f}", flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if not results.is_dir():
             start = time.perf_counter()
             make_fleet(results, args.runs, args.records)
-            print(f"wrote {args.runs} runs x {args.records} records in {time.perf_counter() - start:.0f} s")
+            print(f"wrote {args.runs} runs x {args.records} records in {time.perf_counter() - start:.0f} s", flush=True)
         shutil.rmtree(results / INDEX_DIR, ignore_errors=True)
         size = sum(f.stat().st_size for f in results.rglob("*") if f.is_file()) / 2**30
-        print(f"store: {results} ({size:.2f} GiB), {os.cpu_count()} CPUs, load average {os.getloadavg()}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"store: {results} ({size:.2f} GiB of files), {os.cpu_count()} CPUs, load average {load}", flush=True)
         cand = candidate(results)
         compare = ("compare", "--history", "30", "--root", str(results), str(cand), "--out", str(work / "cmp"))
         show("compare --history 30, cold (no index)", GOALS["compare"], *peak_rss(*compare))

@@ -82,6 +82,7 @@ class Part:
     manifest: dict[str, Any]
     read: Callable[[], Any]
     file: Path | None = None  # the index's Parquet file of the records, when it has one
+    schema: Any = None  # the records' Arrow schema, when the index knows it
 
 
 def gather(paths: Iterable[str | Path]) -> tuple[list[Part], list[Skip], list[StoreIndex]]:
@@ -147,6 +148,7 @@ def _common_type(types: list[Any]):
 def _conform(array, kind):
     """``array`` as ``kind``: cast, or (lists and objects into text) each value as JSON text."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     if array.type == kind:
         return array
@@ -154,10 +156,18 @@ def _conform(array, kind):
         element = array.type.value_type
         if pa.types.is_integer(element) or pa.types.is_floating(element):
             return _numbers_as_json(array)
+        if _all_empty(array):  # tags, noise: most often []
+            return pc.if_else(pc.is_null(array), pa.scalar(None, pa.string()), pa.scalar("[]"))
     try:
         return array.cast(kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return pa.array([_json_text(v) for v in array.to_pylist()], type=pa.string())
+
+
+def _all_empty(array) -> bool:
+    import pyarrow.compute as pc
+
+    return (pc.max(pc.list_value_length(array)).as_py() or 0) == 0
 
 
 def _numbers_as_json(array):
@@ -242,6 +252,8 @@ def _schema(part: Part):
     """A part's records schema: from its Parquet file's footer when it has one, else from reading it."""
     import pyarrow.parquet as pq
 
+    if part.schema is not None:
+        return part.schema
     return pq.read_schema(part.file) if part.file is not None else part.read().schema
 
 

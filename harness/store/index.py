@@ -27,6 +27,7 @@ Nothing here imports torch; pyarrow is needed only for the records tables (``har
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ INDEX_DIR = ".harness-index"
 INDEX_FILE = "index.json"
 TABLES = "runs"
 #: Bumped when what an entry holds changes: an index of another version is rebuilt, not read.
-VERSION = 1
+VERSION = 2
 #: Manifest fields left out of a run's summary: the case lists, the bulk of a manifest of a large suite.
 BULKY = ("cases", "case_ids")
 #: Folders inside a run folder that hold no runs (not walked).
@@ -135,7 +136,16 @@ class RunEntry:
     skips: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows: int = 0
-    columns: list[str] = field(default_factory=list)
+    schema_text: str | None = None
+
+    @property
+    def schema(self):
+        """The Arrow schema of the records table (kept in the entry, so a reader need not open the file)."""
+        import base64
+
+        import pyarrow as pa
+
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema_text))) if self.schema_text else None
 
 
 class StoreIndex:
@@ -254,13 +264,13 @@ class StoreIndex:
             if fresh and not self.persist and rel not in self._memory:
                 fresh = False
             if not fresh:
-                self._make_table(run, rel, entry, key)
+                self._make_table(run, rel, entry, key)  # the loader warned of what it skipped
             run.table = (self.dir / TABLES / entry["table"]) if self.persist else None
             run.skips = [_unpack(s, run.path) for s in entry.get("skips", [])]
-            for skip in run.skips:
+            for skip in run.skips if fresh else []:
                 note(None, skip)  # warned, as the loader warns when it reads the line itself
             run.notes = [n.replace(_RUN, str(run.path)) for n in entry.get("notes", [])]
-            run.rows, run.columns = entry.get("rows", 0), entry.get("columns", [])
+            run.rows, run.schema_text = entry.get("rows", 0), entry.get("schema")
             out.append(run)
         return out
 
@@ -281,7 +291,7 @@ class StoreIndex:
             skips=[_pack(s, run.path) for s in skips],
             notes=[n.replace(str(run.path), _RUN) for n in loaded.notes],
             rows=table.num_rows,
-            columns=table.column_names,
+            schema=base64.b64encode(table.schema.serialize().to_pybytes()).decode(),
         )
         self._changed = True
         if not self.persist:
@@ -306,7 +316,12 @@ class StoreIndex:
         import pyarrow.parquet as pq
 
         if run.table is not None:
-            return pq.ParquetFile(run.table).read()
+            try:
+                return pq.ParquetFile(run.table).read()
+            except FileNotFoundError:  # replaced by another process since: the records themselves, read again
+                from harness.store.loader import read_run
+
+                return records_table(read_run(run.path).records)
         return self._memory[self._rel(run.path)]
 
     # -- writing -----------------------------------------------------------------------------------------------

@@ -180,3 +180,23 @@ def test_a_run_folder_given_alone_gets_no_index(tree, tmp_path, capsys):
     code, out, _ = cli(capsys, "export", run, "-o", tmp_path / "one.csv")
     assert code == 0 and "wrote 3 records" in out
     assert not (run / INDEX_DIR).exists() and not (tree / INDEX_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    ("samples", "valid"),
+    [
+        ([1.5, 2, 3.25], True),
+        ([1e308, 1e308], True),  # finite values whose sum is not
+        ([1.0, float("nan")], False),
+        ([1.0, float("inf")], False),
+        ([1.0, True], False),
+        ([1.0, "2.0"], False),
+        ([1.0, None], False),
+        ([], True),
+    ],
+)
+def test_the_rule_for_a_list_of_numbers(samples, valid):
+    from harness.store.record import problems
+
+    found = problems(make_record(samples_ms=samples))
+    assert (found == []) is valid, found
