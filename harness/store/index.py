@@ -224,9 +224,10 @@ class StoreIndex:
 
     # -- records ---------------------------------------------------------------------------------------------------
     def read_run(self, path: Path):
-        """``harness.store.loader.read_run(path)``, faster for a run whose records files did not change since the
-        index last read them: the lines the loader refused then are refused again with the same skips, and the
-        others are not checked field by field again. A changed run is read in full and remembered."""
+        """``harness.store.loader.read_run(path)``, faster for a run whose files did not change since the index
+        last read them: the lines the loader refused then are refused again with the same skips, the others are
+        not checked field by field again, and the run's manifest is the index's summary (without its case lists)
+        with the notes the full read made. A changed run is read in full and remembered."""
         from harness.store.loader import RECORD_SKIPS, read_run
 
         rel = self._rel(path)
@@ -239,13 +240,24 @@ class StoreIndex:
                 if skip.kind in RECORD_SKIPS:
                     file, _, line = skip.where.rpartition(":")
                     checked.setdefault(Path(file).name, {})[int(line)] = skip
+            if "summary" in entry and "notes" in entry and entry.get("manifest_key") == key[0][1:]:
+                run = read_run(path, checked, manifest=entry["summary"])
+                run.notes = [n.replace(_RUN, str(path)) for n in entry["notes"]]
+                return run
             return read_run(path, checked)
         run = read_run(path)
         if entry.get("records_key") != key and entry.get("table"):
             old = entry.pop("table")  # a table of other records
             if self.persist:
                 (self.dir / TABLES / old).unlink(missing_ok=True)
-        entry.update(records_key=key, skips=[_pack(s, path) for s in run.skips])
+        entry.update(
+            records_key=key,
+            skips=[_pack(s, path) for s in run.skips],
+            notes=[n.replace(str(path), _RUN) for n in run.notes],
+        )
+        if entry.get("manifest_key") != key[0][1:]:
+            entry.update(manifest_key=key[0][1:], summary=summary(run.manifest))
+            entry.pop("error", None)
         self._changed = True
         return run
 

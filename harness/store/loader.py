@@ -225,14 +225,17 @@ def _run(path: Path, manifest: dict[str, Any], checked: dict[str, dict[int, Skip
     return Run(path, manifest, records, skips, notes)
 
 
-def read_run(path: Path, checked: dict[str, dict[int, Skip]] | None = None) -> Run:
+def read_run(
+    path: Path, checked: dict[str, dict[int, Skip]] | None = None, manifest: dict[str, Any] | None = None
+) -> Run:
     """Read one run folder (see ``records_files``); a StoreError when it is not a folder or its manifest cannot be
-    read. ``checked`` (records file name -> refused lines, see ``read_records``) is given by the store index for
-    a run whose records files did not change since it read them."""
+    read. The store index (``harness.store.index``) gives, for a run whose files did not change since it read
+    them, ``checked`` (records file name -> refused lines, see ``read_records``) and ``manifest`` (the manifest it
+    keeps, read instead of the file)."""
     path = Path(path)
     if not path.is_dir():
         raise StoreError(f"{path} does not exist or is not a folder")
-    return _run(path, read_manifest(path), checked)
+    return _run(path, read_manifest(path) if manifest is None else manifest, checked)
 
 
 def _manifest_skip(path: Path, exc: ManifestError) -> Skip:

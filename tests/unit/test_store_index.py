@@ -131,6 +131,9 @@ def test_history_read_through_the_index_follows_an_edit(tree):
     first = {r["case_id"]: r["throughput_img_s"] for r in history[1].records}
     again, _ = select_history(candidate, tree, 2)  # read through the index's record of which lines are valid
     assert [r.records for r in again] == [r.records for r in history]
+    assert [(r.notes, r.skips, r.manifest["started_at"]) for r in again] == [
+        (r.notes, r.skips, r.manifest["started_at"]) for r in history
+    ]
     rewrite(history[1].path, lambda r: {**r, "throughput_img_s": r["throughput_img_s"] * 2})
     edited, _ = select_history(candidate, tree, 2)
     assert {r["case_id"]: r["throughput_img_s"] for r in edited[1].records} == {k: v * 2 for k, v in first.items()}
