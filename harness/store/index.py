@@ -5,7 +5,8 @@ kept at the root of the results tree a command reads, in ``<root>/.harness-index
 
     index.json            per run folder (by its path under the root): the size and mtime of its manifest and
                           records files when they were read, the manifest without its case lists (``summary``) or
-                          why it could not be read, and the run's records table with what the loader skipped
+                          why it could not be read, what the loader skipped and noted in the run, and its records
+                          table's file and Arrow schema (the schemas kept once each: runs share them)
     runs/<run>-<key>.parquet   the run's valid records, one row each, columns as ``harness.store.load`` gives
                           them (nested groups as ``group.field``), named by the run and a digest of its key
 
@@ -45,7 +46,7 @@ INDEX_DIR = ".harness-index"
 INDEX_FILE = "index.json"
 TABLES = "runs"
 #: Bumped when what an entry holds changes: an index of another version is rebuilt, not read.
-VERSION = 2
+VERSION = 3
 #: Manifest fields left out of a run's summary: the case lists, the bulk of a manifest of a large suite.
 BULKY = ("cases", "case_ids")
 #: Folders inside a run folder that hold no runs (not walked).
@@ -160,11 +161,13 @@ class StoreIndex:
         self._entries: dict[str, dict[str, Any]] = {}
         self._changed = False
         self._memory: dict[str, Any] = {}  # tables made without a place to write them
+        self._schemas: dict[str, str] = {}  # digest -> Arrow schema (base64): the runs of a store share a few
         if self.persist:
             try:
                 data = json.loads((self.dir / INDEX_FILE).read_bytes())
                 if isinstance(data, dict) and data.get("version") == VERSION and isinstance(data.get("runs"), dict):
                     self._entries = data["runs"]
+                    self._schemas = data.get("schemas") or {}
             except (OSError, ValueError):
                 pass  # no index yet, or one that cannot be read: it is made again
 
@@ -282,7 +285,7 @@ class StoreIndex:
             for skip in run.skips if fresh else []:
                 note(None, skip)  # warned, as the loader warns when it reads the line itself
             run.notes = [n.replace(_RUN, str(run.path)) for n in entry.get("notes", [])]
-            run.rows, run.schema_text = entry.get("rows", 0), entry.get("schema")
+            run.rows, run.schema_text = entry.get("rows", 0), self._schemas.get(entry.get("schema", ""))
             out.append(run)
         return out
 
@@ -303,7 +306,7 @@ class StoreIndex:
             skips=[_pack(s, run.path) for s in skips],
             notes=[n.replace(str(run.path), _RUN) for n in loaded.notes],
             rows=table.num_rows,
-            schema=base64.b64encode(table.schema.serialize().to_pybytes()).decode(),
+            schema=self._keep_schema(table.schema),
         )
         self._changed = True
         if not self.persist:
@@ -323,6 +326,12 @@ class StoreIndex:
         if old and old != name:
             (self.dir / TABLES / old).unlink(missing_ok=True)
 
+    def _keep_schema(self, schema) -> str:
+        text = base64.b64encode(schema.serialize().to_pybytes()).decode()
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        self._schemas[digest] = text
+        return digest
+
     def read_table(self, run: RunEntry):
         """The pyarrow Table of a run's records (``tables`` made it)."""
         import pyarrow.parquet as pq
@@ -341,7 +350,10 @@ class StoreIndex:
         """Write ``index.json`` when anything changed (atomically); a tree that cannot be written is left as is."""
         if not (self.persist and self._changed):
             return
-        data = json.dumps({"version": VERSION, "runs": self._entries}, separators=(",", ":")).encode()
+        used = {e.get("schema") for e in self._entries.values()}
+        schemas = {k: v for k, v in self._schemas.items() if k in used}
+        data = json.dumps({"version": VERSION, "runs": self._entries, "schemas": schemas}, separators=(",", ":"))
+        data = data.encode()
         try:
             self.dir.mkdir(exist_ok=True)
             write_atomic(self.dir / INDEX_FILE, data)

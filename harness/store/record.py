@@ -282,7 +282,7 @@ def _all_numbers(values: list[Any]) -> bool:
 #: Declared base type -> (test of a value, what the type is called in a message).
 _CHECKS = {
     "int": (_is_int, "an integer"),
-    "float": (_is_number, "a finite number"),
+    "float": (lambda v: (type(v) is float and math.isfinite(v)) or type(v) is int or _is_number(v), "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "list[float]": (lambda v: isinstance(v, list) and _all_numbers(v), "a list of finite numbers"),
