@@ -89,7 +89,6 @@ def connect(root: str | Path, skips: list[Skip] | None = None):
     if not root.is_dir():
         what = "is a file" if root.exists() else "does not exist"
         raise StoreError(f"{root} {what}; pass a results folder (or a run folder) to query")
-    found: list[Skip] = []
     parts, found, indexes = gather([root])
     if skips is not None:
         skips.extend(found)
