@@ -113,9 +113,8 @@ def gather(paths: Iterable[str | Path]) -> tuple[list[Part], list[Skip], list[St
             raise StoreError(f"{p} holds no run folders (no {MANIFEST} at or below it)")
         for run in index.tables(runs):
             skips += run.skips
-            parts.append(
-                Part(run.path, run.summary or {}, lambda run=run, index=index: index.read_table(run), run.table)
-            )
+            read = lambda run=run, index=index: index.read_table(run)  # noqa: E731
+            parts.append(Part(run.path, run.summary or {}, read, run.table, run.schema))
     return parts, skips, indexes
 
 
@@ -249,12 +248,18 @@ def _run_column(values: list[Any]):
 
 
 def _schema(part: Part):
-    """A part's records schema: from its Parquet file's footer when it has one, else from reading it."""
+    """A part's records schema: as the index keeps it, else from its Parquet file's footer, else from reading it."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if part.schema is not None:
         return part.schema
-    return pq.read_schema(part.file) if part.file is not None else part.read().schema
+    if part.file is not None:
+        try:
+            return pq.read_schema(part.file)
+        except (OSError, pa.ArrowException):
+            pass  # damaged: read (again) from the records
+    return part.read().schema
 
 
 def _writer(path: Path, schema, fmt: str):

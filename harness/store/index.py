@@ -166,8 +166,9 @@ class StoreIndex:
             try:
                 data = json.loads((self.dir / INDEX_FILE).read_bytes())
                 if isinstance(data, dict) and data.get("version") == VERSION and isinstance(data.get("runs"), dict):
-                    self._entries = data["runs"]
-                    self._schemas = data.get("schemas") or {}
+                    self._entries = {k: v for k, v in data["runs"].items() if isinstance(v, dict)}
+                    schemas = data.get("schemas")
+                    self._schemas = schemas if isinstance(schemas, dict) else {}
             except (OSError, ValueError):
                 pass  # no index yet, or one that cannot be read: it is made again
 
@@ -337,9 +338,12 @@ class StoreIndex:
         import pyarrow.parquet as pq
 
         if run.table is not None:
+            import pyarrow as pa
+
             try:
                 return pq.ParquetFile(run.table).read()
-            except FileNotFoundError:  # replaced by another process since: the records themselves, read again
+            except (OSError, pa.ArrowException):
+                # Replaced by another process since, or damaged: the records themselves, read again.
                 from harness.store.loader import read_run
 
                 return records_table(read_run(run.path).records)

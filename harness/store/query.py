@@ -31,6 +31,7 @@ from typing import Any
 from harness.errors import HarnessError, StoreError
 from harness.store.export import Part, gather
 from harness.store.fingerprint import comparable_key
+from harness.store.index import INDEX_DIR
 from harness.store.skips import Skip
 
 INSTALL = "pip install 'harness[query]'"
@@ -127,8 +128,16 @@ def _view(duckdb, parts: list[Part], scratch: Path):
     con.register("harness_runs", runs)
     select = ", ".join(f"r.{_quote(c)} AS {_quote(c.replace('.', '_'))}" for c in columns)
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.execute(
-        f"CREATE VIEW records AS SELECT {select}, u.* EXCLUDE (_file) FROM read_parquet([{listed}], "
-        "union_by_name = true, filename = true) r JOIN harness_runs u ON r.filename = u._file"
-    )
+    try:
+        con.execute(
+            f"CREATE VIEW records AS SELECT {select}, u.* EXCLUDE (_file) FROM read_parquet([{listed}], "
+            "union_by_name = true, filename = true) r JOIN harness_runs u ON r.filename = u._file"
+        )
+    except duckdb.Error as exc:  # a table of the index damaged since it was checked
+        con.close()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(
+            f"the store's index cannot be read ({first}); delete its {INDEX_DIR} folder (it is made again) and "
+            "run the query again"
+        ) from None
     return con

@@ -203,3 +203,15 @@ def test_the_rule_for_a_list_of_numbers(samples, valid):
 
     found = problems(make_record(samples_ms=samples))
     assert (found == []) is valid, found
+
+
+def test_a_damaged_table_of_the_index_is_not_trusted(tree, tmp_path, capsys):
+    code, _, _ = cli(capsys, "export", tree, "-o", tmp_path / "before.csv")
+    for table in (tree / INDEX_DIR / "runs").glob("*.parquet"):
+        table.write_bytes(b"not parquet")
+    code, out, _ = cli(capsys, "export", tree, "-o", tmp_path / "after.csv")
+    assert code == 0 and "wrote 12 records" in out
+    assert (tmp_path / "after.csv").read_bytes() == (tmp_path / "before.csv").read_bytes()
+    pytest.importorskip("duckdb")
+    code, out, err = cli(capsys, "query", tree, "SELECT count(*) FROM records")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and INDEX_DIR in err
