@@ -293,10 +293,7 @@ class StoreIndex:
     def _make_table(self, run: RunEntry, rel: str, entry: dict[str, Any], key: list[Any]) -> None:
         import pyarrow.parquet as pq
 
-        from harness.store.loader import read_run
-
-        skips: list[Skip] = []
-        loaded = read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
+        loaded = self.read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
         skips = loaded.skips
         table = records_table(loaded.records)
         name = f"{_digest(rel)}-{_digest(key)}.parquet"
