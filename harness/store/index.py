@@ -88,10 +88,13 @@ def run_key(path: Path) -> list[Any]:
 
 
 def summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest without its case lists (``BULKY``, and the resolved suite's ``cases``)."""
+    """The manifest without its case lists (``BULKY``, the resolved suite's ``cases`` and each rank's)."""
     out = {k: v for k, v in manifest.items() if k not in BULKY}
     if isinstance(out.get("suite"), dict) and "cases" in out["suite"]:
         out["suite"] = {k: v for k, v in out["suite"].items() if k != "cases"}
+    if isinstance(out.get("ranks"), dict):
+        out["ranks"] = {r: {k: v for k, v in i.items() if k != "cases"} if isinstance(i, dict) else i
+                        for r, i in out["ranks"].items()}  # fmt: skip
     return out
 
 
