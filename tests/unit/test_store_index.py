@@ -215,3 +215,19 @@ def test_a_damaged_table_of_the_index_is_not_trusted(tree, tmp_path, capsys):
     pytest.importorskip("duckdb")
     code, out, err = cli(capsys, "query", tree, "SELECT count(*) FROM records")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and INDEX_DIR in err
+
+
+def test_compare_history_says_the_same_cold_and_warm_and_follows_an_edit(tree, tmp_path, capsys):
+    candidate = night(tree, 9, step_ms=130.0)  # 30% slower than the history
+    argv = ("compare", "--history", "3", "--root", tree, candidate, "--format", "json", "--out", tmp_path / "c")
+    outputs = []
+    for _ in range(2):  # without an index, then through it
+        code, out, err = cli(capsys, *argv)
+        outputs.append(out)
+    assert (tree / INDEX_DIR / INDEX_FILE).is_file() and outputs[0] == outputs[1]
+    assert json.loads(outputs[0])["counts"]["regressed"] == 3
+    for run in sorted((tree / "nightly").iterdir())[:3]:  # the history measured as slow as the candidate
+        rewrite(run, lambda r: {**r, "throughput_img_s": r["throughput_img_s"] / 1.3, "samples_ms": [
+            s * 1.3 for s in r["samples_ms"]], "step_ms_median": r["step_ms_median"] * 1.3})  # fmt: skip
+    code, out, err = cli(capsys, *argv)
+    assert json.loads(out)["counts"]["regressed"] == 0
