@@ -49,6 +49,8 @@ TABLES = "runs"
 VERSION = 3
 #: Manifest fields left out of a run's summary: the case lists, the bulk of a manifest of a large suite.
 BULKY = ("cases", "case_ids")
+#: Stale runs from which their tables are made by several processes (``StoreIndex.tables``).
+POOL_MIN = 16
 #: Folders inside a run folder that hold no runs (not walked).
 _NOT_RUNS = {RunFolder.PROFILES, RunFolder.LOGS, INDEX_DIR}
 
@@ -269,43 +271,81 @@ class StoreIndex:
         return run
 
     # -- records tables ----------------------------------------------------------------------------------------
-    def tables(self, runs: Iterable[RunEntry]) -> list[RunEntry]:
-        """``runs`` with their records tables, made (and written to the index) where missing or stale."""
-        out = []
+    def tables(self, runs: Iterable[RunEntry], workers: int | None = None) -> list[RunEntry]:
+        """``runs`` with their records tables, made (and written to the index) where missing or stale. Many stale
+        runs (a store read for the first time) are made by ``workers`` processes (default: half the CPUs, at most
+        8; one on a machine of 2 or 3 CPUs, where the tables are made in this process)."""
+        runs = list(runs)
+        stale = []
         for run in runs:
             rel = self._rel(run.path)
             entry = self._entries.setdefault(rel, {})
-            key = run_key(run.path)
             table = entry.get("table")
+            key = run_key(run.path)  # taken before the files are read: a change while reading shows next time
             fresh = entry.get("records_key") == key and table is not None
             if fresh and self.persist and not (self.dir / TABLES / table).is_file():
                 fresh = False  # removed by another writer: made again
             if fresh and not self.persist and rel not in self._memory:
                 fresh = False
-            if not fresh:
-                self._make_table(run, rel, entry, key)  # the loader warned of what it skipped
+            if fresh:
+                for item in entry.get("skips", []):
+                    note(None, _unpack(item, run.path))  # warned, as the loader warns when it reads the line
+            else:
+                stale.append((run, key))
+        workers = min(8, (os.cpu_count() or 1) // 2) if workers is None else workers
+        if workers > 1 and len(stale) >= POOL_MIN:
+            self._make_tables(stale, workers)
+        else:
+            for run, key in stale:
+                self._make_table(run, key)  # the loader warns of what it skips
+        for run in runs:
+            entry = self._entries[self._rel(run.path)]
             run.table = (self.dir / TABLES / entry["table"]) if self.persist else None
             run.skips = [_unpack(s, run.path) for s in entry.get("skips", [])]
-            for skip in run.skips if fresh else []:
-                note(None, skip)  # warned, as the loader warns when it reads the line itself
             run.notes = [n.replace(_RUN, str(run.path)) for n in entry.get("notes", [])]
             run.rows, run.schema_text = entry.get("rows", 0), self._schemas.get(entry.get("schema", ""))
-            out.append(run)
-        return out
+        return runs
 
-    def _make_table(self, run: RunEntry, rel: str, entry: dict[str, Any], key: list[Any]) -> None:
+    def _make_table(self, run: RunEntry, key: list[Any]) -> None:
+        loaded = self.read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
+        self._keep_table(run.path, key, records_table(loaded.records), loaded.skips, loaded.notes)
+
+    def _make_tables(self, stale: list[tuple[RunEntry, list[Any]]], workers: int) -> None:
+        """Make the tables of the ``stale`` runs in ``workers`` processes (each reads runs through the loader)."""
+        import io
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         import pyarrow.parquet as pq
 
-        loaded = self.read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
-        skips = loaded.skips
-        table = records_table(loaded.records)
+        context = multiprocessing.get_context("spawn")  # no fork of a process that holds Arrow's threads
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            made = pool.map(build_table, [str(run.path) for run, _ in stale], chunksize=4)
+            for (run, key), (data, skips, notes) in zip(stale, made, strict=True):
+                skips = [_unpack(item, run.path) for item in skips]
+                for skip in skips:
+                    note(None, skip)  # the worker read quietly
+                notes = [n.replace(_RUN, str(run.path)) for n in notes]
+                self._keep_table(run.path, key, pq.read_table(io.BytesIO(data)), skips, notes, data)
+
+    def _keep_table(
+        self, path: Path, key: list[Any], table, skips: list[Skip], notes: list[str], data: bytes | None = None
+    ) -> None:
+        """Remember ``table`` as the run's records table, made from its files as ``key`` found them (written to
+        the index, or kept in memory)."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        rel = self._rel(path)
+        entry = self._entries.setdefault(rel, {})
         name = f"{_digest(rel)}-{_digest(key)}.parquet"
         old = entry.get("table")
         entry.update(
             records_key=key,
             table=name,
-            skips=[_pack(s, run.path) for s in skips],
-            notes=[n.replace(str(run.path), _RUN) for n in loaded.notes],
+            skips=[_pack(s, path) for s in skips],
+            notes=[n.replace(str(path), _RUN) for n in notes],
             rows=table.num_rows,
             schema=self._keep_schema(table.schema),
         )
@@ -313,13 +353,13 @@ class StoreIndex:
         if not self.persist:
             self._memory[rel] = table
             return
-        import io
-
-        sink = io.BytesIO()
-        pq.write_table(table, sink)  # snappy: reads and writes several times faster than zstd, for 5% more bytes
+        if data is None:
+            sink = io.BytesIO()
+            pq.write_table(table, sink)  # snappy: reads and writes several times faster than zstd, 5% more bytes
+            data = sink.getvalue()
         try:
             (self.dir / TABLES).mkdir(parents=True, exist_ok=True)
-            write_atomic(self.dir / TABLES / name, sink.getvalue())
+            write_atomic(self.dir / TABLES / name, data)
         except OSError:
             self.persist = False  # a tree that cannot be written is read without an index
             self._memory[rel] = table
@@ -364,6 +404,24 @@ class StoreIndex:
         except OSError:
             return
         self._changed = False
+
+
+def build_table(path: str) -> tuple[bytes, list[list[str]], list[str]]:
+    """In a worker process: the run's records table as Parquet bytes, with what the loader skipped and noted
+    (paths stood in for, as the index keeps them)."""
+    import io
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    from harness.store.loader import read_run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skips go back to the caller, which warns of them
+        run = read_run(Path(path))
+    sink = io.BytesIO()
+    pq.write_table(records_table(run.records), sink)
+    return sink.getvalue(), [_pack(s, Path(path)) for s in run.skips], [n.replace(path, _RUN) for n in run.notes]
 
 
 # -- records as columns ------------------------------------------------------------------------------------------

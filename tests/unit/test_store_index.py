@@ -231,3 +231,41 @@ def test_compare_history_says_the_same_cold_and_warm_and_follows_an_edit(tree, t
             s * 1.3 for s in r["samples_ms"]], "step_ms_median": r["step_ms_median"] * 1.3})  # fmt: skip
     code, out, err = cli(capsys, *argv)
     assert json.loads(out)["counts"]["regressed"] == 0
+
+
+def test_tables_made_by_worker_processes_are_those_made_here(tree, tmp_path):
+    import shutil
+
+    from harness.store.index import POOL_MIN
+
+    for day in range(10, 10 + POOL_MIN):
+        night(tree, day)
+    first = sorted((tree / "nightly").iterdir())[0]
+    with open(first / "records.jsonl", "a") as f:
+        f.write('{"case_id": "x", "model": "resnet18", "status": "exploded"}\n')
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    made = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for root, workers in ((tree, 1), (copy, 2)):
+            index = StoreIndex(root)
+            runs = index.tables(index.runs([]), workers=workers)
+            made[workers] = [
+                (
+                    r.path.relative_to(root),
+                    r.rows,
+                    [str(s).replace(str(root), "") for s in r.skips],
+                    index.read_table(r),
+                )
+                for r in runs
+            ]
+            index.save()
+    assert len(made[1]) == POOL_MIN + 4 and [m[:3] for m in made[1]] == [m[:3] for m in made[2]]
+    assert all(a[3].equals(b[3]) for a, b in zip(made[1], made[2], strict=True))
+    assert any("exploded" in s for m in made[2] for s in m[2])
+    again = StoreIndex(copy)  # what the workers made is kept as the index of the copy
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        assert [r.rows for r in again.tables(again.runs([]))] == [m[1] for m in made[2]]
+    assert len(warned) == 1 and "exploded" in str(warned[0].message)  # the skip, said again as it is used
