@@ -191,26 +191,38 @@ class StoreIndex:
             return str(path)
 
     # -- manifests ---------------------------------------------------------------------------------------------
-    def runs(self, skips: list[Skip] | None = None) -> list[RunEntry]:
+    def runs(self, skips: list[Skip] | None = None, workers: int | None = None) -> list[RunEntry]:
         """Every run folder at or below the root with its manifest summary, oldest first by start time (as
         ``harness.store.loader.scan``); a manifest that cannot be read, and a folder of records without a
-        manifest, are noted in ``skips``, and left out."""
+        manifest, are noted in ``skips``, and left out. Many new manifests are read by ``workers`` processes (as
+        ``tables``)."""
         manifests, held = walk(self.root)
+        stale = []
+        for path in manifests:
+            entry = self._entries.get(self._rel(path))
+            stat = _stat(path / MANIFEST)
+            if not entry or entry.get("manifest_key") != stat:
+                stale.append((path, stat))
+        workers = default_workers() if workers is None else workers
+        if workers > 1 and len(stale) >= POOL_MIN:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                read = list(pool.map(read_summary, [str(p) for p, _ in stale], chunksize=16))
+        else:
+            read = [read_summary(str(p)) for p, _ in stale]
+        for (path, stat), found in zip(stale, read, strict=True):
+            rel = self._rel(path)
+            entry = {k: v for k, v in self._entries.get(rel, {}).items() if k not in ("summary", "error")}
+            self._entries[rel] = {**entry, "manifest_key": stat, **found}  # its records table is stale now too
+            self._changed = True
         out: list[RunEntry] = []
         seen = set()
         for path in manifests:
             rel = self._rel(path)
             seen.add(rel)
-            stat = _stat(path / MANIFEST)
-            entry = self._entries.get(rel)
-            if not entry or entry.get("manifest_key") != stat:
-                entry = {"manifest_key": stat}
-                try:
-                    entry["summary"] = summary(read_manifest(path))
-                except ManifestError as exc:
-                    entry["error"] = [exc.kind, str(exc).replace(str(path), _RUN)]
-                self._entries[rel] = entry
-                self._changed = True
+            entry = self._entries[rel]
             if "error" in entry:
                 kind, message = entry["error"]
                 note(skips, Skip(str(path), kind, f"run skipped: {message.replace(_RUN, str(path))}"))
@@ -292,7 +304,7 @@ class StoreIndex:
                     note(None, _unpack(item, run.path))  # warned, as the loader warns when it reads the line
             else:
                 stale.append((run, key))
-        workers = min(8, (os.cpu_count() or 1) // 2) if workers is None else workers
+        workers = default_workers() if workers is None else workers
         if workers > 1 and len(stale) >= POOL_MIN:
             self._make_tables(stale, workers)
         else:
@@ -404,6 +416,20 @@ class StoreIndex:
         except OSError:
             return
         self._changed = False
+
+
+def default_workers() -> int:
+    """How many processes read a store for the first time: half the CPUs, at most 8 (one below 4 CPUs)."""
+    return min(8, (os.cpu_count() or 1) // 2)
+
+
+def read_summary(path: str) -> dict[str, Any]:
+    """``{"summary": ...}`` of the run folder's manifest, or ``{"error": [kind, message]}`` when it cannot be
+    read (the folder's path stood in for, as the index keeps it)."""
+    try:
+        return {"summary": summary(read_manifest(Path(path)))}
+    except ManifestError as exc:
+        return {"error": [exc.kind, str(exc).replace(path, _RUN)]}
 
 
 def build_table(path: str) -> tuple[bytes, list[list[str]], list[str]]:

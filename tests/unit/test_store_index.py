@@ -233,7 +233,7 @@ def test_compare_history_says_the_same_cold_and_warm_and_follows_an_edit(tree, t
     assert json.loads(out)["counts"]["regressed"] == 0
 
 
-def test_tables_made_by_worker_processes_are_those_made_here(tree, tmp_path):
+def test_manifests_and_tables_read_by_worker_processes_are_those_read_here(tree, tmp_path):
     import shutil
 
     from harness.store.index import POOL_MIN
@@ -243,14 +243,18 @@ def test_tables_made_by_worker_processes_are_those_made_here(tree, tmp_path):
     first = sorted((tree / "nightly").iterdir())[0]
     with open(first / "records.jsonl", "a") as f:
         f.write('{"case_id": "x", "model": "resnet18", "status": "exploded"}\n')
+    broken = night(tree, 30)
+    (broken / "manifest.json").write_text("{not json")
     copy = tmp_path / "copy"
     shutil.copytree(tree, copy)
-    made = {}
+    made, skipped = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for root, workers in ((tree, 1), (copy, 2)):
             index = StoreIndex(root)
-            runs = index.tables(index.runs([]), workers=workers)
+            found = []
+            runs = index.tables(index.runs(found, workers=workers), workers=workers)
+            skipped[workers] = [str(s).replace(str(root), "") for s in found]
             made[workers] = [
                 (
                     r.path.relative_to(root),
@@ -262,10 +266,12 @@ def test_tables_made_by_worker_processes_are_those_made_here(tree, tmp_path):
             ]
             index.save()
     assert len(made[1]) == POOL_MIN + 4 and [m[:3] for m in made[1]] == [m[:3] for m in made[2]]
+    assert skipped[1] == skipped[2] and len(skipped[1]) == 1 and "not JSON" in skipped[1][0]
     assert all(a[3].equals(b[3]) for a, b in zip(made[1], made[2], strict=True))
     assert any("exploded" in s for m in made[2] for s in m[2])
     again = StoreIndex(copy)  # what the workers made is kept as the index of the copy
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         assert [r.rows for r in again.tables(again.runs([]))] == [m[1] for m in made[2]]
-    assert len(warned) == 1 and "exploded" in str(warned[0].message)  # the skip, said again as it is used
+    messages = sorted(str(w.message) for w in warned)  # each skip said again as the index is used
+    assert len(messages) == 2 and "exploded" in messages[0] and "not JSON" in messages[1]
