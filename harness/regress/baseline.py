@@ -16,7 +16,8 @@ from typing import Any
 from harness.errors import HarnessError, StoreError
 from harness.store import Run
 from harness.store.fingerprint import differences
-from harness.store.loader import read_run, read_store, scan
+from harness.store.index import StoreIndex
+from harness.store.loader import read_store
 from harness.store.skips import Skip
 
 
@@ -78,7 +79,10 @@ def latest_run(root: str | Path, skips: list[Skip] | None = None) -> Path:
     """The newest readable run folder (by ``started_at``) under ``root``, for ``harness compare latest``; the run
     folders passed over because they cannot be read are added to ``skips``."""
     found: list[Skip] = []
-    runs = scan(Path(root), found) if Path(root).exists() else []
+    runs = []
+    if Path(root).exists():
+        with StoreIndex(root) as index:
+            runs = [(run.path, run.summary) for run in index.runs(found)]
     if not runs:
         unread = f" ({'; '.join(str(s) for s in found)})" if found else ""
         raise StoreError(
@@ -158,7 +162,10 @@ def select_history(
     before = candidate.manifest.get("started_at")
     same_suite: list[tuple[Path, dict[str, Any]]] = []
     other_suites: set[str] = set()
-    for path, manifest in scan(root, skips):
+    index = StoreIndex(root)  # what the tree holds, remembered at its root (harness.store.index)
+    found = [(run.path, run.summary) for run in index.runs(skips)]
+    index.save()
+    for path, manifest in found:
         if _same(path, candidate.path):
             continue
         name = suite_name(manifest)
@@ -194,4 +201,6 @@ def select_history(
     chosen = matching[-n:]
     if len(chosen) < n:
         notes.append(f"history: {len(chosen)} matching run(s) found, fewer than the {n} asked for")
-    return [read_run(path) for path, _ in chosen], notes
+    runs = [index.read_run(path) for path, _ in chosen]
+    index.save()
+    return runs, notes

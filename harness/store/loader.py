@@ -159,9 +159,20 @@ def accept(value: Any, where: str, skips: list[Skip] | None = None) -> dict[str,
     return normalise(value)
 
 
-def read_records(path: Path, skips: list[Skip] | None = None) -> list[dict[str, Any]]:
+#: The kinds of skip ``accept`` makes (a line that is JSON but not a valid record of a schema this harness reads).
+RECORD_SKIPS = ("not a record", "newer schema", "invalid record")
+
+
+def read_records(
+    path: Path, skips: list[Skip] | None = None, checked: dict[int, Skip] | None = None
+) -> list[dict[str, Any]]:
     """The valid records of one records file (see ``accept``); what is left out is noted in ``skips``. A file
-    that cannot be read is noted too, as one skip."""
+    that cannot be read is noted too, as one skip.
+
+    ``checked``, for a file ``accept`` has already been applied to line by line and that has not changed since
+    (``harness.store.index`` knows), holds the lines it refused (line number -> skip): those are noted again
+    and left out, and the other lines are taken as the valid records they were found to be, without checking each
+    field again. Lines that are not JSON are found and noted by reading, as always."""
     try:
         values = read_values(path, skips)
     except StoreError as exc:
@@ -169,6 +180,12 @@ def read_records(path: Path, skips: list[Skip] | None = None) -> list[dict[str, 
         return []
     out = []
     for number, value in values:
+        if checked is not None:
+            if number in checked:
+                note(skips, checked[number])
+            else:
+                out.append(normalise(migrate(value)))
+            continue
         record = accept(value, f"{path}:{number}", skips)
         if record is not None:
             out.append(record)
@@ -192,9 +209,13 @@ def records_files(path: Path) -> list[Path]:
     return files
 
 
-def _run(path: Path, manifest: dict[str, Any]) -> Run:
+def _run(path: Path, manifest: dict[str, Any], checked: dict[str, dict[int, Skip]] | None = None) -> Run:
     skips: list[Skip] = []
-    records = [r for f in records_files(path) for r in read_records(f, skips)]
+    records = [
+        r
+        for f in records_files(path)
+        for r in read_records(f, skips, None if checked is None else checked.get(f.name, {}))
+    ]
     notes = []
     recorded = {r.get("case_id") for r in records}
     unrecorded = [cid for cid in manifest.get("case_ids") or [] if cid not in recorded]
@@ -204,45 +225,52 @@ def _run(path: Path, manifest: dict[str, Any]) -> Run:
     return Run(path, manifest, records, skips, notes)
 
 
-def read_run(path: Path) -> Run:
+def read_run(
+    path: Path, checked: dict[str, dict[int, Skip]] | None = None, manifest: dict[str, Any] | None = None
+) -> Run:
     """Read one run folder (see ``records_files``); a StoreError when it is not a folder or its manifest cannot be
-    read."""
+    read. The store index (``harness.store.index``) gives, for a run whose files did not change since it read
+    them, ``checked`` (records file name -> refused lines, see ``read_records``) and ``manifest`` (the manifest it
+    keeps, read instead of the file)."""
     path = Path(path)
     if not path.is_dir():
         raise StoreError(f"{path} does not exist or is not a folder")
-    return _run(path, read_manifest(path))
+    return _run(path, read_manifest(path) if manifest is None else manifest, checked)
 
 
 def _manifest_skip(path: Path, exc: ManifestError) -> Skip:
     return Skip(str(path), exc.kind, f"run skipped: {exc}")
 
 
+def no_manifest_skip(folder: Path) -> Skip:
+    """The skip of a folder that holds records files but no manifest (it is not a run folder)."""
+    files = RunFolder.holds_records(folder)
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    message = (
+        f"records skipped: the folder holds {shown} but no {MANIFEST}, so it is not a run folder; restore its "
+        f"{MANIFEST}, or pass the records file itself ({folder / files[0]}) to read it"
+    )
+    return Skip(str(folder), "no manifest", message)
+
+
 def scan(root: Path, skips: list[Skip] | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Every run folder at or below ``root`` with its manifest, oldest first by start time. A folder whose
     manifest cannot be read, and one that holds records files but no manifest, is noted in ``skips``."""
+    from harness.store.index import orphans, walk
+
     root = Path(root)
     if (root / MANIFEST).is_file():
-        candidates = [root]
+        candidates, held = [root], []
     else:
-        candidates = sorted({p.parent for p in root.rglob(MANIFEST) if p.is_file()})
+        candidates, held = walk(root)
     runs: list[tuple[Path, dict[str, Any]]] = []
     for path in candidates:
         try:
             runs.append((path, read_manifest(path)))
         except ManifestError as exc:
             note(skips, _manifest_skip(path, exc))
-    if root not in candidates:
-        held = sorted({p.parent for p in root.rglob("records*.jsonl") if p.is_file()})
-        for folder in held:
-            if folder in candidates or any(c in folder.parents for c in candidates):
-                continue
-            files = RunFolder.holds_records(folder)
-            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-            message = (
-                f"records skipped: the folder holds {shown} but no {MANIFEST}, so it is not a run folder; restore its "
-                f"{MANIFEST}, or pass the records file itself ({folder / files[0]}) to read it"
-            )
-            note(skips, Skip(str(folder), "no manifest", message))
+    for folder in orphans(candidates, held):
+        note(skips, no_manifest_skip(folder))
     return sorted(runs, key=lambda pm: (str(pm[1].get("started_at") or ""), str(pm[0])))
 
 
@@ -264,6 +292,15 @@ def _read_file(path: Path, skips: list[Skip]) -> Run:
     return Run(path.parent, manifest, read_records(path, run_skips), run_skips)
 
 
+def input_path(path: str | Path) -> Path:
+    """A path given to read runs from, as read: a manifest names its run folder; a StoreError when it does not
+    exist."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
+    return p.parent if p.is_file() and p.name == MANIFEST else p
+
+
 def read_store(paths: Iterable[str | Path]) -> Store:
     """Read every run named by ``paths`` (run folders, records files, or trees of runs), skipping what cannot be
     read (see the module docstring). A path that does not exist, and one that holds neither a run nor anything
@@ -271,11 +308,7 @@ def read_store(paths: Iterable[str | Path]) -> Store:
     runs: list[Run] = []
     skips: list[Skip] = []
     for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise StoreError(f"{p} does not exist; pass a run folder, a records .jsonl file, or a results folder")
-        if p.is_file() and p.name == MANIFEST:
-            p = p.parent  # the manifest names its run folder
+        p = input_path(p)
         if p.is_file():
             runs.append(_read_file(p, skips))
             continue

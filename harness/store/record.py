@@ -270,13 +270,22 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _all_numbers(values: list[Any]) -> bool:
+    """True when every value is a finite number (not a boolean). Step-time lists are long and every record has
+    them: plain ints and floats whose sum is finite are all finite, checked without a call per value; anything
+    else (a NaN, an infinity, a sum that overflows, another type) is checked value by value."""
+    if set(map(type, values)) <= {int, float} and math.isfinite(sum(values)):
+        return True
+    return all(_is_number(x) for x in values)
+
+
 #: Declared base type -> (test of a value, what the type is called in a message).
 _CHECKS = {
     "int": (_is_int, "an integer"),
-    "float": (_is_number, "a finite number"),
+    "float": (lambda v: (type(v) is float and math.isfinite(v)) or type(v) is int or _is_number(v), "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "list[float]": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of finite numbers"),
+    "list[float]": (lambda v: isinstance(v, list) and _all_numbers(v), "a list of finite numbers"),
     "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
 }
