@@ -5,7 +5,8 @@ into a temporary folder (or ``--dir``, kept), then times each command in its own
 with its wall time and peak RSS (``ru_maxrss`` of the child):
 
 - ``harness compare --history 30`` of the newest nightly run, cold (no index: every manifest read) and warm (the
-  index at the results root made by the cold run);
+  index at the results root made by the cold run); then of a new night written after the index was made, as a
+  nightly job meets it (the index warm for every run but the new one, which is read from its JSONL);
 - ``harness export`` of the whole store to CSV (the default format) and to Parquet, cold (the records tables of the
   index made from the JSONL) and warm;
 - one ``harness query`` (resnet50 throughput by GPU and driver), warm.
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fleet import candidate, make_fleet  # noqa: E402
+import numpy as np  # noqa: E402
+from fleet import candidate, machines, make_fleet, write_run  # noqa: E402
 
 from harness.store.index import INDEX_DIR  # noqa: E402
 
@@ -77,7 +79,7 @@ def show(name: str, goal: float | None, wall: float, rss: float, rc: int, cpu: f
     ok = ok if rc in (0, 5) else "FAIL"
     load = os.getloadavg()[0]
     target = f"(goal < {goal:g} s)" if goal is not None else "(no time goal)"
-    print(f"{ok} {name:<46} {wall:7.2f} s {target:<14}  cpu {cpu:6.2f} s  {rss:6.0f} MiB (< {MEMORY_GOAL_MB})  "
+    print(f"{ok} {name:<50} {wall:7.2f} s {target:<14}  cpu {cpu:6.2f} s  {rss:6.0f} MiB (< {MEMORY_GOAL_MB})  "
           f"exit {rc}  load {load:.1f}", flush=True)  # fmt: skip
     return cpu
 
@@ -103,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         compare = ("compare", "--history", "30", "--root", str(results), str(cand), "--out", str(work / "cmp"))
         cold = show("compare --history 30, cold (no index)", GOALS["compare"], *peak_rss(*compare))
         warm = show("compare --history 30, warm", GOALS["compare"], *peak_rss(*compare))
+        gpu, host = machines()[0]
+        night = write_run(results, 366, gpu, host, "nightly", args.records, np.random.default_rng(366))
+        try:
+            tonight = (*compare[:-3], str(night), "--out", str(work / "cmp-night"))
+            show("compare --history 30 of a new night (index warm)", GOALS["compare"], *peak_rss(*tonight))
+        finally:
+            shutil.rmtree(night, ignore_errors=True)
         shutil.rmtree(results / INDEX_DIR, ignore_errors=True)
         csv, parquet = str(work / "all.csv"), str(work / "all.parquet")
         cold_export = show(
