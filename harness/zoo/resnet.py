@@ -165,13 +165,20 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
+        self.zero_init_residual = zero_init_residual
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The initialisation that follows construction: Kaiming-normal convolutions, unit/zero norm layers, and
+        (``zero_init_residual``) a zero last norm in every residual branch. It draws from torch's global generator
+        in module order, which ``reinitialise`` relies on."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
+        if self.zero_init_residual:
             # Each residual branch starts as zero, so every block begins as the identity.
             for m in self.modules():
                 if isinstance(m, Bottleneck) and m.bn3.weight is not None:
@@ -239,3 +246,22 @@ def builder(entry: ModelEntry) -> Callable[..., ResNet]:
     variant = ", ".join(f"{key}={value}" for key, value in fixed.items())
     build.__doc__ = f"{entry.name}: {block.__name__}, stages {list(entry.layers)}" + (f", {variant}" if variant else "")
     return build
+
+
+def reinitialise(model: ResNet, seed: int) -> None:
+    """Give ``model`` in place the exact weights and buffers that building it under ``torch.manual_seed(seed)``
+    gives (``torch.equal`` on every tensor of the state_dict), without a second copy of them.
+
+    Construction draws from the global generator twice: each layer's own ``reset_parameters`` (uniform draws;
+    the convolutions' are then overwritten, but they advance the generator, and the head's are kept), then
+    ``init_weights``. Both are replayed here in the same order of draws: the layers' resets in module order (every
+    convolution comes before the head, as in construction, and a uniform fill's draws depend only on its size),
+    then ``init_weights``. Norm layers' running statistics are reset as in a fresh layer. The generator is left
+    where a build leaves it.
+    """
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if m is not model and hasattr(m, "reset_parameters"):
+                m.reset_parameters()  # norm layers: affine 1/0 and their running statistics, count included
+        model.init_weights()
