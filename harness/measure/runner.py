@@ -50,12 +50,23 @@ class CaseContext:
     device_lost: str | None = field(default=None, init=False)
     #: Set by a DDP case whose rank left its process group after a failure: the DDP loop builds a new group.
     ddp_abandoned: bool = field(default=False, init=False)
+    #: The ``warm_group`` of the last case, when it was measured and its warm-up ended stable: the next case of that
+    #: group carries its warm state (``timing.warm_up``'s ``carried``). None after any other outcome.
+    warm: tuple | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.dev is None:
             from harness.measure import device as devices
 
             self.dev = devices.get(self.device)
+
+
+def warm_group(case) -> tuple | None:
+    """The cases that carry their warm state to the next of the same group: one model (built the same way) in one
+    memory format on one device. None for a case that carries nothing (compiled: its graphs are reset after it)."""
+    if case.compile:
+        return None
+    return (case.model, case.impl, case.weights, case.channels_last, case.device, case.seed)
 
 
 class ModelCache:
@@ -205,6 +216,7 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
     rec.num_threads = torch.get_num_threads()
     reason = ctx.dev.unsupported_reason(case.precision)
     if reason:
+        ctx.warm = None
         rec.status, rec.message = "skipped", reason
         rec.duration_s = 0.0
         return rec.to_dict()
@@ -250,6 +262,8 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
             break
     rec.batch_size = batch
     rec.duration_s = round(time.perf_counter() - t0, 3)
+    stable = rec.status == "ok" and rec.warmup_reason in ("stable", "stable_carried")
+    ctx.warm = warm_group(case) if stable and ctx.ddp_group is None else None
     return rec.to_dict()
 
 
@@ -300,6 +314,7 @@ def _peer_failure(exc: BaseException, ctx: CaseContext) -> tuple[str, str] | Non
 
 
 def _release(ctx: CaseContext) -> None:
+    ctx.warm = None
     if ctx.model_cache is not None:
         ctx.model_cache.clear()
     gc.collect()
@@ -321,6 +336,7 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
     # The cache frees the previous model before the memory marks are reset, so its memory is not this case's.
     model = cache.get(case.model, case.impl, case.weights, ctx.dev, seed=case.seed, resolution=case.resolution)
     run = phases.CaseRun(case, ctx, rec, batch, model, deadline, timing=timing_for(case, ctx))
+    run.carried = ctx.warm is not None and ctx.warm == warm_group(case) and not run.timing.ddp
     run.trackers = trackers.build(run)
     try:
         _run_phases(run)
