@@ -246,9 +246,8 @@ def main() -> None:
     )
     if results["main"]:
         m = "main"
-        print(
-            f"main / baseline: wall {mean(m, 'wall') / mean(b, 'wall'):.2f}, peak RSS {mean(m, 'rss') / mean(b, 'rss'):.2f}"
-        )
+        wall_m, rss_m = mean(m, "wall") / mean(b, "wall"), mean(m, "rss") / mean(b, "rss")
+        print(f"main / baseline: wall {wall_m:.2f}, peak RSS {rss_m:.2f}")
         print(
             f"harness / main: wall {mean('harness', 'wall') / mean(m, 'wall'):.2f}, peak RSS "
             f"{mean('harness', 'rss') / mean(m, 'rss'):.2f}, interval width "

@@ -31,7 +31,7 @@ def test_the_smoke_suite_runs_each_model_one_memory_format_at_a_time():
     ]
     # models keep the suite's order, and a model's memory format changes once
     assert [c.model for c in ordered[::8]] == [c.model for c in cases[::8]]
-    switches = sum(a.channels_last != b.channels_last for a, b in zip(ordered, ordered[1:]))
+    switches = sum(a.channels_last != b.channels_last for a, b in zip(ordered[:-1], ordered[1:], strict=True))
     assert switches == 2 * 10 - 1
 
 
