@@ -86,6 +86,8 @@ class ModelCache:
         self.model = None
         self.norm_stats: dict | None = None  # calibrated BatchNorm buffers of a random-weights model
         self.versions: list[int] | None = None  # the tensors' version counters just after the last restore
+        #: (input, fp32 output) pairs of the model in its initial state, for the numerics of AMP and TF32 cases
+        self.references: list = []
 
     def get(self, name: str, impl: str, weights: str | None, device, seed: int = 0, resolution: int = 224):
         """The model on ``device`` (a ``Device`` or a device name) in its initial state.
@@ -153,7 +155,7 @@ class ModelCache:
         return [t._version for t in (*m.parameters(), *m.buffers())]
 
     def clear(self) -> None:
-        self.key, self.model, self.norm_stats, self.versions = None, None, None, None
+        self.key, self.model, self.norm_stats, self.versions, self.references = None, None, None, None, []
 
 
 def _norm_stats(model, copy: bool = False) -> dict:

@@ -92,3 +92,19 @@ def test_a_training_case_leaves_no_gradients_or_optimizer_state(ctx):
     assert all(
         not any(p is q for g in o.param_groups for q in g["params"]) for o in optimizers for p in model.parameters()
     )
+
+
+def test_amp_cases_of_one_model_and_input_share_one_fp32_reference(ctx, monkeypatch):
+    from harness.measure import numerics
+
+    runs: list[str] = []
+    real = numerics._forward
+    monkeypatch.setattr(numerics, "_forward", lambda m, x, p, d: (runs.append(p), real(m, x, p, d))[1])
+    first = measure_case(tiny_case(precision="amp_bf16"), ctx)
+    second = measure_case(tiny_case(precision="amp_bf16", mode="train"), ctx)  # restored after training
+    third = measure_case(tiny_case(precision="amp_bf16", batch_size=4), ctx)  # another input
+    assert runs == ["fp32", "amp_bf16", "amp_bf16", "fp32", "amp_bf16"]
+    assert first["numerics"] == second["numerics"]  # the same model state, input and precision
+    alone = CaseContext(run_id="r", suite="s", run_dir=ctx.run_dir, device="cpu", model_cache=ModelCache())
+    assert measure_case(tiny_case(precision="amp_bf16", mode="train"), alone)["numerics"] == second["numerics"]
+    assert third["status"] == "ok"
