@@ -18,6 +18,7 @@ message, since its throughput was measured on garbage.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from harness.errors import HarnessError
@@ -80,9 +81,22 @@ def _check_finite(out, what: str) -> None:
         )
 
 
-def compare_with_fp32(
-    model, x, precision: str, device, channels_last: bool = False, references: list | None = None
-) -> dict[str, Any]:
+#: (input, fp32 output) pairs that ``compare_with_fp32`` may reuse, set for one call by ``reusing``.
+_REFERENCES: ContextVar[list | None] = ContextVar("fp32_references", default=None)
+
+
+@contextmanager
+def reusing(references: list | None):
+    """Within the block, ``compare_with_fp32`` reuses (and adds to) ``references``: (input, fp32 output) pairs of
+    the model in the state it is compared in (the model cache's, for the model's initial state)."""
+    token = _REFERENCES.set(references)
+    try:
+        yield
+    finally:
+        _REFERENCES.reset(token)
+
+
+def compare_with_fp32(model, x, precision: str, device, channels_last: bool = False) -> dict[str, Any]:
     """Top-1 agreement (fraction in [0, 1]) and max relative error of ``precision`` against fp32 on input ``x``.
 
     ``model`` and ``x`` are already on ``device`` ("cpu", "cuda", "cuda:N"), the model in fp32 weights; with
@@ -90,9 +104,8 @@ def compare_with_fp32(
     for fp32 cases. Raises ``NumericsError`` when either output holds NaN or Inf, and ``HarnessError`` for an
     unknown precision.
 
-    ``references``: a list of (input, fp32 output) pairs of this model in its present state (the model cache's, for
-    the model's initial state): an input already there reuses its output instead of running fp32 again, and a new
-    one is added.
+    Inside ``reusing(references)``, an input already among the references reuses its fp32 output instead of
+    running fp32 again, and a new one is added.
     """
     if precision not in PRECISIONS:
         raise HarnessError(f"unknown precision {precision!r} for the numerics check; valid: {', '.join(PRECISIONS)}")
@@ -105,6 +118,7 @@ def compare_with_fp32(
     device_type = (devices.get(device) if isinstance(device, str) else device).autocast_type
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    references = _REFERENCES.get()
     with _eval(model):
         reference = _known(references, x)
         if reference is None:

@@ -96,7 +96,7 @@ class CaseRun:
         return self.ctx.dev
 
 
-def numerics(model, x, case, device, references: list | None = None) -> dict[str, Any]:
+def numerics(model, x, case, device) -> dict[str, Any]:
     """Top-1 agreement and max relative error against fp32 for AMP and TF32 cases (nulls for fp32).
 
     A NaN or Inf in the case's output raises, so the case is recorded as ``error`` with that message.
@@ -105,7 +105,7 @@ def numerics(model, x, case, device, references: list | None = None) -> dict[str
         return {k: None for k in NUMERICS_FIELDS}
     from harness.measure.numerics import compare_with_fp32
 
-    return compare_with_fp32(model, x, case.precision, device, case.channels_last, references)
+    return compare_with_fp32(model, x, case.precision, device, channels_last=case.channels_last)
 
 
 def profile_dir(run_dir: Path, case_id: str) -> Path:
@@ -125,8 +125,11 @@ def prepare(run: CaseRun) -> None:
     run.model.to(memory_format=memory_format(case.channels_last))
     seed = run.timing.input_seed(case, run.ctx.rank)
     run.inputs, run.targets = synthetic_batch(run.batch, case.resolution, run.dev, case.channels_last, seed=seed)
-    references = getattr(run.ctx.model_cache, "references", None)  # fp32 outputs of the model's initial state
-    run.rec.numerics = numerics(run.model, run.inputs, case, run.dev, references)
+    from harness.measure.numerics import reusing
+
+    # The model is in its initial state here: fp32 outputs the cache holds for it stand for a new fp32 pass.
+    with reusing(getattr(run.ctx.model_cache, "references", None)):
+        run.rec.numerics = numerics(run.model, run.inputs, case, run.dev)
     trim_heap()
 
 

@@ -76,9 +76,10 @@ class ModelCache:
     wide_resnet101_2's 2 s build happens once. When a case may have changed the state (any parameter or buffer
     written since the last restore: a training step, a BatchNorm update; seen in the tensors' version counters),
     the next case restores it in place: random weights are re-initialised from the seed
-    (``harness.zoo.resnet.reinitialise``, bit-identical to a fresh build) and get back their calibrated BatchNorm
-    statistics (the one thing kept aside: a few hundred KB even for wide_resnet101_2); loaded weights are read
-    again from their file. A model the zoo cannot re-initialise (``impl: torchvision``) is built again.
+    (``harness.zoo.resnet.reinitialise``, bit-identical to a fresh build; on an accelerator, whose generator draws
+    other numbers, a host build is copied in and let go) and get back their calibrated BatchNorm statistics (the
+    one thing kept aside: a few hundred KB even for wide_resnet101_2); loaded weights are read again from their
+    file. A model the zoo cannot re-initialise (``impl: torchvision``) is built again.
     """
 
     def __init__(self) -> None:
@@ -142,9 +143,17 @@ class ModelCache:
             return False
         import torch
 
-        # The fills draw in memory order: the weights take the build's layout first (the case sets its own after).
-        model.to(memory_format=torch.contiguous_format)
-        reinitialise(model, seed)
+        if next(model.parameters()).device.type != "cpu":
+            # On an accelerator the fills would draw from its own generator: build on the host as the cache did,
+            # copy in place, and let the host build go (for the time of the copy, not kept).
+            from harness.zoo import build_model
+
+            torch.manual_seed(seed)
+            model.load_state_dict(build_model(name, impl=impl).state_dict())
+        else:
+            # The fills draw in memory order: the weights take the build's layout first (the case sets its own).
+            model.to(memory_format=torch.contiguous_format)
+            reinitialise(model, seed)
         with torch.no_grad():
             for k, t in _norm_stats(model).items():
                 t.copy_(self.norm_stats[k])
