@@ -87,6 +87,8 @@ class ModelCache:
         self.model = None
         self.norm_stats: dict | None = None  # calibrated BatchNorm buffers of a random-weights model
         self.versions: list[int] | None = None  # the tensors' version counters just after the last restore
+        #: A training case stepped the model since the last restore (its writes may bypass the version counters).
+        self.trained = False
         #: (input, fp32 output) pairs of the model in its initial state, for the numerics of AMP and TF32 cases
         self.references: list = []
 
@@ -130,8 +132,9 @@ class ModelCache:
         model = self.model
         for p in model.parameters():
             p.grad = None
-        if self._versions() == self.versions:
+        if not self.trained and self._versions() == self.versions:
             return True  # nothing written since the last restore
+        self.trained = False
         if weights:
             from harness.zoo.weights import load_weights
 
@@ -165,6 +168,7 @@ class ModelCache:
 
     def clear(self) -> None:
         self.key, self.model, self.norm_stats, self.versions, self.references = None, None, None, None, []
+        self.trained = False
 
 
 def _norm_stats(model, copy: bool = False) -> dict:
@@ -362,6 +366,8 @@ def drop_training_state(run) -> None:
     more copy of the weights), the gradients, and the step that holds them (a DDP wrapper's buckets too). The
     next case starts without them, and the memory is not held until a garbage collection finds the case."""
     optimizer = getattr(run.scenario, "optimizer", None)
+    if optimizer is not None and run.ctx.model_cache is not None:
+        run.ctx.model_cache.trained = True
     if optimizer is not None:
         optimizer.state.clear()
         optimizer.param_groups.clear()
