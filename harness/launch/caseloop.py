@@ -53,6 +53,22 @@ def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
     return rec.to_dict()
 
 
+def warm_order(cases: Sequence) -> list:
+    """The order a rank measures ``cases`` in: the suite's order, except that the cases of one warm group (one
+    model in one memory format, ``runner.warm_group``) run one after another, from the place of the group's first
+    case, in the suite's order among themselves. A smoke suite's resnet18 runs its four NCHW cases (inference fp32,
+    inference amp_bf16, train fp32, train amp_bf16), then its four channels_last cases, then resnet34 the same way:
+    each case after the first of its group carries the warm state of the one before (``timing.warm_up``), and the
+    model changes layout once per model rather than at every case. Compiled cases stay where the suite puts them."""
+    from harness.measure.runner import warm_group
+
+    groups: dict = {}
+    for index, case in enumerate(cases):
+        key = warm_group(case)
+        groups.setdefault(("alone", index) if key is None else key, []).append(case)
+    return [case for group in groups.values() for case in group]
+
+
 def run_cases(
     cases: Sequence,
     ctx,
@@ -62,7 +78,8 @@ def run_cases(
     should_stop: Callable[[], bool] | None = None,
     measure: Callable | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every case of ``cases`` not yet recorded by this rank; return the records written now.
+    """Measure every case of ``cases`` not yet recorded by this rank, in ``warm_order``; return the records written
+    now.
 
     ``on_start(case, index)`` and ``on_done(record)`` drive a progress display; ``should_stop()`` is asked after
     each case (a first Ctrl-C lets the case in hand finish). A KeyboardInterrupt during a case notes it as
@@ -73,6 +90,7 @@ def run_cases(
     if measure is None:
         from harness.measure.runner import measure_case as measure
 
+    cases = warm_order(cases)
     folder = RunFolder(ctx.run_dir)
     done = finished_ids(folder, ctx.rank)
     attempts = unfinished_attempts(folder, ctx.rank)

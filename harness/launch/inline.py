@@ -106,6 +106,7 @@ def run_inline(
             progress.update(task, description="measuring the device's peak FLOP/s (start of run)")
             ctx.peak = session.peak(session.device)
             run_cases(session.cases, ctx, on_start=on_start, on_done=on_done, should_stop=lambda: interrupts.requested)
+            _release_models(ctx)  # the end probe and the report need none of the last model's memory
             if interrupts.requested:
                 status = RunStatus.INTERRUPTED
             else:
@@ -126,3 +127,15 @@ def run_inline(
     if settings.report:
         session.write_report(console.print)
     return status, records
+
+
+def _release_models(ctx) -> None:
+    """Free the cached model and return the freed heap to the OS once the cases are done."""
+    import gc
+
+    from harness.measure.memory import trim_heap
+
+    if ctx.model_cache is not None:
+        ctx.model_cache.clear()
+    gc.collect()
+    trim_heap()

@@ -18,6 +18,7 @@ message, since its throughput was measured on garbage.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from harness.errors import HarnessError
@@ -80,6 +81,21 @@ def _check_finite(out, what: str) -> None:
         )
 
 
+#: (input, fp32 output) pairs that ``compare_with_fp32`` may reuse, set for one call by ``reusing``.
+_REFERENCES: ContextVar[list | None] = ContextVar("fp32_references", default=None)
+
+
+@contextmanager
+def reusing(references: list | None):
+    """Within the block, ``compare_with_fp32`` reuses (and adds to) ``references``: (input, fp32 output) pairs of
+    the model in the state it is compared in (the model cache's, for the model's initial state)."""
+    token = _REFERENCES.set(references)
+    try:
+        yield
+    finally:
+        _REFERENCES.reset(token)
+
+
 def compare_with_fp32(model, x, precision: str, device, channels_last: bool = False) -> dict[str, Any]:
     """Top-1 agreement (fraction in [0, 1]) and max relative error of ``precision`` against fp32 on input ``x``.
 
@@ -87,6 +103,9 @@ def compare_with_fp32(model, x, precision: str, device, channels_last: bool = Fa
     ``channels_last`` the input is laid out NHWC for both runs. Returns the keys of ``NUMERICS_FIELDS``, both None
     for fp32 cases. Raises ``NumericsError`` when either output holds NaN or Inf, and ``HarnessError`` for an
     unknown precision.
+
+    Inside ``reusing(references)``, an input already among the references reuses its fp32 output instead of
+    running fp32 again, and a new one is added.
     """
     if precision not in PRECISIONS:
         raise HarnessError(f"unknown precision {precision!r} for the numerics check; valid: {', '.join(PRECISIONS)}")
@@ -99,15 +118,31 @@ def compare_with_fp32(model, x, precision: str, device, channels_last: bool = Fa
     device_type = (devices.get(device) if isinstance(device, str) else device).autocast_type
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    references = _REFERENCES.get()
     with _eval(model):
-        reference = _forward(model, x, "fp32", device_type)
-        _check_finite(reference, "the fp32 reference output")
+        reference = _known(references, x)
+        if reference is None:
+            reference = _forward(model, x, "fp32", device_type)
+            _check_finite(reference, "the fp32 reference output")
+            if references is not None:
+                references.append((x.detach().clone(memory_format=torch.preserve_format), reference))
         candidate = _forward(model, x, precision, device_type)
         _check_finite(candidate, f"the {precision} output")
     agreement = (reference.argmax(dim=1) == candidate.argmax(dim=1)).double().mean().item()
     scale = reference.abs().max().item() + EPS
     max_rel_err = (reference - candidate).abs().max().item() / scale
     return {"top1_agreement": float(agreement), "max_rel_err": float(max_rel_err)}
+
+
+def _known(references: list | None, x):
+    """The fp32 output ``references`` holds for exactly ``x`` (values, shape, dtype, device and layout), or None."""
+    import torch
+
+    for seen, output in references or ():
+        same_layout = seen.stride() == x.stride() and seen.device == x.device and seen.dtype == x.dtype
+        if same_layout and seen.shape == x.shape and torch.equal(seen, x):
+            return output
+    return None
 
 
 #: BatchNorm calibration of randomly initialised models: passes of synthetic images, images per pass, largest size.

@@ -1,7 +1,7 @@
 """Operation counts with torch's FlopCounterMode, on the meta device so counting costs no compute.
 
 FlopCounterMode counts 2 FLOPs per multiply-accumulate for convolutions and matmuls, so MACs = FLOPs / 2, the unit
-of torchvision's ``_ops``. Counting runs once per (model, resolution, mode), outside any timed loop.
+of torchvision's ``_ops``. Counting runs once per (model, resolution), outside any timed loop.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ class OpCount:
         return (self.macs_per_img / 1e9) / self.stated_gmacs - 1.0
 
 
+@cache
 def _forward_flops(model_name: str, resolution: int) -> float:
-    """FlopCounterMode's forward FLOPs per image (convolutions and the fc layer, 2 per multiply-accumulate)."""
+    """FlopCounterMode's forward FLOPs per image (convolutions and the fc layer, 2 per multiply-accumulate), counted
+    once per (model, resolution): per image they depend on neither precision, memory format, batch nor mode (a
+    training step's count is derived from it in ``count_ops``)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -78,6 +78,7 @@ class CaseRun:
     deadline: float | None
     timing: Any  # rank_timing.AloneTiming or DdpTiming, chosen once for the case
     trackers: list = field(default_factory=list)
+    carried: bool = False  # the case carries the warm state of the case before it (``runner.warm_group``)
     inputs: Any = None
     targets: Any = None
     scenario: Any = None  # the scenario of the step to time (its model DDP-wrapped and compiled as the case asks)
@@ -124,7 +125,11 @@ def prepare(run: CaseRun) -> None:
     run.model.to(memory_format=memory_format(case.channels_last))
     seed = run.timing.input_seed(case, run.ctx.rank)
     run.inputs, run.targets = synthetic_batch(run.batch, case.resolution, run.dev, case.channels_last, seed=seed)
-    run.rec.numerics = numerics(run.model, run.inputs, case, run.dev)
+    from harness.measure.numerics import reusing
+
+    # The model is in its initial state here: fp32 outputs the cache holds for it stand for a new fp32 pass.
+    with reusing(getattr(run.ctx.model_cache, "references", None)):
+        run.rec.numerics = numerics(run.model, run.inputs, case, run.dev)
     trim_heap()
 
 
@@ -148,8 +153,9 @@ def build(run: CaseRun) -> None:
 
 @phase("warmup")
 def warm_up(run: CaseRun) -> None:
-    """Warm up until the step time stops falling (DDP: on every rank), within the case's bounds and deadline."""
-    run.warm = run.timing.warm_up(run.step, run.sync, run.case.warmup, run.deadline)
+    """Warm up until the step time stops falling (DDP: on every rank), within the case's bounds and deadline; a case
+    that carries the warm state of the case before it may stop at its first flat window (``timing.warm_up``)."""
+    run.warm = run.timing.warm_up(run.step, run.sync, run.case.warmup, run.deadline, carried=run.carried)
     run.rec.warmup_iters, run.rec.warmup_s = run.warm.iters, round(run.warm.seconds, 3)
     run.rec.warmup_reason = run.warm.reason
 

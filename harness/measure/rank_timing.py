@@ -59,9 +59,10 @@ class AloneTiming:
         """The sync after each step, before the clock is read."""
         return self.dev.sync
 
-    def warm_up(self, step, sync, warmup, deadline: float | None) -> WarmupResult:
-        """Warm up until the step time stops falling (``timing.warm_up``, with the case's ``warmup`` settings)."""
-        return warm_up(step, sync, deadline=deadline, **_warmup_limits(warmup))
+    def warm_up(self, step, sync, warmup, deadline: float | None, carried: bool = False) -> WarmupResult:
+        """Warm up until the step time stops falling (``timing.warm_up``, with the case's ``warmup`` settings);
+        ``carried``: the case carries the warm state of the case before it (see ``timing.warm_up``)."""
+        return warm_up(step, sync, deadline=deadline, carried=carried, **_warmup_limits(warmup))
 
     def timed(self, step, sync, warm: WarmupResult, case, deadline: float | None, events=None) -> list[TimedSamples]:
         """Run the case's ``measure.repeats`` timed windows; returns each window's samples (device ms, wall ms) and
@@ -120,8 +121,9 @@ class DdpTiming(AloneTiming):
     def sync(self) -> Callable[[], None]:
         return collective.watched_sync(self.dev, self.board, self.rank, self.group)
 
-    def warm_up(self, step, sync, warmup, deadline: float | None) -> WarmupResult:
-        """Warm up until every rank is stable (``collective.agreed_warm_up``); all ranks run the same steps."""
+    def warm_up(self, step, sync, warmup, deadline: float | None, carried: bool = False) -> WarmupResult:
+        """Warm up until every rank is stable (``collective.agreed_warm_up``); all ranks run the same steps. A DDP
+        case carries no warm state: its ranks agree on the two-window test alone."""
         return collective.agreed_warm_up(step, sync, self.group, self.dev, warmup, deadline=deadline, board=self.board)
 
     def _window_limits(self, warm: WarmupResult, case, deadline: float | None) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class CaseContext:
     device_lost: str | None = field(default=None, init=False)
     #: Set by a DDP case whose rank left its process group after a failure: the DDP loop builds a new group.
     ddp_abandoned: bool = field(default=False, init=False)
+    #: The ``warm_group`` of the last case, when it was measured and its warm-up ended stable: the next case of that
+    #: group carries its warm state (``timing.warm_up``'s ``carried``). None after any other outcome.
+    warm: tuple | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.dev is None:
@@ -58,17 +61,36 @@ class CaseContext:
             self.dev = devices.get(self.device)
 
 
-class ModelCache:
-    """Keeps the last built model and its initial weights, so consecutive cases of one model skip the build.
+def warm_group(case) -> tuple | None:
+    """The cases that carry their warm state to the next of the same group: one model (built the same way) in one
+    memory format on one device. None for a case that carries nothing (compiled: its graphs are reset after it)."""
+    if case.compile:
+        return None
+    return (case.model, case.impl, case.weights, case.channels_last, case.device, case.seed)
 
-    Each case gets the model restored to the same initial state (``load_state_dict`` from a copy kept in host
-    memory), so a case measures what it would measure alone while wide_resnet101_2's 2 s build happens once.
+
+class ModelCache:
+    """Keeps the last built model, so consecutive cases of one model skip the build, without a copy of its weights.
+
+    Each case gets the model in the same initial state, so it measures what it would measure alone while
+    wide_resnet101_2's 2 s build happens once. When a case may have changed the state (any parameter or buffer
+    written since the last restore: a training step, a BatchNorm update; seen in the tensors' version counters),
+    the next case restores it in place: random weights are re-initialised from the seed
+    (``harness.zoo.resnet.reinitialise``, bit-identical to a fresh build; on an accelerator, whose generator draws
+    other numbers, a host build is copied in and let go) and get back their calibrated BatchNorm statistics (the
+    one thing kept aside: a few hundred KB even for wide_resnet101_2); loaded weights are read again from their
+    file. A model the zoo cannot re-initialise (``impl: torchvision``) is built again.
     """
 
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.model = None
-        self.initial: dict | None = None
+        self.norm_stats: dict | None = None  # calibrated BatchNorm buffers of a random-weights model
+        self.versions: list[int] | None = None  # the tensors' version counters just after the last restore
+        #: A training case stepped the model since the last restore (its writes may bypass the version counters).
+        self.trained = False
+        #: (input, fp32 output) pairs of the model in its initial state, for the numerics of AMP and TF32 cases
+        self.references: list = []
 
     def get(self, name: str, impl: str, weights: str | None, device, seed: int = 0, resolution: int = 224):
         """The model on ``device`` (a ``Device`` or a device name) in its initial state.
@@ -77,35 +99,90 @@ class ModelCache:
         (``numerics.calibrate_batchnorm`` at ``resolution``), and that state is what every case starts from: its
         eval-mode activations stay normalised, so amp_fp16 outputs are finite and numerics compare real values.
         """
+        from harness.measure import device as devices
+
+        dev = devices.get(device) if isinstance(device, str) else device
+        # The calibration depends on the resolution, so a random-weights model is keyed by it too.
+        key = (name, impl, weights, dev.name, seed, None if weights else resolution)
+        if key != self.key or not self._restore(name, impl, weights, seed):
+            self._build(key, name, impl, weights, dev, seed, resolution)
+        self.versions = self._versions()
+        return self.model
+
+    def _build(self, key, name, impl, weights, dev, seed, resolution) -> None:
         import torch
 
-        from harness.measure import device as devices
         from harness.measure.memory import trim_heap
         from harness.measure.numerics import calibrate_batchnorm
         from harness.zoo import build_model
 
-        dev = devices.get(device) if isinstance(device, str) else device
-        key = (name, impl, weights, dev.name, seed)
-        if key != self.key:
-            self.key, self.model, self.initial = None, None, None
-            gc.collect()
-            trim_heap()
-            dev.empty_cache()
-            torch.manual_seed(seed)
-            model = build_model(name, weights=weights, impl=impl).to(dev.torch_device)
-            if weights is None:
-                calibrate_batchnorm(model, dev, resolution, seed=seed)
-            self.initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            self.model = model
-            self.key = key
-        else:
-            self.model.load_state_dict(self.initial)
-        for p in self.model.parameters():
+        self.clear()
+        gc.collect()
+        trim_heap()
+        dev.empty_cache()
+        torch.manual_seed(seed)
+        model = build_model(name, weights=weights, impl=impl).to(dev.torch_device)
+        if weights is None:
+            calibrate_batchnorm(model, dev, resolution, seed=seed)
+            self.norm_stats = _norm_stats(model, copy=True)
+        self.model, self.key = model, key
+
+    def _restore(self, name, impl, weights, seed) -> bool:
+        """Bring the cached model back to its initial state in place; False when only a new build can."""
+        model = self.model
+        for p in model.parameters():
             p.grad = None
-        return self.model
+        if not self.trained and self._versions() == self.versions:
+            return True  # nothing written since the last restore
+        self.trained = False
+        if weights:
+            from harness.zoo.weights import load_weights
+
+            load_weights(model, name, weights)
+            return True
+        from harness.zoo.resnet import ResNet, reinitialise
+
+        if impl != "harness" or not isinstance(model, ResNet):
+            return False
+        import torch
+
+        if next(model.parameters()).device.type != "cpu":
+            # On an accelerator the fills would draw from its own generator: build on the host as the cache did,
+            # copy in place, and let the host build go (for the time of the copy, not kept).
+            from harness.zoo import build_model
+
+            torch.manual_seed(seed)
+            model.load_state_dict(build_model(name, impl=impl).state_dict())
+        else:
+            # The fills draw in memory order: the weights take the build's layout first (the case sets its own).
+            model.to(memory_format=torch.contiguous_format)
+            reinitialise(model, seed)
+        with torch.no_grad():
+            for k, t in _norm_stats(model).items():
+                t.copy_(self.norm_stats[k])
+        return True
+
+    def _versions(self) -> list[int]:
+        m = self.model
+        return [t._version for t in (*m.parameters(), *m.buffers())]
 
     def clear(self) -> None:
-        self.key, self.model, self.initial = None, None, None
+        self.key, self.model, self.norm_stats, self.versions, self.references = None, None, None, None, []
+        self.trained = False
+
+
+def _norm_stats(model, copy: bool = False) -> dict:
+    """The running statistics of every BatchNorm layer of ``model`` (by state_dict key), copied to the host or live."""
+    import torch
+
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            for attr in ("running_mean", "running_var", "num_batches_tracked"):
+                t = getattr(m, attr, None)
+                if t is not None:
+                    out[f"{name}.{attr}"] = t.detach().to("cpu", copy=True) if copy else t
+    return out
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -154,6 +231,7 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
     rec.num_threads = torch.get_num_threads()
     reason = ctx.dev.unsupported_reason(case.precision)
     if reason:
+        ctx.warm = None
         rec.status, rec.message = "skipped", reason
         rec.duration_s = 0.0
         return rec.to_dict()
@@ -199,6 +277,8 @@ def measure_case(case, ctx: CaseContext) -> dict[str, Any]:
             break
     rec.batch_size = batch
     rec.duration_s = round(time.perf_counter() - t0, 3)
+    stable = rec.status == "ok" and rec.warmup_reason in ("stable", "stable_carried")
+    ctx.warm = warm_group(case) if stable and ctx.ddp_group is None else None
     return rec.to_dict()
 
 
@@ -249,6 +329,7 @@ def _peer_failure(exc: BaseException, ctx: CaseContext) -> tuple[str, str] | Non
 
 
 def _release(ctx: CaseContext) -> None:
+    ctx.warm = None
     if ctx.model_cache is not None:
         ctx.model_cache.clear()
     gc.collect()
@@ -270,12 +351,29 @@ def _measure(case, ctx: CaseContext, rec: Record, batch: int) -> None:
     # The cache frees the previous model before the memory marks are reset, so its memory is not this case's.
     model = cache.get(case.model, case.impl, case.weights, ctx.dev, seed=case.seed, resolution=case.resolution)
     run = phases.CaseRun(case, ctx, rec, batch, model, deadline, timing=timing_for(case, ctx))
+    run.carried = ctx.warm is not None and ctx.warm == warm_group(case) and not run.timing.ddp
     run.trackers = trackers.build(run)
     try:
         _run_phases(run)
     finally:
+        drop_training_state(run)
         if case.compile:
             ctx.dev.reset_compile()  # the next case compiles for its own shapes, not on top of this one's graphs
+
+
+def drop_training_state(run) -> None:
+    """Free what a training case leaves behind as soon as it ends: the optimizer's state (momentum buffers, one
+    more copy of the weights), the gradients, and the step that holds them (a DDP wrapper's buckets too). The
+    next case starts without them, and the memory is not held until a garbage collection finds the case."""
+    optimizer = getattr(run.scenario, "optimizer", None)
+    if optimizer is not None and run.ctx.model_cache is not None:
+        run.ctx.model_cache.trained = True
+    if optimizer is not None:
+        optimizer.state.clear()
+        optimizer.param_groups.clear()
+    run.scenario = run.step = None
+    for p in run.model.parameters():
+        p.grad = None
 
 
 def _run_phases(run) -> None:

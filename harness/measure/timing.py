@@ -25,7 +25,8 @@ from harness.store import stats
 
 @dataclass
 class WarmupResult:
-    """What the warm-up did: iterations, seconds, and why it stopped (``stable``, ``max_iters``, ``max_seconds``)."""
+    """What the warm-up did: iterations, seconds, and why it stopped (``stable``, ``stable_carried``, ``max_iters``,
+    ``max_seconds``)."""
 
     iters: int
     seconds: float
@@ -43,6 +44,17 @@ def settled(times_ms: list[float], min_iters: int, window: int, tolerance: float
     return recent >= before * (1.0 - tolerance)
 
 
+def flat(times_ms: list[float], min_iters: int, window: int, tolerance: float) -> bool:
+    """Whether the last ``window`` step times (after at least ``min_iters`` steps) span no more than ``tolerance``
+    of their median: ``max - min <= tolerance * median``. Within such a window the time fell by at most
+    ``tolerance``, the most ``settled`` lets one window fall below the one before. It is the test of a case that
+    carries a warm state (``warm_up``'s ``carried``), which has no cold start to wait out."""
+    if len(times_ms) < max(min_iters, window):
+        return False
+    recent = times_ms[-window:]
+    return max(recent) - min(recent) <= tolerance * statistics.median(recent)
+
+
 def warm_up(
     step: Callable[[], object],
     sync: Callable[[], None],
@@ -53,6 +65,7 @@ def warm_up(
     window: int = 5,
     tolerance: float = 0.02,
     deadline: float | None = None,
+    carried: bool = False,
 ) -> WarmupResult:
     """Run ``step`` until the step time has stopped falling, then return.
 
@@ -63,6 +76,12 @@ def warm_up(
     ``max_iters`` and ``max_seconds`` bound the phase on a device that never settles. The seconds are counted from
     the end of the first step, which pays for compilation, cuDNN autotuning and allocator growth, so a compiled
     case is not cut off after one step.
+
+    ``carried``: the case follows one of the same model and memory format that ended its warm-up stable, in the
+    same process, so the model already sits in its layout and the allocator and kernel caches hold its tensors.
+    Such a case may also end its warm-up as soon as its last ``window`` steps are flat (``flat``: their spread
+    is within ``tolerance`` of their median), without waiting for two windows; reason ``stable_carried``. A
+    carried case whose steps still fall meets neither test and warms up like any other.
     """
     times: list[float] = []
     sync()
@@ -78,6 +97,9 @@ def warm_up(
             raise TimeoutError("the case's timeout passed during warm-up")
         if settled(times, min_iters, window, tolerance):
             reason = "stable"
+            break
+        if carried and flat(times, min_iters, window, tolerance):
+            reason = "stable_carried"
             break
         if len(times) == 1:
             budget_start = t1

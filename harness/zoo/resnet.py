@@ -165,13 +165,20 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
+        self.zero_init_residual = zero_init_residual
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The initialisation that follows construction: Kaiming-normal convolutions, unit/zero norm layers, and
+        (``zero_init_residual``) a zero last norm in every residual branch. It draws from torch's global generator
+        in module order, which ``reinitialise`` relies on."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
+        if self.zero_init_residual:
             # Each residual branch starts as zero, so every block begins as the identity.
             for m in self.modules():
                 if isinstance(m, Bottleneck) and m.bn3.weight is not None:
@@ -239,3 +246,60 @@ def builder(entry: ModelEntry) -> Callable[..., ResNet]:
     variant = ", ".join(f"{key}={value}" for key, value in fixed.items())
     build.__doc__ = f"{entry.name}: {block.__name__}, stages {list(entry.layers)}" + (f", {variant}" if variant else "")
     return build
+
+
+def reinitialise(model: ResNet, seed: int) -> None:
+    """Give ``model`` in place the exact weights and buffers that building it under ``torch.manual_seed(seed)``
+    gives (``torch.equal`` on every tensor of the state_dict), without a second copy of them. The model must be in
+    the memory format it was built in (the fills draw in memory order).
+
+    Construction draws from the global generator twice: each layer's own ``reset_parameters`` (uniform draws;
+    the convolutions' are then overwritten by ``init_weights``, but they advance the generator, and the head's are
+    kept), then ``init_weights``. The first call replays both in the same order of draws: the layers' resets in
+    module order (every convolution comes before the head, as in construction, and a uniform fill's draws depend
+    only on its size), then ``init_weights``; it notes the generator's state (5 KB) before the head and before
+    ``init_weights``. Later calls with the same seed start from those states and skip the convolutions' overwritten
+    draws, about half the work. Norm layers' running statistics are reset as in a fresh layer. The generator is
+    left where a build leaves it.
+    """
+    states = getattr(model, "_init_states", {})
+    with torch.no_grad():
+        if seed in states:
+            head, init = states[seed]
+            torch.set_rng_state(head)
+            for m in model.modules():
+                if m is not model and hasattr(m, "reset_parameters") and not _overwritten(m):
+                    m.reset_parameters()  # the head, and norm layers: affine 1/0, running statistics, count
+            torch.set_rng_state(init)
+            model.init_weights()
+            return
+        torch.manual_seed(seed)
+        head = None
+        for m in model.modules():
+            if m is not model and hasattr(m, "reset_parameters"):
+                if head is None and not _overwritten(m) and not isinstance(m, nn.modules.batchnorm._NormBase):
+                    head = torch.get_rng_state()  # the first layer whose own draws are kept
+                m.reset_parameters()
+        init = torch.get_rng_state()
+        model.init_weights()
+    if head is not None and _kept_after_overwritten(model):
+        model._init_states = {**states, seed: (head, init)}
+
+
+def _overwritten(m: nn.Module) -> bool:
+    """Whether ``init_weights`` overwrites every tensor that ``m.reset_parameters`` draws: a convolution without
+    a bias."""
+    return isinstance(m, nn.Conv2d) and m.bias is None
+
+
+def _kept_after_overwritten(model: nn.Module) -> bool:
+    """Whether every layer that draws and is not overwritten comes after all the overwritten ones, in module order,
+    so that skipping the overwritten draws leaves the rest drawing from the same generator states."""
+    seen_kept = False
+    for m in model.modules():
+        if m is model or not hasattr(m, "reset_parameters") or isinstance(m, nn.modules.batchnorm._NormBase):
+            continue
+        if _overwritten(m) and seen_kept:
+            return False
+        seen_kept = seen_kept or not _overwritten(m)
+    return True

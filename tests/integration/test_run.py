@@ -210,8 +210,9 @@ matrix:
     result = run_cli("run", str(suite), "--out", str(tmp_path / "out"), "--no-progress", "--no-report")
     assert result.returncode == 0, result.stderr
     wide, small = _records(_run_dir(result.stdout))
-    # wide_resnet101_2 holds 0.5 GB of weights plus their initial copy; resnet18 holds 45 MB.
-    assert small["rss_peak_mib"] < wide["rss_peak_mib"] - 500, (wide["rss_peak_mib"], small["rss_peak_mib"])
+    # wide_resnet101_2 holds 484 MiB of weights (and no copy of them); resnet18 holds 45 MiB. Had the wide model
+    # stayed in memory, the small case's peak would be at least the wide one's.
+    assert small["rss_peak_mib"] < wide["rss_peak_mib"] - 300, (wide["rss_peak_mib"], small["rss_peak_mib"])
 
 
 @pytest.mark.slow

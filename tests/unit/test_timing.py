@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.measure.timing import stall_reason, stalls, summarise, time_steps, warm_up
+from harness.measure.timing import flat, stall_reason, stalls, summarise, time_steps, warm_up
 from harness.store.stats import bootstrap_medians, throughput_interval
 
 
@@ -147,3 +147,30 @@ def test_warmup_budget_starts_after_the_first_step(monkeypatch):
     step = FakeClockStep([20_000.0] + [100.0] * 200, monkeypatch)
     result = warm_up(step, lambda: None, min_iters=5, max_iters=500, max_seconds=3.0, window=5, tolerance=0.02)
     assert result.reason == "stable" and result.iters >= 10
+
+
+def test_a_carried_case_stops_at_its_first_flat_window(monkeypatch):
+    # A warm case: one slower first step (new kernels), then flat. Carried, three flat steps end the warm-up; not
+    # carried, it needs two windows.
+    schedule = [130.0, 100.0, 101.0, 100.5, 100.0, 100.2, 100.1, 100.0]
+    limits = dict(min_iters=2, max_iters=50, max_seconds=1e9, window=3, tolerance=0.05)
+    carried = warm_up(FakeClockStep(schedule, monkeypatch), lambda: None, carried=True, **limits)
+    assert (carried.reason, carried.iters) == ("stable_carried", 4)
+    cold = warm_up(FakeClockStep(schedule, monkeypatch), lambda: None, **limits)
+    assert (cold.reason, cold.iters) == ("stable", 6)
+
+
+def test_a_carried_case_whose_steps_still_fall_is_not_timed_early(monkeypatch):
+    # Falling 4% a step: no window of three is flat within 5%, and the two-window test waits until the fall ends.
+    schedule = [100.0 * 0.96**i for i in range(20)] + [100.0 * 0.96**20] * 20
+    limits = dict(min_iters=2, max_iters=100, max_seconds=1e9, window=3, tolerance=0.05)
+    result = warm_up(FakeClockStep(schedule, monkeypatch), lambda: None, carried=True, **limits)
+    assert result.iters >= 20
+    assert max(result.step_ms[-3:]) - min(result.step_ms[-3:]) <= 0.05 * np.median(result.step_ms[-3:])
+
+
+def test_flat_is_a_spread_within_the_tolerance_of_the_median():
+    assert flat([500.0, 100.0, 104.0, 100.0], min_iters=2, window=3, tolerance=0.05)
+    assert not flat([100.0, 106.0, 100.0], min_iters=2, window=3, tolerance=0.05)
+    assert not flat([100.0, 100.0], min_iters=2, window=3, tolerance=0.05)  # not a whole window yet
+    assert not flat([100.0, 100.0, 100.0], min_iters=5, window=3, tolerance=0.05)  # min_iters binds
