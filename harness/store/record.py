@@ -11,16 +11,17 @@ images per second from the median step, ``batch_size * 1000 / step_ms_median`` (
 moves a median by at most one rank, where it would halve a total-time figure). ``throughput_ci95`` is the
 bootstrap 95% interval of that same estimator (the steps resampled, the median of each resample, converted to
 img/s). ``throughput_total_img_s`` is images over the total time of the timed steps, kept under its own name.
-``warmup_reason`` says why warm-up ended (``stable``: step times stopped falling; ``max_seconds`` or
-``max_iters``: it was cut off before they did). ``macs_per_img`` is forward multiply-accumulates per image (the
-unit of torchvision's ``_ops``; ``stated_gmacs`` is the 224-px ``_ops`` carried exactly to the resolution, x the
-architecture's forward MACs there over those at 224 px, and ``ops_deviation`` is measured over stated, minus
-one); ``flops_per_img`` is the FLOPs of one measured step per image (forward only for inference, forward +
-backward for training), the basis of ``achieved_tflops`` and ``mfu``. Memory is in MiB:
-``peak_allocated_mib``/``peak_reserved_mib`` from the CUDA allocator, ``rss_peak_mib`` the process's peak
-resident memory during the case. ``step_ms_mean`` is the mean step time (imported published figures have only
-this; their ``step_ms_median`` is null, and their ``throughput_img_s`` is the published figure, images over the
-total time of the publisher's timed loop).
+``warmup_reason`` says why warm-up ended (``stable``: step times stopped falling; ``stable_carried``: the case carried
+the warm state of the case before it, of the same model and memory format, and its first window was flat;
+``max_seconds`` or ``max_iters``: it was cut off before they did). ``macs_per_img`` is forward multiply-accumulates
+per image (the unit of torchvision's ``_ops``; ``stated_gmacs`` is the 224-px ``_ops`` carried exactly to the
+resolution, x the architecture's forward MACs there over those at 224 px, and ``ops_deviation`` is measured over
+stated, minus one); ``flops_per_img`` is the FLOPs of one measured step per image (forward only for inference, forward
++ backward for training), the basis of ``achieved_tflops`` and ``mfu``. Memory is in MiB:
+``peak_allocated_mib``/``peak_reserved_mib`` from the CUDA allocator, ``rss_peak_mib`` the process's peak resident
+memory during the case. ``step_ms_mean`` is the mean step time (imported published figures have only this; their
+``step_ms_median`` is null, and their ``throughput_img_s`` is the published figure, images over the total time of the
+publisher's timed loop).
 
 Noise: whether a case's figures can be trusted is recorded with them.
 
