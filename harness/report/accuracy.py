@@ -47,7 +47,8 @@ def stated_accuracy(model: Any, weights: Any) -> tuple[float, str] | None:
 def accuracy_points(frame: pd.DataFrame) -> pd.DataFrame:
     """Per group (mode, precision, batch size, and resolution/device/compile variant) the best throughput of
     each model, with its stated acc@1 and whether it is on the group's Pareto front."""
-    columns = ["group", "mode", "precision", "batch_size", "model", "tput", "acc1", "weights_note", "case_id", "front"]
+    columns = ["group", "mode", "precision", "batch_size", "model", "tput", "acc1", "weights_note", "case_id"]
+    columns += ["device", "front"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     rows = frame[numeric(frame, "tput").notna()]
@@ -70,6 +71,7 @@ def accuracy_points(frame: pd.DataFrame) -> pd.DataFrame:
                     "acc1": stated[0],
                     "weights_note": stated[1],
                     "case_id": r["case_id"],
+                    "device": str(r.get("device_key") or ""),
                 }
             )
         front = pareto_front(points)
@@ -94,10 +96,10 @@ def pareto_front(points: list[dict[str, Any]]) -> set[str]:
     return front
 
 
-def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
+def accuracy_figure(frame: pd.DataFrame, mode: str, colours: dict[str, str] | None = None) -> go.Figure | None:
     """Stated acc@1 (%) against measured throughput (img/s) for ``mode``: a marker per model in each group
-    (colour: precision, marker: the group's batch size and variant) and the group's Pareto front as a dashed
-    line."""
+    (colour: precision, or the device's where ``colours`` maps devices to colours (a report of several devices);
+    marker: the model) and the group's Pareto front as a dashed line."""
     points = accuracy_points(frame)
     points = points[points["mode"] == mode]
     if points.empty:
@@ -108,7 +110,8 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
     traces = []
     for precision in ordered(points["precision"], PRECISION_ORDER):
         for group, sub in points[points["precision"] == precision].groupby("group", sort=False):
-            colour = precision_colour(precision)
+            device = str(sub["device"].iloc[0])
+            colour = colours.get(device, precision_colour(precision)) if colours else precision_colour(precision)
             fk = {"mode": mode, "precision": str(precision)}
             traces.append(
                 go.Scatter(
@@ -146,7 +149,8 @@ def accuracy_figure(frame: pd.DataFrame, mode: str) -> go.Figure | None:
                     meta={"fk": fk, "pk": {"model": front["model"].tolist()}, "role": "front"},
                 )
             )
-    traces += key_traces(models, ordered(points["precision"], PRECISION_ORDER), [])
+    shown = {d: c for d, c in (colours or {}).items() if d in set(points["device"])} or None
+    traces += key_traces(models, ordered(points["precision"], PRECISION_ORDER), [], shown)
     return go.Figure(
         data=traces,
         layout=layout(

@@ -33,7 +33,7 @@ def accuracy(b: Builder) -> Section:
             )
         )
         for mode in ordered(points["mode"], MODE_ORDER):
-            s.add(b.plot(acc.accuracy_figure(b.ok, mode)))
+            s.add(b.plot(acc.accuracy_figure(b.ok, mode, b.colours)))
         rows = [
             Row(
                 [

@@ -679,3 +679,17 @@ def test_a_busy_run_makes_the_verdict_say_the_comparison_is_inconclusive(tmp_pat
     second = make_run(tmp_path / "b", records, started_at="2026-01-02T00:00:00Z", health=health(busy, busy))
     page = html.unescape(render_of(data_of(first, second)))
     assert "The comparison is inconclusive at run level" in page and "candidate looks busy" in page
+
+
+def test_the_accuracy_chart_of_several_devices_colours_each_device(tmp_path):
+    from harness.report.data import device_colours
+
+    published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw"
+    runs = [published / "rtx3090-pt240-cu124", published / "rtx5090-pt291-cu130"]
+    data = prepare(read_runs(runs), [])
+    colours = device_colours(data.devices)
+    fig = acc.accuracy_figure(data.frame[data.frame["status"] == "ok"], "inference", colours)
+    drawn = {t.marker.color for t in fig.data if t.mode == "markers" and (t.meta or {}).get("fk")}
+    assert drawn == set(colours.values()) and len(drawn) == 2
+    legend = {t.name: t.line.color for t in fig.data if t.mode == "lines" and not t.meta}
+    assert {legend[html.escape(d)] for d in data.devices} == drawn
