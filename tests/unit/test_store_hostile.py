@@ -317,13 +317,21 @@ def test_export_into_a_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys)
 # --- defect 11: a records file that cannot be written lost the measured record ------------------------------------
 
 
+def fake_case(case_id: str) -> SimpleNamespace:
+    """A case as the case loop reads it (its id and what groups it with others of one model), measured by a stub."""
+    return SimpleNamespace(
+        id=case_id, model="resnet18", impl="builtin", weights=None, channels_last=False, device="cpu", seed=0,
+        compile=False,
+    )  # fmt: skip
+
+
 def test_a_record_that_cannot_be_appended_is_rescued_and_the_loop_stops(tmp_path, capsys):
     from harness.launch.caseloop import run_cases
 
     run = night(tmp_path, 1)
     rank_file = run / "records-rank0.jsonl"
     measured = make_record(model="resnet101", suite="nightly")
-    cases = [SimpleNamespace(id=measured["case_id"]), SimpleNamespace(id="never/measured")]
+    cases = [fake_case(measured["case_id"]), fake_case("never/measured")]
     ctx = SimpleNamespace(run_dir=run, rank=0, notes={})
     calls = []
 
@@ -359,7 +367,7 @@ def test_a_record_goes_to_the_temp_dir_when_the_run_folder_cannot_take_it(tmp_pa
     beside = run / "records-rank0.rescued.jsonl"
     beside.touch()
     with unwritable(run / "records-rank0.jsonl", beside), pytest.raises(HarnessError, match="saved to"):
-        run_cases([SimpleNamespace(id=measured["case_id"])], ctx, measure=lambda case, ctx: measured)
+        run_cases([fake_case(measured["case_id"])], ctx, measure=lambda case, ctx: measured)
     saved = list((tmp_path / "tmp").glob("*.jsonl"))
     assert [p.name for p in saved] == [f"harness-{run.name}-records-rank0.rescued.jsonl"]
     assert json.loads(saved[0].read_text()) == measured and str(saved[0]) in capsys.readouterr().err
