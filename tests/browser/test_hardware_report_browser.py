@@ -4,13 +4,13 @@ logged as an error, a hostile device name stays text (no dialog), and the filter
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from harness.regress import hardware_compare
 from harness.report import write_hardware_report
+from tests.browser.pages import open_page
 from tests.conftest import CHROMIUM_ARGS, ROOT, run_cli
 from tests.synthetic import FINGERPRINT, make_record, make_run
 
@@ -66,31 +66,11 @@ def published_page(tmp_path_factory) -> Path:
     return out
 
 
-@dataclass
-class Opened:
-    page: object
-    errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-
-def open_page(browser, path: Path) -> Opened:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    result = Opened(page)
-    page.on("console", lambda m: result.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: result.errors.append(str(e)))
-    page.on("request", lambda r: result.requests.append(r.url))
-    page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-    page.goto(path.resolve().as_uri())
-    page.wait_for_selector("body[data-rendered]", timeout=60_000)
-    return result
-
-
 @pytest.fixture(scope="module")
 def opened(browser, hardware_page):
     result = open_page(browser, hardware_page)
     yield result
-    result.page.close()
+    result.page.context.close()
 
 
 def test_every_chart_draws_offline_without_errors(opened, hardware_page):
@@ -154,7 +134,7 @@ def test_the_published_comparison_draws_offline(browser, published_page):
     assert page.inner_text("#runs table").count("published figures (timm benchmark.py), no samples") == 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "hardware-report-published.png"), full_page=True)
-    page.close()
+    page.context.close()
 
 
 PAIRS = ((0, 1), (0, 2), (1, 2))
@@ -230,7 +210,7 @@ def test_published_geometric_means_follow_the_filter(browser, published_page):
     page.wait_for_function("() => JSON.parse(document.querySelector('#glance table').dataset.filter).model === ''")
     assert [(r["cases"], r["text"]) for r in glance(page)] == [(r["cases"], r["text"]) for r in every]
     assert opened.errors == []
-    page.close()
+    page.context.close()
 
 
 def test_published_absolute_throughput_chart_has_every_gpu(browser, published_page):
@@ -252,7 +232,7 @@ def test_published_absolute_throughput_chart_has_every_gpu(browser, published_pa
     page.wait_for_function("() => JSON.parse(document.body.getAttribute('data-filtered') || '{}').model === 'resnet18'")
     assert chart.locator(".point").count() == len(visible_throughputs(page)) * 3
     assert opened.errors == []
-    page.close()
+    page.context.close()
 
 
 def test_a_throughput_links_to_the_case_in_its_runs_report(opened, hardware_page):
