@@ -12,7 +12,11 @@ are judged on the threshold alone, and the result says so.
 With a history (several baseline runs), the baseline value is the median of the per-run values, the baseline
 samples are pooled across runs for the test, and when at least three runs hold a value the change must also lie
 outside ``history_k`` times their run-to-run noise (1.4826 x MAD of the per-run values): a case that is known to
-move by 8% between nights is not flagged for moving by 6%.
+move by 8% between nights is not flagged for moving by 6%. The change must also pass the threshold against every
+baseline run, not just their median (``history_edge``): a case that read 28% fast on one night with nothing changed
+is not called improved for reading 30% fast tonight. The latest runs are passed over when they already show the
+candidate's change (a lasting change keeps being flagged), and with ten runs or more so is the most extreme tenth
+on each side.
 
 A third verdict, **inconclusive**, is for numbers that cannot carry one. It concerns the timed metrics (throughput,
 step time, energy); memory is judged as usual, so a memory regression still counts.
@@ -293,7 +297,15 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
             info["note"] = f"{info['note']}; {noise}" if info.get("note") else noise
     verdict = "unchanged"
     if significant and beyond(value / reference, threshold):
-        verdict = "improved" if (change > 0) == metric.higher_is_better else "regressed"
+        edge = history_edge(values, value, reference, threshold)
+        if beyond(value / edge, threshold) and (value > edge) == (value > reference):
+            verdict = "improved" if (change > 0) == metric.higher_is_better else "regressed"
+        else:
+            known = (
+                f"not beyond the threshold against every baseline run: one read {edge:.4g} "
+                f"(the history's runs read {min(values):.4g} to {max(values):.4g})"
+            )
+            info["note"] = f"{info['note']}; {known}" if info.get("note") else known
     return MetricChange(
         metric.name,
         metric.unit,
@@ -306,6 +318,29 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
         baseline_runs=len(values),
         **info,
     )
+
+
+def history_edge(values: list[float], value: float, reference: float, threshold: float) -> float:
+    """The baseline run a change is held against: of the history's per-run ``values`` (oldest first), the one
+    nearest ``value`` on its side of the median ``reference`` (the highest for a rise, the lowest for a fall), so a
+    change counts only when it is beyond the threshold against every baseline run, not just their median. A case
+    that read as high (or as low) on an earlier night, with nothing changed, has shown that it can; on a shared
+    machine one case can sit 30% off for a whole process. Two kinds of runs are passed over:
+
+    - the latest runs, when they already read beyond the threshold the way ``value`` does: a lasting change that
+      began there and that the candidate continues, which keeps being flagged until it is most of the history;
+    - with ten runs or more, the most extreme tenth on each side, so one wild night does not hide every change
+      after it.
+
+    With one run, that run is the edge (the median itself)."""
+    kept = list(values)
+    up = value > reference
+    while len(kept) > 1 and beyond(kept[-1] / reference, threshold) and (kept[-1] > reference) == up:
+        kept.pop()
+    kept.sort()
+    trim = len(kept) // 10
+    kept = kept[trim : len(kept) - trim]
+    return kept[-1] if up else kept[0]
 
 
 def throughput_interval(record: dict[str, Any]) -> tuple[float, float, float] | None:

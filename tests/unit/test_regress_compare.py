@@ -405,3 +405,38 @@ def test_runs_without_health_fall_back_to_their_peak_and_other_environments_are_
     # Record lists carry no manifest: nothing to hold, nothing said.
     plain = compare([make_record(seed=1)], [make_record(seed=2)])
     assert plain.busy == [] and not any("run health" in n for n in plain.notes)
+
+
+def history_of(*factors: float) -> list[list[dict]]:
+    """One run per factor, oldest first: a record whose steps take 100 ms x factor."""
+    return [[make_record(step_ms=100 * f, noise=0.01, seed=i)] for i, f in enumerate(factors)]
+
+
+def test_a_change_counts_only_beyond_the_threshold_against_every_baseline_run():
+    # Two close nights and one that read 28% faster with nothing changed: a median-only verdict calls a candidate
+    # 30% faster an improvement (the MAD of three runs, two equal, is nil); against that night it is within 25%.
+    bimodal = history_of(1.0, 1 / 1.28, 1.005)
+    case = only(compare(bimodal, [make_record(step_ms=100 / 1.30, noise=0.01, seed=9)], Thresholds(0.25)), "unchanged")
+    tput = metric(case, "throughput_img_s")
+    assert tput.change > 0.25 and "not beyond the threshold against every baseline run" in tput.note
+    assert metric(case, "step_ms_median").verdict == "unchanged", "step time and throughput agree"
+    # The same move against three close nights is an improvement, and a fall against that history still counts.
+    tight = history_of(1.0, 1.01, 0.995)
+    assert compare(tight, [make_record(step_ms=100 / 1.30, noise=0.01, seed=9)], Thresholds(0.25)).improved
+    assert compare(bimodal, [make_record(step_ms=140, noise=0.01, seed=9)], Thresholds(0.25)).regressed
+
+
+def test_a_lasting_regression_keeps_being_flagged_while_a_recovered_dip_is_known_noise():
+    slow = [make_record(step_ms=160, noise=0.01, seed=9)]
+    # The regression began on the latest night and the candidate continues it: still a regression.
+    assert compare(history_of(1.0, 1.01, 0.99, 1.6), slow, Thresholds(0.25)).regressed
+    assert compare(history_of(1.0, 1.01, 0.99, 1.6, 1.6), slow, Thresholds(0.25)).regressed
+    # A night as slow that the next nights came back from: the case has done this before.
+    case = only(compare(history_of(1.0, 1.6, 1.01, 0.99, 1.0), slow, Thresholds(0.25)), "unchanged")
+    assert "one read" in metric(case, "throughput_img_s").note
+
+
+def test_a_long_history_sets_aside_its_wildest_tenth():
+    # Ten quiet nights around 100 ms and one that read 40% fast: it does not hide tonight's real 35% improvement.
+    nights = history_of(1.0, 1.01, 0.99, 1 / 1.4, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99)
+    assert compare(nights, [make_record(step_ms=100 / 1.35, noise=0.01, seed=20)], Thresholds(0.25)).improved
