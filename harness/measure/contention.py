@@ -1,4 +1,4 @@
-"""Contention over a case's timed window: what else used the machine while the case was measured, and the rule
+"""Contention over a case's warm-up and timed window (the warm-up's steady steps open the timed window): what else used the machine while the case was measured, and the rule
 that calls a case noisy.
 
 On the CPU (Linux ``/proc``), over the cores this process may use (its CPU affinity):
@@ -229,7 +229,7 @@ class ContentionTracker:
     Entering reads the CPU times and starts the GPU watch; leaving reads them again and stops it (also when the
     window fails); ``fill(rec)`` writes ``rec.contention`` and adds the rule's reasons to ``rec.noise``."""
 
-    window = "timed"
+    window = "case"  # the warm-up too: its steady steps open the timed window
 
     def __init__(self, proc: Proc | None = None, gpu: GpuWatch | None = None) -> None:
         self.proc = proc

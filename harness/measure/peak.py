@@ -20,9 +20,13 @@ key, as the peak its MFU is computed against (``best_of``). MFU of a case is ach
 the matmul and the convolution peak of its dtype and memory format (``peak_for_case``); where the case achieved
 more than that, its MFU is unknown (null, and the record's message says so), never a number above 1.
 
-Budget: one probe takes about ``PROBE_BUDGET_S`` seconds of measuring (4 s on the CPU, 6 s on CUDA), split evenly
+Budget: one probe takes about ``PROBE_BUDGET_S`` seconds of measuring (1.5 s on the CPU, 6 s on CUDA), split evenly
 between the matmul and the two convolutions of every dtype and the copy, plus the set-up of its tensors; the
-seconds it took are recorded in the probe (``seconds``). A run pays it twice.
+seconds it took are recorded in the probe (``seconds``). A run pays it twice. On the CPU each figure then has about
+0.2 s: ten blocks of 20 ms, of which the best is kept (the probe wants the quietest moment, which more blocks of
+the same length would only look for longer). Three probes at 1.5 s and three at 3.5 s, interleaved on a 2-core
+VM, gave medians within 3% of each other on every figure, inside one run's start-to-end spread there (6-12%); a
+probe took 1.8 s instead of 3.9 s.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ CUDA_COPY_MIB = 512
 CPU_COPY_MIB = 64
 
 #: Seconds of measuring in one probe when the caller does not say, by device type (see the module docstring).
-PROBE_BUDGET_S = {"cpu": 3.5, "cuda": 6.0}
+PROBE_BUDGET_S = {"cpu": 1.5, "cuda": 6.0}
 
 #: The convolution probe: ResNet's 3x3 convolution of its first stage (channels in = out, square input).
 CONV_CHANNELS = 64

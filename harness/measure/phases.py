@@ -155,8 +155,10 @@ def build(run: CaseRun) -> None:
 def warm_up(run: CaseRun) -> None:
     """Warm up until the step time stops falling (DDP: on every rank), within the case's bounds and deadline; a case
     that carries the warm state of the case before it may stop at its first flat window (``timing.warm_up``)."""
-    run.warm = run.timing.warm_up(run.step, run.sync, run.case.warmup, run.deadline, carried=run.carried)
-    run.rec.warmup_iters, run.rec.warmup_s = run.warm.iters, round(run.warm.seconds, 3)
+    run.warm = warm = run.timing.warm_up(run.step, run.sync, run.case.warmup, run.deadline, carried=run.carried)
+    # Steady steps that open the timed window are timed steps, not warm-up: the record counts each step once.
+    run.rec.warmup_iters = warm.iters - warm.steady
+    run.rec.warmup_s = round(max(0.0, warm.seconds - sum(warm.steady_ms()) / 1000.0), 3)
     run.rec.warmup_reason = run.warm.reason
 
 

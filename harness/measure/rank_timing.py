@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.measure import collective
 from harness.measure.phases import announce
-from harness.measure.timing import TimedSamples, WarmupResult, time_steps, warm_up
+from harness.measure.timing import TimedSamples, WarmupResult, steady_steps, time_steps, warm_up
 
 
 class AloneTiming:
@@ -62,16 +62,21 @@ class AloneTiming:
     def warm_up(self, step, sync, warmup, deadline: float | None, carried: bool = False) -> WarmupResult:
         """Warm up until the step time stops falling (``timing.warm_up``, with the case's ``warmup`` settings);
         ``carried``: the case carries the warm state of the case before it (see ``timing.warm_up``)."""
-        return warm_up(step, sync, deadline=deadline, carried=carried, **_warmup_limits(warmup))
+        warm = warm_up(step, sync, deadline=deadline, carried=carried, **_warmup_limits(warmup))
+        # On the CPU the wall clock times every step, so the steady end of the warm-up opens the timed window; on
+        # CUDA the window's steps carry device events, which the warm-up's do not.
+        warm.steady = 0 if self.dev.is_cuda else steady_steps(warm, warmup.window)
+        return warm
 
     def timed(self, step, sync, warm: WarmupResult, case, deadline: float | None, events=None) -> list[TimedSamples]:
         """Run the case's ``measure.repeats`` timed windows; returns each window's samples (device ms, wall ms) and
         stalls."""
         limits = self._window_limits(warm, case, deadline)
         windows = []
-        for _ in range(max(1, case.measure.repeats)):
+        for i in range(max(1, case.measure.repeats)):
             self._before_window()
-            windows.append(time_steps(step, sync, events=events, deadline=deadline, **limits))
+            prior = warm.steady_ms() if i == 0 and events is None else None
+            windows.append(time_steps(step, sync, events=events, deadline=deadline, prior_ms=prior, **limits))
         return windows
 
     def _window_limits(self, warm: WarmupResult, case, deadline: float | None) -> dict[str, Any]:

@@ -32,6 +32,23 @@ class WarmupResult:
     seconds: float
     reason: str
     step_ms: list[float] = field(default_factory=list)
+    #: How many of the last steps open the timed window (``steady_steps``); 0 when none do.
+    steady: int = 0
+
+    def steady_ms(self) -> list[float]:
+        """The step times that open the timed window: the last ``steady`` warm-up steps."""
+        return self.step_ms[len(self.step_ms) - self.steady :] if self.steady else []
+
+
+def steady_steps(warm: WarmupResult, window: int) -> int:
+    """How many of the warm-up's last steps the stability test found steady, and so may open the timed window:
+    the last ``window`` steps when the warm-up ended ``stable`` (that window's median did not fall below the one
+    before by more than the tolerance) or ``stable_carried`` (their spread is within the tolerance), none when it
+    ended at a bound (its steps may still have been falling). Such steps ran in the state the timed window measures,
+    so running ``window`` more steps only to discard these would measure nothing new."""
+    if warm.reason not in ("stable", "stable_carried"):
+        return 0
+    return max(0, min(window, warm.iters))
 
 
 def settled(times_ms: list[float], min_iters: int, window: int, tolerance: float) -> bool:
@@ -167,6 +184,7 @@ def time_steps(
     events: Callable[[], tuple] | None = None,
     deadline: float | None = None,
     after_step: Callable[[int, float], None] | None = None,
+    prior_ms: list[float] | None = None,
 ) -> TimedSamples:
     """Time steps until both ``min_iters`` non-stalled steps and ``min_seconds`` have passed (at most ``max_iters``).
 
@@ -184,13 +202,19 @@ def time_steps(
     keep the case running, and a stall does not turn a measured case into a timeout). A window with ``max_iters``
     equal to ``min_iters`` (a DDP window, whose ranks agreed on one count) never extends. Every step, stalls
     included, is in the samples.
+
+    ``prior_ms``: wall-clock step times (ms) of steps already run in the measured state, which open the window (the
+    warm-up's steady steps, ``steady_steps``): they count toward ``min_iters`` and ``min_seconds`` like the window's
+    own steps and are in its samples. Only without ``events``: those steps have no device timers.
     """
-    wall: list[float] = []
+    if prior_ms and events is not None:
+        raise ValueError("steps timed by the wall clock cannot open a window timed by device events")
+    wall: list[float] = list(prior_ms or [])
     pairs = []
     met_s: float | None = None  # seconds into the window when it first had its min_iters and min_seconds
     met_n = 0
     sync()
-    start = time.perf_counter()
+    start = time.perf_counter() - sum(wall) / 1000.0
     while True:
         if events is not None:
             begin, end = events()

@@ -6,9 +6,10 @@ the profiler's, whose failures cost the trace and not the case); after the case'
 ``fill(rec)`` writes the tracker's fields into it. Each tracker names its ``window``:
 
 - ``case``: from the end of the numerics reference passes (whose fp32 forward is not the case's memory) to the end
-  of the timed window, the warm-up included (``memory.MemoryTracker``);
-- ``timed``: the timed window alone (``telemetry.TelemetryTracker``; ``contention.ContentionTracker``: what else
-  used the cores and the GPU, which the record's ``noisy`` mark is judged on);
+  of the timed window, the warm-up included (``memory.MemoryTracker``; ``contention.ContentionTracker``: what else
+  used the cores and the GPU, which the record's ``noisy`` mark is judged on, over every step the timed window may
+  hold, since on the CPU the warm-up's steady steps open it);
+- ``timed``: the timed window alone (``telemetry.TelemetryTracker``);
 - ``profile``: the profiler's own steps after the timed window (``profiler.ProfileTracker``, run by the profile
   phase for the cases a suite names).
 

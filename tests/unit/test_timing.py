@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.measure.timing import flat, stall_reason, stalls, summarise, time_steps, warm_up
+from harness.measure.timing import (
+    WarmupResult,
+    flat,
+    stall_reason,
+    stalls,
+    steady_steps,
+    summarise,
+    time_steps,
+    warm_up,
+)
 from harness.store.stats import bootstrap_medians, throughput_interval
 
 
@@ -174,3 +183,33 @@ def test_flat_is_a_spread_within_the_tolerance_of_the_median():
     assert not flat([100.0, 106.0, 100.0], min_iters=2, window=3, tolerance=0.05)
     assert not flat([100.0, 100.0], min_iters=2, window=3, tolerance=0.05)  # not a whole window yet
     assert not flat([100.0, 100.0, 100.0], min_iters=5, window=3, tolerance=0.05)  # min_iters binds
+
+
+def test_the_steady_window_of_the_warm_up_opens_the_timed_window(monkeypatch):
+    # Warm-up falls, then holds at 100 ms: the window of 3 that proved it steady is timed, not run again.
+    step = FakeClockStep([300.0, 200.0, 150.0] + [100.0] * 100, monkeypatch)
+    warm = warm_up(step, lambda: None, min_iters=2, max_iters=50, max_seconds=1e9, window=3, tolerance=0.05)
+    assert warm.reason == "stable"
+    warm.steady = steady_steps(warm, 3)
+    assert warm.steady_ms() == pytest.approx([100.0, 100.0, 100.0])
+    before = step.calls
+    timed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, prior_ms=warm.steady_ms())
+    assert step.calls - before == 2, "three steady steps count toward the five"
+    assert timed.step_ms == pytest.approx([100.0] * 5) and timed.total_s == pytest.approx(0.5)
+    # They count toward min_seconds too: 0.45 s of steady steps, 0.6 s asked, two more 100 ms steps.
+    before = step.calls
+    timed = time_steps(step, lambda: None, min_iters=1, min_seconds=0.6, prior_ms=[150.0, 150.0, 150.0])
+    assert step.calls - before == 2 and len(timed.step_ms) == 5
+    # A stall among them is replaced like any other.
+    before = step.calls
+    timed = time_steps(step, lambda: None, min_iters=5, min_seconds=0.0, prior_ms=[100.0, 2000.0, 100.0])
+    assert step.calls - before == 3 and timed.stalled == [1]
+
+
+def test_only_a_warm_up_that_passed_its_test_gives_steady_steps():
+    assert steady_steps(WarmupResult(8, 1.0, "stable", [1.0] * 8), 3) == 3
+    assert steady_steps(WarmupResult(4, 1.0, "stable_carried", [1.0] * 4), 3) == 3
+    assert steady_steps(WarmupResult(50, 9.0, "max_iters", [1.0] * 50), 3) == 0
+    assert steady_steps(WarmupResult(7, 3.0, "max_seconds", [1.0] * 7), 3) == 0
+    with pytest.raises(ValueError, match="device events"):
+        time_steps(lambda: None, lambda: None, min_iters=1, min_seconds=0, prior_ms=[1.0], events=lambda: (0, 0))
