@@ -1,5 +1,5 @@
-"""Contention over a case's warm-up and timed window (the warm-up's steady steps open the timed window): what else used the machine while the case was measured, and the rule
-that calls a case noisy.
+"""Contention over a case's warm-up and timed window (the warm-up's steady steps open the timed window): what
+else used the machine while the case was measured, and the rule that calls a case noisy.
 
 On the CPU (Linux ``/proc``), over the cores this process may use (its CPU affinity):
 
