@@ -146,10 +146,10 @@ def child_imports(out: Path) -> None:
 # --- the parent: ABBA runs of the configurations -----------------------------------------------------------------
 
 
-def _run(argv: list[str], env: dict) -> tuple[float, float]:
-    """Run ``argv``; its wall seconds and its peak RSS in MiB (ru_maxrss of that child)."""
+def _run(argv: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float]:
+    """Run ``argv`` in ``cwd``; its wall seconds and its peak RSS in MiB (ru_maxrss of that child)."""
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -208,7 +208,8 @@ def run_harness(models: list[str], work: Path, code: Path) -> dict:
     out = work / f"run-{time.monotonic_ns()}"
     filters = [arg for m in models for arg in ("--filter", f"{m}/*")]
     argv = [sys.executable, "-m", "harness", "run", str(SMOKE), "--out", str(out), "--no-progress", *filters]
-    wall, rss = _run(argv, _env(code))
+    # In the checkout itself: ``python -m`` puts the working folder first on sys.path, ahead of PYTHONPATH.
+    wall, rss = _run(argv, _env(code), cwd=code)
     records = [r for run in read_store([out]).runs for r in run.records]
     return {"wall": wall, "rss": rss, "width": _widths(records), "cases": len(records)}
 
