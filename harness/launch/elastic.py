@@ -125,11 +125,18 @@ def launch_config(
 
 
 def _failure_text(exc) -> str:
-    rank, failure = exc.get_first_failure()
+    """The failed launch in one line: the rank that caused it and how. A rank killed by a signal is named before
+    ranks that exited with an error (its peers leave on the lost connection, sometimes within the same poll, and
+    the earliest exit the agent saw may be theirs); the others are counted."""
+    failures = getattr(exc, "failures", None) or {}
+    killed = sorted((f.timestamp, rank) for rank, f in failures.items() if f.exitcode < 0)
+    rank, failure = (killed[0][1], failures[killed[0][1]]) if killed else exc.get_first_failure()
     how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
     message = failure.message if isinstance(failure.message, str) else str(failure.message)
     detail = "" if message.startswith("To enable traceback") or message.startswith("Signal") else f": {message}"
-    return f"rank {rank} {how}{detail.splitlines()[0] if detail else ''}"
+    others = len(failures) - 1
+    also = f" ({others} other rank{'s' if others != 1 else ''} also failed)" if others > 0 else ""
+    return f"rank {rank} {how}{detail.splitlines()[0] if detail else ''}{also}"
 
 
 def _rendezvous_error(exc, endpoint: str | None, nodes: tuple[int, int], timeout_s: int) -> LaunchError:

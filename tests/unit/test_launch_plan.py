@@ -185,3 +185,32 @@ def test_resume_sees_workers_that_outlived_their_launcher():
         proc.wait()
     assert live_workers({"ranks": ranks}) == []
     assert live_workers({}) == []
+
+
+class _Failure:
+    """A rank's failure as the elastic agent reports it (``ProcessFailure``'s fields that the launcher reads)."""
+
+    def __init__(self, exitcode: int, timestamp: int, message: str = "To enable traceback see ...") -> None:
+        self.exitcode, self.timestamp, self.message = exitcode, timestamp, message
+
+    def signal_name(self) -> str:
+        return "SIGKILL" if self.exitcode == -9 else f"signal {-self.exitcode}"
+
+
+class _ChildFailed:
+    def __init__(self, failures: dict[int, _Failure]) -> None:
+        self.failures = failures
+
+    def get_first_failure(self):
+        rank = min(self.failures, key=lambda r: self.failures[r].timestamp)
+        return rank, self.failures[rank]
+
+
+def test_a_failed_launch_names_the_killed_rank_before_the_peer_that_left_on_the_lost_connection():
+    from harness.launch.elastic import _failure_text
+
+    # The peer's exit (code 2, "not every rank finished") reached the agent first: the kill is still the cause.
+    both = _ChildFailed({0: _Failure(2, timestamp=100), 1: _Failure(-9, timestamp=101)})
+    assert _failure_text(both) == "rank 1 was killed by SIGKILL (1 other rank also failed)"
+    alone = _ChildFailed({1: _Failure(1, timestamp=5, message="RuntimeError: boom\nmore")})
+    assert _failure_text(alone) == "rank 1 exited with code 1: RuntimeError: boom"
