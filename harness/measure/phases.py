@@ -159,7 +159,7 @@ def warm_up(run: CaseRun) -> None:
     # Steady steps that open the timed window are timed steps, not warm-up: the record counts each step once.
     run.rec.warmup_iters = warm.iters - warm.steady
     run.rec.warmup_s = round(max(0.0, warm.seconds - sum(warm.steady_ms()) / 1000.0), 3)
-    run.rec.warmup_reason = run.warm.reason
+    run.rec.warmup_reason = warm.reason
 
 
 @phase("timed")

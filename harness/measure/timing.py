@@ -48,7 +48,7 @@ def steady_steps(warm: WarmupResult, window: int) -> int:
     so running ``window`` more steps only to discard these would measure nothing new."""
     if warm.reason not in ("stable", "stable_carried"):
         return 0
-    return max(0, min(window, warm.iters))
+    return min(window, warm.iters)
 
 
 def settled(times_ms: list[float], min_iters: int, window: int, tolerance: float) -> bool:

@@ -294,7 +294,7 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
         if abs(value - reference) <= band:
             significant = False
             noise = f"within the history's run-to-run noise ({th.history_k:g} x MAD: +-{band:.4g})"
-            info["note"] = f"{info['note']}; {noise}" if info.get("note") else noise
+            info["note"] = _joined(info.get("note"), noise)
     verdict = "unchanged"
     if significant and beyond(value / reference, threshold):
         edge = history_edge(values, value, reference, threshold)
@@ -305,7 +305,7 @@ def compare_metric(metric: Metric, base: list[dict], cand: dict, th: Thresholds)
                 f"not beyond the threshold against every baseline run: one read {edge:.4g} "
                 f"(the history's runs read {min(values):.4g} to {max(values):.4g})"
             )
-            info["note"] = f"{info['note']}; {known}" if info.get("note") else known
+            info["note"] = _joined(info.get("note"), known)
     return MetricChange(
         metric.name,
         metric.unit,
