@@ -3,7 +3,8 @@
 The baseline is written here, after timm's ``benchmark.py`` (its sleeps left out): per case it builds the model
 from the project's zoo (``harness.zoo.build_model``, in a function whose locals go when the case ends, as timm's
 runner objects do), runs 3 warm-up and 10 timed steps (inference: a forward under ``inference_mode``; train:
-forward, cross-entropy, backward and an SGD step with momentum 0.9, the harness's own training step; bf16
+forward, cross-entropy, backward and ``torch.optim.SGD`` with momentum 0.9, as timm steps it (the harness's own
+step makes the same update bit for bit: ``harness.measure.scenarios.MomentumSGD``); bf16
 autocast and channels_last as the case says) on a seeded synthetic batch, and reports the throughput of the median
 step with the bootstrap 95% interval of its 10 steps (``harness.store.stats.throughput_interval``, the function the
 harness computes its own interval with).
@@ -19,8 +20,9 @@ peak RSS <= 0.85x the baseline's and within the largest case's own need plus the
 widths no wider than main's.
 
 The largest case's own need is measured before the runs: each training case of the largest model runs alone in a
-fresh process as the baseline runs it, and its need is the rise of the peak resident memory (VmHWM, reset once the
-imports are done where the kernel allows) over the resident memory at that point; the largest of them counts.
+fresh process as the baseline runs it, and its need is the rise of the peak resident memory (VmHWM, reset once
+torch and the zoo are imported, where the kernel allows) over the resident memory at that point; the largest of them
+counts. What the case itself loads (torch.optim imports torch._dynamo) is part of its need.
 (Measured after other cases in one process, the heap they freed and the allocator kept would hide part of it.)
 The process's baseline is the resident memory of a process that has imported what ``harness run`` imports before
 its first case.
@@ -120,6 +122,9 @@ def child_need(case_id: str, out: Path) -> None:
     from harness.suite import load_suite
 
     case = next(c for c in load_suite(SMOKE).cases() if c.id == case_id)
+    import torch  # noqa: F401  (the zoo imports torch only when it builds: import it before the mark)
+    import torch.nn.functional  # noqa: F401
+
     import harness.measure.scenarios  # noqa: F401
     import harness.store.stats  # noqa: F401
     import harness.zoo  # noqa: F401

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.measure import ops
 from harness.store.record import Record, Status
 from harness.store.rundir import RecordNotSavedError, RunFolder, utc_now
 
@@ -53,20 +54,33 @@ def crashed_record(case, ctx, attempts: int) -> dict[str, Any]:
     return rec.to_dict()
 
 
-def warm_order(cases: Sequence) -> list:
+def warm_order(cases: Sequence, last: Callable[[Any], bool] | None = None) -> list:
     """The order a rank measures ``cases`` in: the suite's order, except that the cases of one warm group (one
     model in one memory format, ``runner.warm_group``) run one after another, from the place of the group's first
     case, in the suite's order among themselves. A smoke suite's resnet18 runs its four NCHW cases (inference fp32,
     inference amp_bf16, train fp32, train amp_bf16), then its four channels_last cases, then resnet34 the same way:
     each case after the first of its group carries the warm state of the one before (``timing.warm_up``), and the
-    model changes layout once per model rather than at every case. Compiled cases stay where the suite puts them."""
+    model changes layout once per model rather than at every case. Compiled cases stay where the suite puts them.
+
+    The cases ``last`` picks (the profiled ones) run after all the others, in that same order among themselves: the
+    profiler loads torch's compiler stack (``torch._inductor`` and ``torch._dynamo``, 80-90 MiB on the CPU) and
+    leaves its state behind, so no case measured after it carries either."""
     from harness.measure.runner import warm_group
 
     groups: dict = {}
     for index, case in enumerate(cases):
         key = warm_group(case)
         groups.setdefault(("alone", index) if key is None else key, []).append(case)
-    return [case for group in groups.values() for case in group]
+    ordered = [case for group in groups.values() for case in group]
+    if last is None:
+        return ordered
+    return [case for case in ordered if not last(case)] + [case for case in ordered if last(case)]
+
+
+def profiled(ctx) -> Callable[[Any], bool]:
+    """Whether a case of a rank with context ``ctx`` is profiled (``phases.wants_profile``, for a case not yet run)."""
+    extra = getattr(ctx, "extra_profile", None)
+    return lambda case: bool(getattr(case, "profile", None) or (extra is not None and extra(case)))
 
 
 def run_cases(
@@ -78,8 +92,8 @@ def run_cases(
     should_stop: Callable[[], bool] | None = None,
     measure: Callable | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every case of ``cases`` not yet recorded by this rank, in ``warm_order``; return the records written
-    now.
+    """Measure every case of ``cases`` not yet recorded by this rank, in ``warm_order`` (the profiled ones last);
+    return the records written now.
 
     ``on_start(case, index)`` and ``on_done(record)`` drive a progress display; ``should_stop()`` is asked after
     each case (a first Ctrl-C lets the case in hand finish). A KeyboardInterrupt during a case notes it as
@@ -90,10 +104,11 @@ def run_cases(
     if measure is None:
         from harness.measure.runner import measure_case as measure
 
-    cases = warm_order(cases)
+    cases = warm_order(cases, last=profiled(ctx))
     folder = RunFolder(ctx.run_dir)
     done = finished_ids(folder, ctx.rank)
     attempts = unfinished_attempts(folder, ctx.rank)
+    ops.plan((case.model, case.resolution) for case in cases if case.id not in done)
     written: list[dict[str, Any]] = []
     for index, case in enumerate(cases):
         if case.id in done:

@@ -242,8 +242,9 @@ def mfu(run: CaseRun) -> None:
 
 def wants_profile(run: CaseRun) -> bool:
     """Whether the case is profiled: its suite names it, or ``harness run --profile GLOB`` matches it."""
-    extra = run.ctx.extra_profile
-    return bool(run.case.profile or (extra is not None and extra(run.case)))
+    from harness.launch.caseloop import profiled
+
+    return profiled(run.ctx)(run.case)
 
 
 @phase("profile")

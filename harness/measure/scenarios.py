@@ -55,13 +55,68 @@ def inference_scenario(model, x, y, device, precision: str) -> Scenario:
     return Scenario(step, x, y, None)
 
 
+class MomentumSGD:
+    """SGD with momentum 0.9 as ``torch.optim.SGD(params, lr, momentum=0.9)`` runs it: the same update, torch's own
+    (the functional ``torch.optim.sgd.sgd`` that ``SGD.step`` calls, with its choice of the for-loop, foreach or
+    fused kernels), the same ``param_groups`` and ``state`` (``momentum_buffer`` per parameter), so a GradScaler
+    steps it as it steps a torch optimizer.
+
+    It is not a ``torch.optim.Optimizer`` because building one imports ``torch._dynamo`` (its ``add_param_group``
+    and ``zero_grad`` are dynamo-disabled, and ``SGD.step`` calls ``graph_break``): 73 MiB that stay resident for
+    the rest of the run on the CPU, for a compiler no eager case uses. A compiled case imports it anyway.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9) -> None:
+        self.param_groups = [{"params": list(params), "lr": lr, "momentum": momentum, "dampening": 0.0}]
+        self.state: dict = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.detach_().zero_()
+
+    def step(self, closure=None):
+        import torch
+        from torch.optim.sgd import sgd
+
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                grads = [p.grad for p in params]
+                buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params]
+                sgd(
+                    params,
+                    grads,
+                    buffers,
+                    weight_decay=0.0,
+                    momentum=group["momentum"],
+                    lr=group["lr"],
+                    dampening=group["dampening"],
+                    nesterov=False,
+                    maximize=False,
+                    grad_scale=getattr(self, "grad_scale", None),
+                    found_inf=getattr(self, "found_inf", None),
+                )
+                for p, buffer in zip(params, buffers, strict=True):
+                    self.state.setdefault(p, {})["momentum_buffer"] = buffer
+        return loss
+
+
 def train_scenario(model, x, y, device, precision: str, lr: float = 0.01) -> Scenario:
-    """One training step: forward, cross-entropy, backward, SGD with momentum 0.9; GradScaler for fp16."""
+    """One training step: forward, cross-entropy, backward, SGD with momentum 0.9 (``MomentumSGD``); GradScaler for
+    fp16."""
     import torch
     import torch.nn.functional as F
 
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=0.9)
     from harness.measure import device as devices
 
     dev = devices.get(device) if isinstance(device, str) else device

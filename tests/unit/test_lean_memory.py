@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harness.measure.runner import CaseContext, ModelCache, measure_case
+from harness.measure.scenarios import MomentumSGD
 from harness.zoo import build_model
 from harness.zoo.resnet import reinitialise
 from tests.synthetic import tiny_case
@@ -95,7 +96,7 @@ def test_a_training_case_leaves_no_gradients_or_optimizer_state(ctx):
     # Reachable or waiting for a collection: no optimizer of the case holds state (its momentum buffers).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # isinstance on every object touches deprecated module attributes
-        optimizers = [o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
+        optimizers = [o for o in gc.get_objects() if isinstance(o, (torch.optim.Optimizer, MomentumSGD))]
     assert all(not o.state for o in optimizers)
     assert all(
         not any(p is q for g in o.param_groups for q in g["params"]) for o in optimizers for p in model.parameters()

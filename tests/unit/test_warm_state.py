@@ -40,6 +40,28 @@ def test_compiled_cases_stay_where_the_suite_puts_them():
     assert [c.id for c in warm_order(cases)] == [cases[0].id, cases[3].id, cases[1].id, cases[2].id]
 
 
+def test_profiled_cases_run_after_all_the_others():
+    """The profiler loads torch's compiler stack and leaves its state behind: no other case is measured after it."""
+    cases = load_suite(ROOT / "suites" / "smoke.yaml").cases()
+    ordered = warm_order(cases, last=lambda case: bool(case.profile))
+    profiled = [c.id for c in cases if c.profile]
+    assert profiled == ["resnet18/train/bs2/fp32/r64"]
+    assert [c.id for c in ordered[-len(profiled) :]] == profiled
+    assert [c.id for c in ordered[:-1]] == [c.id for c in warm_order(cases) if not c.profile]
+
+
+def test_the_case_loop_runs_the_cases_profile_asks_for_last(tmp_path):
+    cases = [tiny_case(), tiny_case(mode="train"), tiny_case(precision="amp_bf16")]
+    ctx = CaseContext(
+        run_id="r", suite="s", run_dir=Path(tmp_path), device="cpu", model_cache=ModelCache(),
+        extra_profile=lambda case: case.mode == "train",
+    )  # fmt: skip
+    written = run_cases(cases, ctx)
+    assert [r["case_id"] for r in written] == [cases[0].id, cases[2].id, cases[1].id]
+    assert [r["status"] for r in written] == ["ok"] * 3
+    assert written[2]["profile"]["trace_dir"] and not written[0]["profile"]["trace_dir"]
+
+
 @pytest.fixture
 def carried(monkeypatch) -> dict:
     seen: dict = {}
