@@ -155,6 +155,10 @@ def test_two_runs_with_the_same_settings_are_never_called_changed(runs):
 
 
 def test_a_real_slowdown_keeps_the_fingerprint_and_is_flagged(runs):
+    if not any(f.startswith("avx512") for f in cpu_flags()):
+        # On an AVX2-only CPU (an AMD EPYC VM) capping oneDNN at SSE4.1 left this bf16 case's throughput unchanged
+        # in every try: there is no slowdown to flag.
+        pytest.skip("needs a CPU with AVX-512: the slowdown caps oneDNN's ISA below it (this CPU has none)")
     root, suite, _, first, second = runs
     isa = slower_isa()
     tried = []
