@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure import ops
+from harness.measure.phases import profiled
 from harness.store.record import Record, Status
 from harness.store.rundir import RecordNotSavedError, RunFolder, utc_now
 
@@ -75,12 +76,6 @@ def warm_order(cases: Sequence, last: Callable[[Any], bool] | None = None) -> li
     if last is None:
         return ordered
     return [case for case in ordered if not last(case)] + [case for case in ordered if last(case)]
-
-
-def profiled(ctx) -> Callable[[Any], bool]:
-    """Whether a case of a rank with context ``ctx`` is profiled (``phases.wants_profile``, for a case not yet run)."""
-    extra = getattr(ctx, "extra_profile", None)
-    return lambda case: bool(getattr(case, "profile", None) or (extra is not None and extra(case)))
 
 
 def run_cases(

@@ -240,10 +240,15 @@ def mfu(run: CaseRun) -> None:
         rec.message = note
 
 
-def wants_profile(run: CaseRun) -> bool:
-    """Whether the case is profiled: its suite names it, or ``harness run --profile GLOB`` matches it."""
-    from harness.launch.caseloop import profiled
+def profiled(ctx) -> Callable[[Any], bool]:
+    """Whether a case of a rank with context ``ctx`` is profiled: its suite names it, or ``harness run --profile
+    GLOB`` matches it (the case loop runs these last)."""
+    extra = getattr(ctx, "extra_profile", None)
+    return lambda case: bool(getattr(case, "profile", None) or (extra is not None and extra(case)))
 
+
+def wants_profile(run: CaseRun) -> bool:
+    """Whether the case is profiled (``profiled``)."""
     return profiled(run.ctx)(run.case)
 
 

@@ -320,8 +320,8 @@ def test_export_into_a_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys)
 def fake_case(case_id: str) -> SimpleNamespace:
     """A case as the case loop reads it (its id and what groups it with others of one model), measured by a stub."""
     return SimpleNamespace(
-        id=case_id, model="resnet18", impl="builtin", weights=None, channels_last=False, device="cpu", seed=0,
-        compile=False,
+        id=case_id, model="resnet18", resolution=224, impl="builtin", weights=None, channels_last=False, device="cpu",
+        seed=0, compile=False,
     )  # fmt: skip
 
 
