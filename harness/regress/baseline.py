@@ -201,6 +201,6 @@ def select_history(
     chosen = matching[-n:]
     if len(chosen) < n:
         notes.append(f"history: {len(chosen)} matching run(s) found, fewer than the {n} asked for")
-    runs = [index.read_run(path) for path, _ in chosen]
+    runs = index.read_runs(path for path, _ in chosen)
     index.save()
     return runs, notes

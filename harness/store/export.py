@@ -210,6 +210,7 @@ def export_parts(parts: list[Part], out: Path, fmt: str | None = None) -> int:
         fields = [pa.field(f.name, _for_csv(f.type)) for f in fields]
     schema = pa.schema(fields)
     rows = 0
+    run_set = set(run_names)
     with _atomic(out) as tmp:
         writer = _writer(tmp, schema, fmt)
         pending: list[Any] = []
@@ -220,12 +221,13 @@ def export_parts(parts: list[Part], out: Path, fmt: str | None = None) -> int:
                 if not n:
                     continue
                 constants = run_table.take(pa.array([i] * n, type=pa.int32()))
+                present = set(table.column_names)  # (a new list of names each time it is asked for)
                 columns = []
                 for f in schema:
-                    if f.name in run_names:
-                        array = constants.column(f.name).combine_chunks()
-                    elif f.name in table.column_names:
-                        array = table.column(f.name).combine_chunks()
+                    if f.name in run_set:
+                        array = _array(constants.column(f.name))
+                    elif f.name in present:
+                        array = _array(table.column(f.name))
                     else:
                         array = pa.nulls(n, type=f.type)
                     columns.append(_conform(array, f.type))
@@ -239,6 +241,11 @@ def export_parts(parts: list[Part], out: Path, fmt: str | None = None) -> int:
         finally:
             writer.close()
     return rows
+
+
+def _array(column):
+    """A column as one array: its only chunk as it is (``combine_chunks`` would copy it), else its chunks joined."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _run_column(values: list[Any]):

@@ -16,6 +16,11 @@ replaced. So an edited records file is what the next command sees; the index is 
 What the loader skipped in a run (a corrupt line, an invalid record) is kept with the entry and reported again,
 the same way, each time the entry is used.
 
+A run the index has not seen (a store read for the first time) is read as the loader reads it, sooner: its
+manifest's case lists, nearly all of its bytes and the same in every run of a suite, are parsed once for all the
+runs that share them (``read_manifest(shared=True)``), and its records are checked as Arrow columns
+(``harness.store.columns``), with the loader's line-by-line check for any run that check does not vouch for.
+
 Several processes may build the index of one tree at once: every file is written to a temporary file and renamed
 into place, and a table's file name carries the digest of the files it was made from, so a reader never sees half
 a file or a table of other records than its entry names; when two writers race, the last ``index.json`` wins and
@@ -49,8 +54,14 @@ TABLES = "runs"
 VERSION = 3
 #: Manifest fields left out of a run's summary: the case lists, the bulk of a manifest of a large suite.
 BULKY = ("cases", "case_ids")
-#: Stale runs from which their tables are made by several processes (``StoreIndex.tables``).
-POOL_MIN = 16
+#: Stale runs from which their tables are made by several processes (``StoreIndex.tables``): a table takes ~20 ms
+#: to make (the column check, ``harness.store.columns``), a worker process ~1 s to start (its imports), so fewer
+#: runs are made sooner here (64 runs of 500 records on 2 CPUs, with another job running: 2.2-3.2 s in this
+#: process, 5.5 s in two workers).
+POOL_MIN = 200
+#: New runs from which ``StoreIndex.read_runs`` checks records as columns: loading pyarrow (~0.2 s) costs more than
+#: the line-by-line check of a few runs of 500 records (~50 ms each) saves.
+VOUCH_MIN = 8
 #: Folders inside a run folder that hold no runs (not walked).
 _NOT_RUNS = {RunFolder.PROFILES, RunFolder.LOGS, INDEX_DIR}
 
@@ -191,11 +202,15 @@ class StoreIndex:
             return str(path)
 
     # -- manifests ---------------------------------------------------------------------------------------------
-    def runs(self, skips: list[Skip] | None = None, workers: int | None = None) -> list[RunEntry]:
+    def runs(self, skips: list[Skip] | None = None) -> list[RunEntry]:
         """Every run folder at or below the root with its manifest summary, oldest first by start time (as
         ``harness.store.loader.scan``); a manifest that cannot be read, and a folder of records without a
-        manifest, are noted in ``skips``, and left out. Many new manifests are read by ``workers`` processes (as
-        ``tables``)."""
+        manifest, are noted in ``skips``, and left out.
+
+        New manifests are read in this process: their case lists, nearly all of their bytes, are parsed once for
+        all the runs that share them (``read_manifest(shared=True)``), so a manifest costs a millisecond or two
+        (reading its 750 kB most of it), and worker processes cost more to start than they save (``compare
+        --history 30`` over 1,000 new runs on 2 busy CPUs: 6.2-7.2 s reading them here, 7.8-8.6 s in two)."""
         manifests, held = walk(self.root)
         stale = []
         for path in manifests:
@@ -203,15 +218,7 @@ class StoreIndex:
             stat = _stat(path / MANIFEST)
             if not entry or entry.get("manifest_key") != stat:
                 stale.append((path, stat))
-        workers = default_workers() if workers is None else workers
-        if workers > 1 and len(stale) >= POOL_MIN:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                read = list(pool.map(read_summary, [str(p) for p, _ in stale], chunksize=16))
-        else:
-            read = [read_summary(str(p)) for p, _ in stale]
+        read = [read_summary(str(p)) for p, _ in stale]
         for (path, stat), found in zip(stale, read, strict=True):
             rel = self._rel(path)
             entry = {k: v for k, v in self._entries.get(rel, {}).items() if k not in ("summary", "error")}
@@ -244,17 +251,30 @@ class StoreIndex:
             (self.dir / TABLES / entry["table"]).unlink(missing_ok=True)
 
     # -- records ---------------------------------------------------------------------------------------------------
-    def read_run(self, path: Path):
+    def read_runs(self, paths: Iterable[Path]) -> list:
+        """``read_run`` of each of ``paths``; when ``VOUCH_MIN`` or more of them are new to the index (``compare
+        --history`` over a store read for the first time), their records are checked as columns (``vouch``)."""
+        paths = list(paths)
+        new = sum(1 for path in paths if not self._checked(self._entries.get(self._rel(path), {}), run_key(path)))
+        return [self.read_run(path, vouch=new >= VOUCH_MIN) for path in paths]
+
+    @staticmethod
+    def _checked(entry: dict[str, Any], key: list[Any]) -> bool:
+        """True when the entry knows which lines of the run's files, as ``key`` finds them, the loader refused."""
+        return entry.get("records_key") == key and "skips" in entry
+
+    def read_run(self, path: Path, vouch: bool = False):
         """``harness.store.loader.read_run(path)``, faster for a run whose files did not change since the index
         last read them: the lines the loader refused then are refused again with the same skips, the others are
         not checked field by field again, and the run's manifest is the index's summary (without its case lists)
-        with the notes the full read made. A changed run is read in full and remembered."""
-        from harness.store.loader import RECORD_SKIPS, read_run
+        with the notes the full read made. A changed run is read in full and remembered; with ``vouch``, through
+        the column check (``harness.store.loader.read_run_vouched``: the same run, sooner once pyarrow is loaded)."""
+        from harness.store.loader import RECORD_SKIPS, read_run, read_run_vouched
 
         rel = self._rel(path)
         entry = self._entries.setdefault(rel, {})
         key = run_key(path)
-        if entry.get("records_key") == key and "skips" in entry:
+        if self._checked(entry, key):
             checked: dict[str, dict[int, Skip]] = {}
             for item in entry["skips"]:
                 skip = _unpack(item, path)
@@ -266,7 +286,7 @@ class StoreIndex:
                 run.notes = [n.replace(_RUN, str(path)) for n in entry["notes"]]
                 return run
             return read_run(path, checked)
-        run = read_run(path)
+        run = read_run_vouched(path) if vouch else read_run(path)
         if entry.get("records_key") != key and entry.get("table"):
             old = entry.pop("table")  # a table of other records
             if self.persist:
@@ -319,8 +339,19 @@ class StoreIndex:
         return runs
 
     def _make_table(self, run: RunEntry, key: list[Any]) -> None:
-        loaded = self.read_run(run.path)  # the loader's own reading: its rule, its migrations, its skips
-        self._keep_table(run.path, key, records_table(loaded.records), loaded.skips, loaded.notes)
+        entry = self._entries.get(self._rel(run.path), {})
+        if self._checked(entry, key):
+            loaded = self.read_run(run.path)  # checked before (compare): the lines it refused are known
+            self._keep_table(run.path, key, records_table(loaded.records), loaded.skips, loaded.notes)
+            return
+        from harness.store.loader import read_run_table
+
+        # The loader's own reading (its rule, its migrations, its skips), or the column check where it vouches
+        table, skips, notes, manifest = read_run_table(run.path)
+        if entry.get("manifest_key") != key[0][1:]:
+            entry.update(manifest_key=key[0][1:], summary=summary(manifest))
+            entry.pop("error", None)
+        self._keep_table(run.path, key, table, skips, notes)
 
     def _make_tables(self, stale: list[tuple[RunEntry, list[Any]]], workers: int) -> None:
         """Make the tables of the ``stale`` runs in ``workers`` processes (each reads runs through the loader)."""
@@ -338,13 +369,26 @@ class StoreIndex:
                 for skip in skips:
                     note(None, skip)  # the worker read quietly
                 notes = [n.replace(_RUN, str(run.path)) for n in notes]
-                self._keep_table(run.path, key, pq.read_table(io.BytesIO(data)), skips, notes, data)
+                if self.persist:
+                    file = pq.ParquetFile(io.BytesIO(data))  # its rows and schema, from the footer
+                    self._keep_table(run.path, key, None, skips, notes, data, file.metadata.num_rows, file.schema_arrow)
+                else:
+                    self._keep_table(run.path, key, pq.read_table(io.BytesIO(data)), skips, notes, data)
 
     def _keep_table(
-        self, path: Path, key: list[Any], table, skips: list[Skip], notes: list[str], data: bytes | None = None
+        self,
+        path: Path,
+        key: list[Any],
+        table,
+        skips: list[Skip],
+        notes: list[str],
+        data: bytes | None = None,
+        rows: int | None = None,
+        schema=None,
     ) -> None:
         """Remember ``table`` as the run's records table, made from its files as ``key`` found them (written to
-        the index, or kept in memory)."""
+        the index, or kept in memory). A table to be written that is already ``data`` (its Parquet bytes) need not
+        be given: its ``rows`` and ``schema`` are enough."""
         import io
 
         import pyarrow.parquet as pq
@@ -358,12 +402,12 @@ class StoreIndex:
             table=name,
             skips=[_pack(s, path) for s in skips],
             notes=[n.replace(str(path), _RUN) for n in notes],
-            rows=table.num_rows,
-            schema=self._keep_schema(table.schema),
+            rows=table.num_rows if table is not None else rows,
+            schema=self._keep_schema(table.schema if table is not None else schema),
         )
         self._changed = True
         if not self.persist:
-            self._memory[rel] = table
+            self._memory[rel] = table if table is not None else pq.read_table(io.BytesIO(data))
             return
         if data is None:
             sink = io.BytesIO()
@@ -374,7 +418,7 @@ class StoreIndex:
             write_atomic(self.dir / TABLES / name, data)
         except OSError:
             self.persist = False  # a tree that cannot be written is read without an index
-            self._memory[rel] = table
+            self._memory[rel] = table if table is not None else pq.read_table(io.BytesIO(data))
             return
         if old and old != name:
             (self.dir / TABLES / old).unlink(missing_ok=True)
@@ -419,9 +463,9 @@ class StoreIndex:
 
 
 def default_workers() -> int:
-    """How many processes read a store for the first time: every CPU this process may use, at most 8. A first read
-    is a one-off that the command waits on (1,000 runs of 500 records: 55 s in one process on 2 CPUs, 36 s in two,
-    the same output); after it, only new runs are read."""
+    """How many processes make the records tables of a store read for the first time (``StoreIndex.tables``, from
+    ``POOL_MIN`` stale runs): every CPU this process may use, at most 8. A first read is a one-off that the command
+    waits on; after it, only new runs are read."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, usable))
 
@@ -430,7 +474,7 @@ def read_summary(path: str) -> dict[str, Any]:
     """``{"summary": ...}`` of the run folder's manifest, or ``{"error": [kind, message]}`` when it cannot be
     read (the folder's path stood in for, as the index keeps it)."""
     try:
-        return {"summary": summary(read_manifest(Path(path)))}
+        return {"summary": summary(read_manifest(Path(path), shared=True))}  # case lists: read once, left out
     except ManifestError as exc:
         return {"error": [exc.kind, str(exc).replace(path, _RUN)]}
 
@@ -443,14 +487,14 @@ def build_table(path: str) -> tuple[bytes, list[list[str]], list[str]]:
 
     import pyarrow.parquet as pq
 
-    from harness.store.loader import read_run
+    from harness.store.loader import read_run_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skips go back to the caller, which warns of them
-        run = read_run(Path(path))
+        table, skips, notes, _ = read_run_table(Path(path))
     sink = io.BytesIO()
-    pq.write_table(records_table(run.records), sink)
-    return sink.getvalue(), [_pack(s, Path(path)) for s in run.skips], [n.replace(path, _RUN) for n in run.notes]
+    pq.write_table(table, sink)
+    return sink.getvalue(), [_pack(s, Path(path)) for s in skips], [n.replace(path, _RUN) for n in notes]
 
 
 # -- records as columns ------------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ one record with every field of ``harness.store.record.Record`` (nested groups fl
 
 This is the one reader of records: ``report``, ``compare`` and ``export`` all read through ``read_store`` (or
 ``read_run``/``read_runs``, built on it), and every line goes through ``accept``, the one place the validity rule
-of ``harness.store.record.problems`` is applied. What is left out is a ``harness.store.skips.Skip``, kept with
-the run (``Run.skips``) or, for a whole run, with the result of ``read_store``, and warned about:
+of ``harness.store.record.problems`` is applied line by line. (The store index reads a run it has not seen with
+``read_run_vouched``/``read_run_table``: where ``harness.store.columns`` vouches, from the rule applied to whole
+columns, that every record of the run is valid, no line is checked again; any other run is read here line by
+line, so what is skipped, and its message, is the same.) What is left out is a ``harness.store.skips.Skip``, kept
+with the run (``Run.skips``) or, for a whole run, with the result of ``read_store``, and warned about:
 
 - a line that is not JSON (corrupt, or a last line cut short by a crash), or JSON but not an object;
 - a record of a newer schema version ("upgrade harness"), or one that breaks the rule (an invalid record);
@@ -164,7 +167,7 @@ RECORD_SKIPS = ("not a record", "newer schema", "invalid record")
 
 
 def read_records(
-    path: Path, skips: list[Skip] | None = None, checked: dict[int, Skip] | None = None
+    path: Path, skips: list[Skip] | None = None, checked: dict[int, Skip] | None = None, data: bytes | None = None
 ) -> list[dict[str, Any]]:
     """The valid records of one records file (see ``accept``); what is left out is noted in ``skips``. A file
     that cannot be read is noted too, as one skip.
@@ -172,9 +175,10 @@ def read_records(
     ``checked``, for a file ``accept`` has already been applied to line by line and that has not changed since
     (``harness.store.index`` knows), holds the lines it refused (line number -> skip): those are noted again
     and left out, and the other lines are taken as the valid records they were found to be, without checking each
-    field again. Lines that are not JSON are found and noted by reading, as always."""
+    field again. Lines that are not JSON are found and noted by reading, as always. ``data``: the file's bytes,
+    when the caller has read them already."""
     try:
-        values = read_values(path, skips)
+        values = read_values(path, skips, data)
     except StoreError as exc:
         note(skips, Skip(str(path), "unreadable file", f"records file not read: {exc}"))
         return []
@@ -209,20 +213,33 @@ def records_files(path: Path) -> list[Path]:
     return files
 
 
-def _run(path: Path, manifest: dict[str, Any], checked: dict[str, dict[int, Skip]] | None = None) -> Run:
+def _run(
+    path: Path,
+    manifest: dict[str, Any],
+    checked: dict[str, dict[int, Skip]] | None = None,
+    texts: dict[Path, bytes] | None = None,
+) -> Run:
+    """The run read from its records files (``texts``: the files and their bytes, already read)."""
     skips: list[Skip] = []
+    files = records_files(path) if texts is None else list(texts)
     records = [
         r
-        for f in records_files(path)
-        for r in read_records(f, skips, None if checked is None else checked.get(f.name, {}))
+        for f in files
+        for r in read_records(
+            f, skips, None if checked is None else checked.get(f.name, {}), None if texts is None else texts[f]
+        )
     ]
-    notes = []
-    recorded = {r.get("case_id") for r in records}
+    return Run(path, manifest, records, skips, unrecorded_notes(path, manifest, {r.get("case_id") for r in records}))
+
+
+def unrecorded_notes(path: Path, manifest: dict[str, Any], recorded: set[Any]) -> list[str]:
+    """The note of a run whose manifest lists cases (``case_ids``) that have no record (``recorded``: the case ids
+    of its records); none when every case has one."""
     unrecorded = [cid for cid in manifest.get("case_ids") or [] if cid not in recorded]
-    if unrecorded:
-        head = ", ".join(unrecorded[:5]) + (f" and {len(unrecorded) - 5} more" if len(unrecorded) > 5 else "")
-        notes.append(f"{path}: {len(unrecorded)} case(s) of the run have no record ({head})")
-    return Run(path, manifest, records, skips, notes)
+    if not unrecorded:
+        return []
+    head = ", ".join(unrecorded[:5]) + (f" and {len(unrecorded) - 5} more" if len(unrecorded) > 5 else "")
+    return [f"{path}: {len(unrecorded)} case(s) of the run have no record ({head})"]
 
 
 def read_run(
@@ -236,6 +253,49 @@ def read_run(
     if not path.is_dir():
         raise StoreError(f"{path} does not exist or is not a folder")
     return _run(path, read_manifest(path) if manifest is None else manifest, checked)
+
+
+def _vouched(path: Path) -> tuple[Path, dict[str, Any], dict[Path, bytes] | None, Any]:
+    """A run folder's path, its manifest (``read_manifest(shared=True)``), its records files with their bytes (None
+    when one cannot be read: the loader reads and reports it) and the records table the column check made of them
+    (``harness.store.columns``; None when it did not vouch for every line); errors as ``read_run``'s."""
+    from harness.store.columns import checked_table
+
+    path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"{path} does not exist or is not a folder")
+    manifest = read_manifest(path, shared=True)
+    files = records_files(path)
+    try:
+        texts = {f: f.read_bytes() for f in files}
+    except OSError:
+        return path, manifest, None, None
+    return path, manifest, texts, checked_table(b"\n".join(texts.values()))
+
+
+def read_run_vouched(path: Path) -> Run:
+    """``read_run(path)``: the same run, read sooner where the column check (``harness.store.columns``) vouches for
+    every record of it, whose lines are then taken as the valid records they are, without checking each field
+    again (as for a run the index checked before); any other run is read line by line, with its skips. Its
+    manifest's case lists may be another run's too (``read_manifest(shared=True)``): not to be changed."""
+    path, manifest, texts, table = _vouched(path)
+    if table is None:
+        return _run(path, manifest, None, texts)
+    return _run(path, manifest, {f.name: {} for f in texts}, texts)
+
+
+def read_run_table(path: Path) -> tuple[Any, list[Skip], list[str], dict[str, Any]]:
+    """A run's records as an Arrow table, with what was skipped and noted and the manifest: ``records_table`` of
+    ``read_run(path).records`` (``harness.store.index``), the run's ``skips``, ``notes`` and ``manifest`` (its
+    case lists shared, as ``read_run_vouched``'s). Where the column check vouches for every record, the table is
+    its own and no record is made as a dict."""
+    from harness.store.index import records_table
+
+    path, manifest, texts, table = _vouched(path)
+    if table is None:
+        run = _run(path, manifest, None, texts)
+        return records_table(run.records), run.skips, run.notes, manifest
+    return table, [], unrecorded_notes(path, manifest, set(table.column("case_id").to_pylist())), manifest
 
 
 def _manifest_skip(path: Path, exc: ManifestError) -> Skip:

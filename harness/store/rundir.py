@@ -32,6 +32,7 @@ import re
 import socket
 import sys
 import tempfile
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,13 @@ def save_record(path: Path, record: dict[str, Any]) -> None:
     raise RecordNotSavedError(message, path, saved_to)
 
 
-def read_values(path: Path, skips: list[Skip] | None = None) -> list[tuple[int, Any]]:
+def read_values(path: Path, skips: list[Skip] | None = None, data: bytes | None = None) -> list[tuple[int, Any]]:
     """Every JSON value of a JSONL file with its line number. Lines that are not JSON (a corrupt line, or a last
     line cut short by a crash) are left out with a warning and noted in ``skips``. A missing file has no values;
-    one that cannot be read is a StoreError."""
+    one that cannot be read is a StoreError. ``data``: the file's bytes, when the caller has read them already."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -251,12 +252,17 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def _all_strings(values: list[Any]) -> bool:
+    """True when every value is a string; a list of plain ``str`` (what JSON gives) without a call per value."""
+    return set(map(type, values)) <= {str} or all(isinstance(x, str) for x in values)
+
+
 #: Manifest fields the readers rely on -> (test, what it must be). Absent or null is always allowed.
 _MANIFEST_FIELDS = {
     "environment": (lambda v: isinstance(v, dict), "an object"),
     "suite": (lambda v: isinstance(v, (dict, str)), "an object or a string"),
     "started_at": (lambda v: isinstance(v, str), "a string"),
-    "case_ids": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "case_ids": (lambda v: isinstance(v, list) and _all_strings(v), "a list of strings"),
     "cases": (lambda v: isinstance(v, list), "a list"),
 }
 
@@ -289,12 +295,17 @@ class ManifestError(StoreError):
         self.kind = kind
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
+def read_manifest(run_dir: Path, shared: bool = False) -> dict[str, Any]:
     """The run's manifest; a ``ManifestError`` (a StoreError) when the folder is not a run or its manifest cannot
-    be read: missing, unreadable, not JSON, not an object, of a newer schema version, or a field of a wrong type."""
+    be read: missing, unreadable, not JSON, not an object, of a newer schema version, or a field of a wrong type.
+
+    With ``shared``, the manifest's case lists (``SHARED_LISTS``) that are, byte for byte, lists this process has
+    read before are not parsed again: the one list read then is given (the same object), so the caller must not
+    change them. The manifest is otherwise the same, and so is every error: anything the shortcut cannot vouch for
+    is read the plain way."""
     path = Path(run_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"{run_dir} is not a run folder: it has no {MANIFEST}", "no manifest") from None
     except OSError as exc:
@@ -302,17 +313,124 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
             f"{path} cannot be read ({exc.strerror or exc}); make it readable (chmod u+r {path})",
             "unreadable manifest",
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise ManifestError(
-            f"{path} is {_why_not_json(exc)}; restore it from a backup, or read the run's records without it by "
-            "passing its records .jsonl file",
-            "unreadable manifest",
-        ) from None
+    manifest = _shared_lists.parse(data) if shared else None
+    if manifest is None:
+        try:
+            manifest = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise ManifestError(
+                f"{path} is {_why_not_json(exc)}; restore it from a backup, or read the run's records without it by "
+                "passing its records .jsonl file",
+                "unreadable manifest",
+            ) from None
     problem = manifest_problem(manifest)
     if problem:
         kind, what = problem
         raise ManifestError(f"{path} cannot be read as a run's manifest: {what}", kind)
     return manifest
+
+
+#: The keys of a manifest whose values are its case lists: the resolved suite's ``cases`` (in ``suite`` and at the
+#: top) and ``case_ids``. They are nearly all of a manifest's bytes (a 500-case suite: 750 kB, 99%), and the same
+#: bytes in every run of one suite; a reader of many manifests (``harness.store.index``) parses each once.
+SHARED_LISTS = ("cases", "case_ids")
+
+
+class _SharedLists:
+    """Case lists already read, by their JSON text, and the reading of a manifest that takes them from here.
+
+    ``parse(data)`` is ``json.loads(data)``, or None (then the caller reads ``data`` the plain way). It finds the
+    lists of ``SHARED_LISTS`` as ``json.dump(indent=2)`` writes them (``write_json_atomic``): ``"cases": [`` at the
+    start of a line, then the list up to the first line that closes it at the key's indent. A list whose text is
+    one read before is that list; a new one is parsed on its own, as JSON, and kept. The rest of the text, each
+    list replaced by a mark (a string that begins with a NUL, which the rest must not hold), is then parsed by
+    ``json``, and each mark replaced by its list. This is ``json.loads(data)``: a list's text that parses on its own
+    as one JSON array is, at that place, the whole value (an array ends at its own closing bracket), so the text is
+    JSON if and only if the text with the marks is, and means the same. Where the rest is not JSON, a list's text is
+    not one array, or a mark could be confused, the answer is None, and ``json`` reads the whole text (and gives its
+    own error message)."""
+
+    PATTERN = re.compile(rb'\n( *)"(?:cases|case_ids)": \[\n')
+    MARK = "\x00harness-shared-list:"
+    NUL = b"\\u0000"  # how JSON text writes a NUL, the first character of a mark (it has no other way)
+    KEEP = 16  # lists kept (the most recently read), enough for the suites of a store
+    KEEP_BYTES = 16 * 2**20  # and at most this much of their text (their objects take a few times as much)
+
+    def __init__(self) -> None:
+        self.known: dict[bytes, list[Any]] = {}
+        self.lock = threading.Lock()
+
+    def parse(self, data: bytes) -> Any:
+        pieces: list[bytes] = []
+        lists: list[list[Any]] = []
+        pos = 0
+        while True:
+            match = self.PATTERN.search(data, pos)
+            if match is None:
+                break
+            start = match.end() - 2  # the list's opening bracket
+            value, end = self._list_at(data, start, match.group(1))
+            if value is None:
+                return None
+            pieces.append(data[pos:start])
+            pieces.append(f'"\\u0000harness-shared-list:{len(lists)}"'.encode())
+            lists.append(value)
+            pos = end
+        if not lists:
+            return None  # nothing to gain
+        pieces.append(data[pos:])
+        if any(self.NUL in piece for piece in pieces[::2]):
+            return None  # a string that could be a mark
+        try:
+            out = json.loads(b"".join(pieces).decode("utf-8"))
+        except (ValueError, RecursionError):
+            return None
+        found = self._put_back(out, lists)
+        return out if found is not None else None
+
+    def _list_at(self, data: bytes, start: int, indent: bytes) -> tuple[list[Any] | None, int]:
+        """The list whose JSON text begins at ``data[start]`` and where it ends, or (None, 0) when the text there
+        is not one JSON array as ``json.dump(indent=2)`` writes it."""
+        for text, value in reversed(list(self.known.items())):
+            if data.startswith(text, start):
+                return value, start + len(text)
+        close = data.find(b"\n" + indent + b"]", start)
+        if close < 0:
+            return None, 0
+        end = close + len(indent) + 2
+        text = data[start:end]
+        try:
+            value = json.loads(text.decode("utf-8"))
+        except (ValueError, RecursionError):
+            return None, 0
+        if not isinstance(value, list):
+            return None, 0
+        with self.lock:
+            self.known[text] = value
+            while len(self.known) > self.KEEP or sum(map(len, self.known)) > self.KEEP_BYTES:
+                del self.known[next(iter(self.known))]
+        return value, end
+
+    def _put_back(self, value: Any, lists: list[list[Any]]) -> Any:
+        """Replace each mark in ``value`` (a parsed manifest) by its list, in place; None when a mark is not where a
+        list's key left it (a value of an object)."""
+        if isinstance(value, dict):
+            items = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return value
+        for key, item in list(items):
+            if isinstance(item, str) and item.startswith(self.MARK):
+                if not isinstance(value, dict):
+                    return None
+                value[key] = lists[int(item[len(self.MARK) :])]
+            elif isinstance(item, (dict, list)) and self._put_back(item, lists) is None:
+                return None
+        return value
+
+
+_shared_lists = _SharedLists()
 
 
 def new_manifest(run_id: str, suite: dict[str, Any], fingerprint: dict[str, Any], **extra: Any) -> dict[str, Any]:
