@@ -254,8 +254,8 @@ def _runs_table(b: Builder) -> Table:
                 [
                     Cell(run_label(run.path), run_label(run.path), "id"),
                     Cell(text(name), text(name), "nowrap"),
-                    Cell(device, device, "nowrap"),
-                    Cell(when, sort, "nowrap"),
+                    Cell(device, device),  # wraps between words where the page is narrow
+                    Cell(when, sort, "stamp"),
                     _duration(m.get("started_at"), m.get("finished_at")),
                     Cell(text(m.get("status"))),
                     num(len(run.records)),
@@ -265,11 +265,12 @@ def _runs_table(b: Builder) -> Table:
                 colour=b.colours.get(device, ""),
             )
         )
-    return Table(
-        ["run", "suite", "device", "date (UTC)", "duration", "status", "records", "counts", "source"],
-        rows,
-        numeric=(6,),
-    )
+    columns = ["run", "suite", "device", "date (UTC)", "duration", "status", "records", "counts", "source"]
+    if all(not row.cells[4].text for row in rows):  # imported runs have no duration: no empty column to widen it
+        del columns[4]
+        for row in rows:
+            del row.cells[4]
+    return Table(columns, rows, numeric=(columns.index("records"),))
 
 
 def run_date(manifest: dict[str, Any]) -> tuple[str, str]:
@@ -280,7 +281,7 @@ def run_date(manifest: dict[str, Any]) -> tuple[str, str]:
         return started, started
     imported = text(manifest.get("imported_at"))
     if imported:
-        return f"imported {imported}", imported
+        return f"{imported} (imported)", imported
     return "", ""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -223,8 +224,15 @@ def test_the_three_gpu_report_names_and_colours_each_device(gpu_report, open_rep
     efficiency = page.inner_text("#efficiency")
     assert "CPU run" not in efficiency and "published figures" in efficiency
     runs = table_rows(page, "#summary")
-    assert all(d.startswith("imported 2026-") for d in column(runs, "date (UTC)"))
+    assert all(re.fullmatch(r"2026-\S+Z \(imported\)", d) for d in column(runs, "date (UTC)"))
     assert all("timm benchmark.py" in s and ".csv" in s for s in column(runs, "source"))
+    # The runs table fits the page: the long file names of imported runs wrap instead of scrolling it sideways.
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll('#summary .table-wrap')]
+            .filter(w => [...w.querySelectorAll('th')].some(th => th.textContent.trim() === 'source'))
+            .map(w => w.scrollWidth - w.clientWidth)"""
+    )
+    assert overflow == [0]
     # No number, id or single word breaks across lines (cells of several words wrap between them).
     broken = page.evaluate(
         """() => [...document.querySelectorAll('td')].filter(td => td.matches('.num, .id')

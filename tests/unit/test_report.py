@@ -646,7 +646,7 @@ def test_imported_runs_show_their_source_and_date(tmp_path):
     published = ROOT / "examples" / "published-timm" / "timm-infer-amp-nchw"
     page, data = build_report([published / "rtx3090-pt240-cu124", published / "rtx5090-pt291-cu130"])
     assert "start time unknown" not in page and "imported from timm benchmark.py 2026-11-23" in page
-    assert "imported 2026-11-23T15:17:33Z" in page and "(benchmark-infer-amp-nchw-pt291-cu130-5090.csv)" in page
+    assert "2026-11-23T15:17:33Z (imported)" in page and "(benchmark-infer-amp-nchw-pt291-cu130-5090.csv)" in page
     assert data.many_devices and 'style="--dev: ' in page
 
 
