@@ -266,10 +266,11 @@ def _runs_table(b: Builder) -> Table:
             )
         )
     columns = ["run", "suite", "device", "date (UTC)", "duration", "status", "records", "counts", "source"]
-    if all(not row.cells[4].text for row in rows):  # imported runs have no duration: no empty column to widen it
-        del columns[4]
+    duration = columns.index("duration")
+    if all(not row.cells[duration].text for row in rows):  # imported runs have none: no empty column to widen it
+        del columns[duration]
         for row in rows:
-            del row.cells[4]
+            del row.cells[duration]
     return Table(columns, rows, numeric=(columns.index("records"),))
 
 
