@@ -364,6 +364,11 @@ def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
     marked ``noisy`` (its ``noise`` reasons; ``contention_slack`` says how far they can move it), or its throughput
     interval is wider than ``th.max_interval()``. A record without the marking (written before it existed) reads as
     not noisy."""
+    return _noise(record, th)[0]
+
+
+def _noise(record: dict[str, Any], th: Thresholds) -> tuple[list[str], bool]:
+    """``record_noise`` and ``interval_too_wide`` of one record, its interval read once."""
     reasons: list[str] = []
     noisy = record_field(record, "noisy")
     if isinstance(noisy, (bool, np.bool_)) and noisy:
@@ -371,12 +376,13 @@ def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
         given = [str(r) for r in given if r] if isinstance(given, (list, tuple, np.ndarray)) else []
         reasons += given or ["marked noisy (no reason recorded)"]
     interval = throughput_interval(record)
-    if interval_too_wide(record, th):
+    wide = interval is not None and interval[2] > th.max_interval()
+    if wide:
         lo, hi, width = interval
         reasons.append(
             f"throughput 95% interval {lo:.4g} to {hi:.4g} img/s is {width:.0%} wide (over {th.max_interval():.0%})"
         )
-    return reasons
+    return reasons, wide
 
 
 def _inconclusive(m: MetricChange, why: str | None = None) -> None:
@@ -470,15 +476,17 @@ def _judge(key: str, base: list[dict], cand: dict, th: Thresholds) -> CaseResult
         return result
     ok = [r for r in base if r.get("status") == Status.OK]
     # Timed metrics: against the quiet baseline runs while there is one; inconclusive when either side is noisy.
-    base_noise = [record_noise(r, th) for r in ok]
-    quiet = [r for r, reasons in zip(ok, base_noise, strict=True) if not reasons]
-    result.noise = [f"candidate: {reason}" for reason in record_noise(cand, th)]
+    base_noise = [_noise(r, th) for r in ok]
+    quiet = [r for r, (reasons, _) in zip(ok, base_noise, strict=True) if not reasons]
+    cand_noise, wide = _noise(cand, th)
+    result.noise = [f"candidate: {reason}" for reason in cand_noise]
     if not quiet:
         side = "baseline" if len(ok) == 1 else f"baseline (every one of its {len(ok)} runs; the latest)"
-        result.noise += [f"{side}: {reason}" for reason in base_noise[-1]]
+        result.noise += [f"{side}: {reason}" for reason in base_noise[-1][0]]
+        wide = wide or any(too_wide for _, too_wide in base_noise)
     elif len(quiet) < len(ok):
         result.notes.append(f"{len(ok) - len(quiet)} noisy baseline run(s) left out of the timed metrics")
-    wide = any(interval_too_wide(r, th) for r in [cand, *(quiet or ok)])
+    # (a quiet record is never too wide: a too-wide interval is one of its noise reasons)
     slack_base = max(contention_slack(r) for r in (quiet or ok))
     slack_cand = contention_slack(cand)
     for metric in METRICS:

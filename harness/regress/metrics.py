@@ -26,6 +26,8 @@ def number(value: Any, text: bool = False) -> float | None:
     operators), while a comparison never judges on text (the loader types every top-level field, so only those
     groups can hold text at all).
     """
+    if type(value) is float:  # the common case, first: a record's numbers are floats (the rest of the rule below)
+        return value if math.isfinite(value) else None
     if isinstance(value, str) and text:
         try:
             value = float(value)
@@ -59,7 +61,10 @@ def step_samples(record: dict[str, Any]) -> np.ndarray | None:
         values = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    values = values[np.isfinite(values) & (values > 0)]
+    kept = np.isfinite(values) & (values > 0)
+    if kept.all():
+        return values
+    values = values[kept]
     return values if values.size else None
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import StoreError
+from harness.store.jsontext import paused_gc
 from harness.store.record import GROUPS, SCHEMA_VERSION, normalise, problems
 from harness.store.rundir import MANIFEST, ManifestError, RunFolder, not_a_record, read_manifest, read_values
 from harness.store.skips import Skip, note
@@ -222,13 +223,14 @@ def _run(
     """The run read from its records files (``texts``: the files and their bytes, already read)."""
     skips: list[Skip] = []
     files = records_files(path) if texts is None else list(texts)
-    records = [
-        r
-        for f in files
-        for r in read_records(
-            f, skips, None if checked is None else checked.get(f.name, {}), None if texts is None else texts[f]
-        )
-    ]
+    with paused_gc():  # many small objects, no cycles (harness.store.jsontext)
+        records = [
+            r
+            for f in files
+            for r in read_records(
+                f, skips, None if checked is None else checked.get(f.name, {}), None if texts is None else texts[f]
+            )
+        ]
     return Run(path, manifest, records, skips, unrecorded_notes(path, manifest, {r.get("case_id") for r in records}))
 
 

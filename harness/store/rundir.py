@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreError
+from harness.store.jsontext import loads, paused_gc
 from harness.store.manifest import Manifest
 from harness.store.manifest import utc_now as utc_now  # the time stamp of records and events too
 from harness.store.record import SCHEMA_VERSION, kind_of
@@ -186,20 +187,21 @@ def read_values(path: Path, skips: list[Skip] | None = None, data: bytes | None 
         ) from None
     lines = data.split(b"\n")
     out: list[tuple[int, Any]] = []
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep or a number too long
-            if number >= len(lines) - 1 and isinstance(exc, json.JSONDecodeError):
-                kind, message = "truncated line", "truncated last line skipped (a write cut short by a crash)"
-            else:
-                kind = "corrupt line"
-                message = f"corrupt line skipped: {_why_not_json(exc)}; records are JSON objects, one per line"
-            note(skips, Skip(f"{path}:{number}", kind, message))
-            continue
-        out.append((number, value))
+    with paused_gc():  # many small objects, no cycles (harness.store.jsontext)
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = loads(raw)
+            except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep or a number too long
+                if number >= len(lines) - 1 and isinstance(exc, json.JSONDecodeError):
+                    kind, message = "truncated line", "truncated last line skipped (a write cut short by a crash)"
+                else:
+                    kind = "corrupt line"
+                    message = f"corrupt line skipped: {_why_not_json(exc)}; records are JSON objects, one per line"
+                note(skips, Skip(f"{path}:{number}", kind, message))
+                continue
+            out.append((number, value))
     return out
 
 
@@ -316,7 +318,7 @@ def read_manifest(run_dir: Path, shared: bool = False) -> dict[str, Any]:
     manifest = _shared_lists.parse(data) if shared else None
     if manifest is None:
         try:
-            manifest = json.loads(data.decode("utf-8"))
+            manifest = loads(data)
         except (ValueError, RecursionError) as exc:
             raise ManifestError(
                 f"{path} is {_why_not_json(exc)}; restore it from a backup, or read the run's records without it by "
@@ -382,7 +384,7 @@ class _SharedLists:
         if any(self.NUL in piece for piece in pieces[::2]):
             return None  # a string that could be a mark
         try:
-            out = json.loads(b"".join(pieces).decode("utf-8"))
+            out = loads(b"".join(pieces))
         except (ValueError, RecursionError):
             return None
         found = self._put_back(out, lists)
@@ -400,7 +402,7 @@ class _SharedLists:
         end = close + len(indent) + 2
         text = data[start:end]
         try:
-            value = json.loads(text.decode("utf-8"))
+            value = loads(text)
         except (ValueError, RecursionError):
             return None, 0
         if not isinstance(value, list):
