@@ -151,7 +151,8 @@ import importlib, sys
 mode = sys.argv[1]
 required = ["torch", "numpy", "yaml", "pydantic", "pydantic_core", "rich"]
 optional = {"plotly": "no report.html", "pandas": "no report.html", "jinja2": "no report.html",
-            "pytest": "the pytest-gpu step fails", "pynvml": "no NVML telemetry: energy/power fails"}
+            "pytest": "the pytest-gpu step fails", "pynvml": "no NVML telemetry: energy/power fails",
+            "orjson": "the store reads JSON with json instead: the same records, slower"}
 missing = []
 for name in required + list(optional):
     try:
