@@ -9,7 +9,9 @@ Tuesday's alert would have said.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,24 @@ def _same(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+def _same_as(path: Path) -> Callable[[Path], bool]:
+    """``lambda other: _same(other, path)``, sooner over many folders: by device and inode where both can be
+    looked at (the same folder by whatever name), by resolved path otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return lambda other: _same(other, path)
+
+    def same(other: Path) -> bool:
+        try:
+            o = os.stat(other)
+        except OSError:
+            return _same(other, path)
+        return (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino)
+
+    return same
+
+
 def read_baselines(
     paths: list[str | Path], candidate: Run, skips: list[Skip] | None = None
 ) -> tuple[list[Run], list[str]]:
@@ -165,8 +185,9 @@ def select_history(
     index = StoreIndex(root)  # what the tree holds, remembered at its root (harness.store.index)
     found = [(run.path, run.summary) for run in index.runs(skips)]
     index.save()
+    is_candidate = _same_as(candidate.path)
     for path, manifest in found:
-        if _same(path, candidate.path):
+        if is_candidate(path):
             continue
         name = suite_name(manifest)
         if name != suite:

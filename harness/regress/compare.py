@@ -51,7 +51,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.regress.health import BusyRun, busy_runs
 from harness.regress.inputs import Side, as_side, case_fields
-from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, number
+from harness.regress.metrics import METRIC_NAMES, METRICS, Metric, joined_samples, number
 from harness.regress.metrics import field as record_field
 from harness.regress.stats import beyond, bootstrap_interval, intervals_overlap, mad_sd, mann_whitney_u
 from harness.regress.steps import detect_steps
@@ -245,18 +245,11 @@ class Comparison:
         return out
 
 
-def _samples(metric: Metric, records: list[dict[str, Any]]) -> np.ndarray | None:
-    if metric.samples is None:
-        return None
-    parts = [s for s in (metric.samples(r) for r in records) if s is not None]
-    return np.concatenate(parts) if parts else None
-
-
 def _test(metric: Metric, base: list[dict], cand: dict, th: Thresholds) -> tuple[bool, dict[str, Any]]:
     """Whether the samples differ significantly, and what the test was (name, p or intervals, sizes, note)."""
     if metric.samples is None:
         return True, {"test": "threshold-only", "note": "no per-step samples for this metric: threshold only"}
-    a, b = _samples(metric, base), _samples(metric, [cand])
+    a, b = joined_samples(metric, base), joined_samples(metric, [cand])
     if a is None or b is None:
         side = "on either side" if a is None and b is None else "in the baseline" if a is None else "in the candidate"
         return True, {"test": "threshold-only", "note": f"no samples {side}: threshold only"}

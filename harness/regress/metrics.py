@@ -61,10 +61,7 @@ def step_samples(record: dict[str, Any]) -> np.ndarray | None:
         values = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    kept = np.isfinite(values) & (values > 0)
-    if kept.all():
-        return values
-    values = values[kept]
+    values = values[np.isfinite(values) & (values > 0)]
     return values if values.size else None
 
 
@@ -119,6 +116,47 @@ METRICS: tuple[Metric, ...] = (
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+
+
+def joined_samples(metric: Metric, records: list[dict[str, Any]]) -> np.ndarray | None:
+    """The per-step samples of ``metric`` over ``records``, end to end (each record's ``metric.samples``, of those
+    that have any), or None when none has any. The step-time metrics' are made from the records' step lists joined
+    first and read as one array, which gives the same values as reading each list on its own (a history of 30
+    runs: one conversion, not 30; the judge reads two such metrics for every case)."""
+    if metric.samples is None:
+        return None
+    if metric.samples is step_samples or metric.samples is _throughput_samples:
+        joined = _joined_steps(records, per_image=metric.samples is _throughput_samples)
+        if joined is not _UNJOINED:
+            return joined
+    parts = [s for s in (metric.samples(r) for r in records) if s is not None]
+    return np.concatenate(parts) if parts else None
+
+
+_UNJOINED = object()
+
+
+def _joined_steps(records: list[dict[str, Any]], per_image: bool) -> Any:
+    """``step_samples`` (or, ``per_image``, ``_throughput_samples``) of each record, joined; ``_UNJOINED`` when a
+    record's steps are not a plain list of values numpy reads as numbers (then each record is read on its own)."""
+    raws = [field(r, "samples_ms") for r in records]
+    if not all(type(raw) is list for raw in raws):
+        return _UNJOINED
+    try:
+        steps = np.array([x for raw in raws for x in raw], dtype=np.float64)
+    except (TypeError, ValueError):
+        return _UNJOINED
+    if steps.ndim != 1:
+        return _UNJOINED
+    keep = np.isfinite(steps) & (steps > 0)
+    if per_image:
+        sizes = [_batch_size(r) for r in records]
+        per_step = np.repeat([np.nan if b is None else b for b in sizes], [len(raw) for raw in raws])
+        keep &= ~np.isnan(per_step)
+        values = per_step[keep] * 1000.0 / steps[keep]
+    else:
+        values = steps[keep]
+    return values if values.size else None
 
 
 def metric(name: str) -> Metric:

@@ -105,4 +105,16 @@ def mad_sd(values: np.ndarray | list[float]) -> float:
     x = np.asarray(values, dtype=np.float64)
     if x.size < 2:
         return 0.0
+    if x.size <= 64 and np.isfinite(x).all():
+        # A history of nightly values: the same medians, without numpy's cost per call (10x the work on 30 values)
+        v = x.tolist()
+        middle = _median(v)
+        return float(MAD_TO_SD * _median([abs(a - middle) for a in v]))
     return float(MAD_TO_SD * np.median(np.abs(x - np.median(x))))
+
+
+def _median(values: list[float]) -> float:
+    """``np.median`` of a short list of finite floats: the middle value, or the mean of the two middle ones."""
+    v = sorted(values)
+    half = len(v) // 2
+    return v[half] if len(v) % 2 else (v[half - 1] + v[half]) / 2.0

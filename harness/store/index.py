@@ -254,9 +254,12 @@ class StoreIndex:
     def read_runs(self, paths: Iterable[Path]) -> list:
         """``read_run`` of each of ``paths``; when ``VOUCH_MIN`` or more of them are new to the index (``compare
         --history`` over a store read for the first time), their records are checked as columns (``vouch``)."""
+        from harness.store.jsontext import paused_gc
+
         paths = list(paths)
         new = sum(1 for path in paths if not self._checked(self._entries.get(self._rel(path), {}), run_key(path)))
-        return [self.read_run(path, vouch=new >= VOUCH_MIN) for path in paths]
+        with paused_gc():  # many small objects, no cycles (harness.store.jsontext)
+            return [self.read_run(path, vouch=new >= VOUCH_MIN) for path in paths]
 
     @staticmethod
     def _checked(entry: dict[str, Any], key: list[Any]) -> bool:

@@ -11,8 +11,10 @@ faster, neither changing what is read:
   run of 19 digits anywhere in it, before parsing). So every text gives the value ``json.loads`` gives, and a text
   that is not JSON gives ``json``'s own error (a ``ValueError`` or a ``RecursionError``), message and all.
 - ``paused_gc``: the cyclic garbage collector runs again and again while many small objects are made, each time
-  walking every object made so far; records hold no cycles, so it is paused while they are read (a third of the
-  parsing time of a history of 30 runs).
+  walking every object made so far, and then again whenever the command makes more (its comparison, its output).
+  Records hold no cycles, so the collector is paused while they are read, and what was read is then left out of
+  its later walks (``gc.freeze``: it is still freed as usual when no longer used). On a history of 30 runs of 500
+  records, that is a third of the reading time and a tenth of the command's.
 """
 
 from __future__ import annotations
@@ -45,11 +47,17 @@ def loads(data: bytes) -> Any:
 
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused for the block (and left as it was found: paused blocks may nest)."""
+    """The cyclic garbage collector paused for the block; then what the process holds is left out of its later
+    walks (``gc.freeze``), and it runs again. A block inside another is part of it: only the outer one freezes
+    and resumes, and a collector found paused is left paused (and nothing frozen).
+
+    Only for blocks that make data without cycles: cyclic garbage frozen is never collected (anything else is
+    freed by its reference count as always)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
+            gc.freeze()
             gc.enable()

@@ -378,7 +378,8 @@ def read_store(paths: Iterable[str | Path]) -> Store:
         found = scan(p, skips)
         if not found and len(skips) == before:
             raise StoreError(f"{p} holds no run folders (no {MANIFEST} at or below it)")
-        runs.extend(_run(path, manifest) for path, manifest in found)
+        with paused_gc():
+            runs.extend(_run(path, manifest) for path, manifest in found)
     return Store(runs, skips)
 
 

@@ -142,14 +142,21 @@ def test_records_file_reads_the_same_with_and_without_orjson(tmp_path, monkeypat
     assert "100000000000000000000" in values and "nan" in values
 
 
-def test_paused_gc_nests_and_restores():
+def test_paused_gc_nests_restores_and_freezes_what_was_read():
     assert gc.isenabled()
-    with paused_gc():
-        assert not gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
         with paused_gc():
             assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
+            with paused_gc():
+                assert not gc.isenabled()
+                read = [{"samples_ms": [1.0, 2.0]} for _ in range(1000)]
+            assert not gc.isenabled() and gc.get_freeze_count() == frozen  # the inner block neither resumes nor freezes
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen + 1000  # out of the collector's later walks
+        assert len(read) == 1000
+    finally:
+        gc.unfreeze()
     gc.disable()
     try:
         with paused_gc():

@@ -440,3 +440,48 @@ def test_a_long_history_sets_aside_its_wildest_tenth():
     # Ten quiet nights around 100 ms and one that read 40% fast: it does not hide tonight's real 35% improvement.
     nights = history_of(1.0, 1.01, 0.99, 1 / 1.4, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99)
     assert compare(nights, [make_record(step_ms=100 / 1.35, noise=0.01, seed=20)], Thresholds(0.25)).improved
+
+
+def test_joined_samples_are_each_records_samples_end_to_end():
+    """The step-time metrics' samples over many records, read as one array, are the per-record samples joined, to
+    the bit: with empty, missing, non-numeric, nested, negative and non-finite steps, and missing batch sizes."""
+    import random
+
+    import numpy as np
+
+    from harness.regress.metrics import METRICS, joined_samples
+
+    rng = random.Random(3)
+    steps = [
+        lambda: [rng.uniform(0.1, 50) for _ in range(rng.randint(1, 40))],
+        lambda: [],
+        lambda: None,
+        lambda: "1.0, 2.0",
+        lambda: [1.5, float("nan"), -2.0, 0.0, float("inf"), 3, True],
+        lambda: [[1.0, 2.0], [3.0, 4.0]],
+        lambda: [1.0, "x"],
+        lambda: [1.0, None, 2.0],
+        lambda: (1.0, 2.0),
+        lambda: [-1.0, float("nan")],
+    ]
+    sizes = [1, 2, 8, 0, -4, None, "8", 2.5, True]
+
+    def record():
+        r = {"batch_size": rng.choice(sizes)}
+        raw = rng.choice(steps)() if rng.random() < 0.5 else steps[0]()
+        if raw is not None or rng.random() < 0.5:
+            r["samples_ms"] = raw
+        return r
+
+    sampled = [m for m in METRICS if m.samples is not None]
+    assert {m.name for m in sampled} == {"throughput_img_s", "step_ms_median"}
+    for _ in range(400):
+        records = [record() for _ in range(rng.randint(0, 12))]
+        for metric in sampled:
+            parts = [s for s in (metric.samples(r) for r in records) if s is not None]
+            expected = np.concatenate(parts) if parts else None
+            got = joined_samples(metric, records)
+            if expected is None:
+                assert got is None
+            else:
+                assert got is not None and got.dtype == expected.dtype and got.tobytes() == expected.tobytes()

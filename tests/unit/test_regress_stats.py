@@ -119,3 +119,20 @@ def test_regress_and_compare_command_import_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _numpy_mad_sd(values) -> float:
+    x = np.asarray(values, dtype=np.float64)
+    return 0.0 if x.size < 2 else float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def test_mad_sd_of_a_short_history_is_numpys_to_the_bit():
+    """Short finite histories take a pure-Python median: the same float as numpy's, odd and even sizes, ties."""
+    rng = random.Random(7)
+    for n in [*range(2, 70), 200]:
+        for _ in range(20):
+            values = [rng.choice([rng.uniform(-1e6, 1e6), rng.lognormvariate(0, 3), 1.0, 0.1 + 0.2]) for _ in range(n)]
+            assert mad_sd(values) == _numpy_mad_sd(values)
+            assert mad_sd(np.asarray(values)) == _numpy_mad_sd(values)
+    for odd in ([1.0, float("nan"), 3.0], [1.0, float("inf"), 2.0, 5.0]):
+        assert repr(mad_sd(odd)) == repr(_numpy_mad_sd(odd))  # numpy's reading of NaN and infinities, unchanged
