@@ -373,3 +373,32 @@ def test_a_store_read_cold_says_what_it_said_before(tmp_path, capsys, monkeypatc
     got = pd.read_csv(io.BytesIO(exported))
     assert len(got) == len(frame) == 30
     assert sorted(got["throughput_img_s"].dropna()) == pytest.approx(sorted(frame["throughput_img_s"].dropna()))
+
+
+def test_manifests_read_in_threads_say_what_one_thread_says(tmp_path, monkeypatch):
+    """Many new manifests are read in threads (``THREADS_MIN``): the same summaries, in the same order, and the same
+    skips for broken ones (not JSON, not an object, cut short), as read one by one."""
+    import harness.store.index
+    from harness.store.index import StoreIndex
+
+    for day in range(1, 10):
+        run = make_run(tmp_path, records(), suite="nightly", started_at=f"2026-01-0{day}T00:00:00Z")
+        write_json_atomic(run / "manifest.json", {**manifest(6 + day % 3), "started_at": f"2026-01-0{day}T00:00:00Z"})
+    folders = sorted((tmp_path / "nightly").iterdir())
+    (folders[2] / "manifest.json").write_text("{not json")
+    (folders[5] / "manifest.json").write_text("[1, 2]")
+    text = (folders[7] / "manifest.json").read_text()
+    (folders[7] / "manifest.json").write_text(text[: len(text) // 2])
+
+    def read(threads_min: int):
+        monkeypatch.setattr(harness.store.index, "THREADS_MIN", threads_min)
+        skips = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs = StoreIndex(tmp_path, persist=False).runs(skips)
+        found = [(r.path, json.dumps(r.summary, sort_keys=True)) for r in runs]
+        return found, [(s.where, s.kind, s.message) for s in skips]
+
+    threaded, alone = read(1), read(10_000)
+    assert threaded == alone
+    assert len(threaded[0]) == 6 and len(threaded[1]) == 3
