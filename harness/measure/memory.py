@@ -46,6 +46,29 @@ def trim_heap() -> None:
         pass
 
 
+#: Bytes per element of a case's weights and feature maps: fp32, and the 16-bit copies autocast makes.
+_FP32, _LOW = 4, 2
+
+
+def need_estimate(case) -> int:
+    """About how many bytes a case holds at its peak, from the zoo's spec alone (no model is built): for ordering
+    cases by the memory they need, not as a measurement. Its weights (fp32), their 16-bit copies under autocast,
+    and for training their gradients and momentum and the feature maps kept for the backward pass (about three
+    per convolution: its output, its BatchNorm's and its ReLU's); an inference step holds little beside its
+    weights. 0 for a model the zoo does not know."""
+    from harness.zoo.catalog import CATALOG
+
+    entry = CATALOG.get(case.model)
+    if entry is None:
+        return 0
+    low = str(case.precision).startswith("amp")
+    weights = entry.num_params * (_FP32 + (_LOW if low else 0))
+    if case.mode != "train":
+        return weights
+    features = 3 * entry.feature_elements(case.resolution) * case.batch_size * (_LOW if low else _FP32)
+    return weights + 2 * _FP32 * entry.num_params + features
+
+
 def reset_rss_peak() -> None:
     """Reset the process's peak-RSS mark to its current resident memory (where the kernel allows it)."""
     _reset_hwm()

@@ -130,6 +130,30 @@ class ModelEntry:
                 inplanes, side = out_planes, out
         return macs + inplanes * NUM_CLASSES
 
+    def feature_elements(self, resolution: int) -> int:
+        """Elements of the feature maps one forward pass makes per ``resolution``-px square image: every
+        convolution's output (each followed by a BatchNorm, most by a ReLU), the max pool's and the logits, counted
+        from the spec as ``forward_macs`` counts. What training keeps for the backward pass grows with it."""
+        side = conv_side(resolution, 7, 2, 3)
+        elements = STEM_CHANNELS * side * side
+        side = conv_side(side, 3, 2, 1)  # the max pool
+        elements += STEM_CHANNELS * side * side
+        inplanes = STEM_CHANNELS
+        for stage, (planes, blocks) in enumerate(zip(STAGE_PLANES, self.layers, strict=True)):
+            out_planes = planes * EXPANSION[self.block]
+            for index in range(blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                out = conv_side(side, 3, stride, 1)
+                if index == 0 and (stride != 1 or inplanes != out_planes):  # the 1x1 downsample branch
+                    elements += out_planes * out * out
+                if self.block == BASIC:
+                    elements += (planes + planes) * out * out
+                else:
+                    width = bottleneck_width(planes, self.groups, self.width_per_group)
+                    elements += width * side * side + (width + out_planes) * out * out
+                inplanes, side = out_planes, out
+        return elements + NUM_CLASSES
+
     def stated_gmacs(self, resolution: int) -> float:
         """The stated GMACs per image carried from 224x224 to ``resolution`` exactly.
 

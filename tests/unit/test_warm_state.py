@@ -90,3 +90,52 @@ def test_the_case_loop_runs_the_warm_order(tmp_path, carried):
     cases = [tiny_case(), tiny_case(channels_last=True), tiny_case(mode="train")]
     written = run_cases(cases, ctx)
     assert [r["case_id"] for r in written] == [cases[0].id, cases[2].id, cases[1].id]
+
+
+def test_on_the_cpu_the_groups_needing_the_most_memory_run_first():
+    """``largest_first``: the warm groups in the order of their largest case's memory (the zoo's estimate), so the
+    run's largest case runs on a fresh heap; each group stays whole, in the suite's order inside, the profiled
+    case still last, every case once."""
+    from harness.measure.memory import need_estimate
+
+    cases = load_suite(ROOT / "suites" / "smoke.yaml").cases()
+    ordered = warm_order(cases, last=lambda case: bool(case.profile), largest_first=True)
+    assert sorted(c.id for c in ordered) == sorted(c.id for c in cases)
+    assert ordered[-1].profile and not any(c.profile for c in ordered[:-1])
+    assert [c.model for c in ordered[:8]] == ["wide_resnet101_2"] * 8
+    assert max(cases, key=need_estimate).model == "wide_resnet101_2"
+    groups: list[list] = []  # runs of one model in one memory format, as they come
+    for case in ordered[:-1]:
+        if groups and (groups[-1][0].model, groups[-1][0].channels_last) == (case.model, case.channels_last):
+            groups[-1].append(case)
+        else:
+            groups.append([case])
+    assert len(groups) == 20  # each group whole: ten models, two memory formats, each once
+    needs = [max(need_estimate(c) for c in group) for group in groups]
+    assert needs == sorted(needs, reverse=True)
+    for group in groups:
+        assert [c.id for c in group] == [c.id for c in cases if c in group and not c.profile]  # the suite's order
+    # equal needs keep the suite's order: each model's NCHW group before its channels_last one
+    assert [c.channels_last for c in ordered[:8:4]] == [False, True]
+
+
+def test_need_estimates_rank_what_a_case_holds():
+    """Training holds more than inference; a larger model, batch or image more than a smaller one; an unknown
+    model sorts where nothing moves it."""
+    from harness.measure.memory import need_estimate
+
+    base = tiny_case(model="resnet50", mode="train", batch_size=8, resolution=128)
+    assert need_estimate(tiny_case(model="resnet50", mode="inference", batch_size=8, resolution=128)) < need_estimate(
+        base
+    )
+    assert need_estimate(tiny_case(model="resnet101", mode="train", batch_size=8, resolution=128)) > need_estimate(base)
+    assert need_estimate(tiny_case(model="resnet50", mode="train", batch_size=16, resolution=128)) > need_estimate(base)
+    assert need_estimate(tiny_case(model="resnet50", mode="train", batch_size=8, resolution=160)) > need_estimate(base)
+    assert need_estimate(type("Case", (), {"model": "alexnet", "mode": "train"})()) == 0
+
+
+def test_the_case_loop_on_the_cpu_runs_the_larger_model_first(tmp_path):
+    cases = [tiny_case(), tiny_case(model="resnet34")]
+    ctx = CaseContext(run_id="r", suite="s", run_dir=Path(tmp_path), device="cpu", model_cache=ModelCache())
+    written = run_cases(cases, ctx)
+    assert [r["case_id"] for r in written] == [cases[1].id, cases[0].id]

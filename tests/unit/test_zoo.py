@@ -213,3 +213,18 @@ def test_spec_counts_the_forward_macs_the_op_counter_measures(resolution):
             failures.append(f"{name}: ops_deviation {counted.ops_deviation:+.4%}, beyond the rounding of _ops")
     assert not failures, "\n".join(failures)
     assert all(get_entry(name).stated_gmacs(224) == get_entry(name).gmacs for name in ALL)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"])
+@pytest.mark.parametrize("resolution", [64, 97])
+def test_spec_counts_the_feature_maps_a_forward_pass_makes(name, resolution):
+    """``feature_elements``: what the built model's convolutions, max pool and fc layer output per image, element
+    for element (the memory a training case needs for its backward pass grows with it)."""
+    model = build_model(name).eval()
+    made = []
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.Linear)):
+            module.register_forward_hook(lambda m, args, out: made.append(out.numel()))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, resolution, resolution))
+    assert get_entry(name).feature_elements(resolution) == sum(made)
