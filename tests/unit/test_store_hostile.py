@@ -318,10 +318,11 @@ def test_export_into_a_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys)
 
 
 def fake_case(case_id: str) -> SimpleNamespace:
-    """A case as the case loop reads it (its id and what groups it with others of one model), measured by a stub."""
+    """A case as the case loop reads it (its id, what groups it with others of one model, what its memory need is
+    estimated from), measured by a stub."""
     return SimpleNamespace(
-        id=case_id, model="resnet18", resolution=224, impl="builtin", weights=None, channels_last=False, device="cpu",
-        seed=0, compile=False,
+        id=case_id, model="resnet18", mode="inference", batch_size=2, precision="fp32", resolution=224, impl="builtin",
+        weights=None, channels_last=False, device="cpu", seed=0, compile=False,
     )  # fmt: skip
 
 
@@ -332,7 +333,7 @@ def test_a_record_that_cannot_be_appended_is_rescued_and_the_loop_stops(tmp_path
     rank_file = run / "records-rank0.jsonl"
     measured = make_record(model="resnet101", suite="nightly")
     cases = [fake_case(measured["case_id"]), fake_case("never/measured")]
-    ctx = SimpleNamespace(run_dir=run, rank=0, notes={})
+    ctx = SimpleNamespace(run_dir=run, rank=0, device="cpu", notes={})
     calls = []
 
     def measure(case, ctx):
@@ -363,7 +364,7 @@ def test_a_record_goes_to_the_temp_dir_when_the_run_folder_cannot_take_it(tmp_pa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     measured = make_record(model="resnet101", suite="nightly")
-    ctx = SimpleNamespace(run_dir=run, rank=0, notes={})
+    ctx = SimpleNamespace(run_dir=run, rank=0, device="cpu", notes={})
     beside = run / "records-rank0.rescued.jsonl"
     beside.touch()
     with unwritable(run / "records-rank0.jsonl", beside), pytest.raises(HarnessError, match="saved to"):
