@@ -346,12 +346,6 @@ def throughput_interval(record: dict[str, Any]) -> tuple[float, float, float] | 
     return (lo, hi, (hi - lo) / tput) if lo is not None and hi is not None else None
 
 
-def interval_too_wide(record: dict[str, Any], th: Thresholds) -> bool:
-    """Whether the record's throughput interval is wider, relative to its throughput, than ``th.max_interval()``."""
-    interval = throughput_interval(record)
-    return interval is not None and interval[2] > th.max_interval()
-
-
 def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
     """What may keep a record's timed numbers from a verdict, one reason per line (empty: nothing): the record is
     marked ``noisy`` (its ``noise`` reasons; ``contention_slack`` says how far they can move it), or its throughput
@@ -361,7 +355,7 @@ def record_noise(record: dict[str, Any], th: Thresholds) -> list[str]:
 
 
 def _noise(record: dict[str, Any], th: Thresholds) -> tuple[list[str], bool]:
-    """``record_noise`` and ``interval_too_wide`` of one record, its interval read once."""
+    """``record_noise`` of one record, and whether its interval is too wide (one of those reasons)."""
     reasons: list[str] = []
     noisy = record_field(record, "noisy")
     if isinstance(noisy, (bool, np.bool_)) and noisy:

@@ -13,6 +13,7 @@ spec alone, so the stated figure can be carried to other resolutions exactly (se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from harness.errors import UnknownModelError
@@ -103,56 +104,54 @@ class ModelEntry:
         fixed = {"groups": (self.groups, DEFAULT_GROUPS), "width_per_group": (self.width_per_group, DEFAULT_WIDTH)}
         return {key: value for key, (value, default) in fixed.items() if value != default}
 
+    def convolutions(self, resolution: int) -> Iterator[tuple[int, int, int, int, int]]:
+        """Every convolution of one forward pass per ``resolution``-px square image, in order, from the spec:
+        (in channels, out channels, groups, kernel side, output side; the output side rounded as torch rounds it)."""
+        side = conv_side(resolution, 7, 2, 3)
+        yield 3, STEM_CHANNELS, 1, 7, side
+        side = conv_side(side, 3, 2, 1)  # the max pool
+        inplanes = STEM_CHANNELS
+        for stage, (planes, blocks) in enumerate(zip(STAGE_PLANES, self.layers, strict=True)):
+            out_planes = planes * EXPANSION[self.block]
+            for index in range(blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                out = conv_side(side, 3, stride, 1)
+                if index == 0 and (stride != 1 or inplanes != out_planes):  # the 1x1 downsample branch
+                    yield inplanes, out_planes, 1, 1, conv_side(side, 1, stride, 0)
+                if self.block == BASIC:
+                    yield inplanes, planes, 1, 3, out
+                    yield planes, planes, 1, 3, out
+                else:  # 1x1 reduce at the input side, grouped 3x3 carrying the stride, 1x1 expand
+                    width = bottleneck_width(planes, self.groups, self.width_per_group)
+                    yield inplanes, width, 1, 1, side
+                    yield width, width, self.groups, 3, out
+                    yield width, out_planes, 1, 1, out
+                inplanes, side = out_planes, out
+
     def forward_macs(self, resolution: int) -> int:
         """Multiply-accumulates of one forward pass per ``resolution``-px square image, counted from the spec.
 
         What the harness's op counter (FlopCounterMode) counts, and nothing else: every convolution
-        (``Cin / groups x Cout x k x k x Hout x Wout``, the output side rounded as torch rounds it) and the fc layer
-        (``in x out``), with the 1000-class head. BatchNorm, ReLU, pooling and the residual adds are not counted.
+        (``Cin / groups x Cout x k x k x Hout x Wout``) and the fc layer (``in x out``), with the 1000-class head.
+        BatchNorm, ReLU, pooling and the residual adds are not counted.
         """
-        side = conv_side(resolution, 7, 2, 3)
-        macs = 3 * STEM_CHANNELS * 7 * 7 * side * side
-        side = conv_side(side, 3, 2, 1)  # the max pool
-        inplanes = STEM_CHANNELS
-        for stage, (planes, blocks) in enumerate(zip(STAGE_PLANES, self.layers, strict=True)):
-            out_planes = planes * EXPANSION[self.block]
-            for index in range(blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                out = conv_side(side, 3, stride, 1)
-                if index == 0 and (stride != 1 or inplanes != out_planes):  # the 1x1 downsample branch
-                    macs += inplanes * out_planes * conv_side(side, 1, stride, 0) ** 2
-                if self.block == BASIC:
-                    macs += (inplanes * planes + planes * planes) * 3 * 3 * out * out
-                else:  # 1x1 reduce at the input side, grouped 3x3 carrying the stride, 1x1 expand
-                    width = bottleneck_width(planes, self.groups, self.width_per_group)
-                    macs += inplanes * width * side * side
-                    macs += (width // self.groups * width * 3 * 3 + width * out_planes) * out * out
-                inplanes, side = out_planes, out
-        return macs + inplanes * NUM_CLASSES
+        convs = sum(
+            cin // groups * cout * k * k * side * side for cin, cout, groups, k, side in self.convolutions(resolution)
+        )
+        return convs + self.fc_inputs * NUM_CLASSES
 
     def feature_elements(self, resolution: int) -> int:
         """Elements of the feature maps one forward pass makes per ``resolution``-px square image: every
         convolution's output (each followed by a BatchNorm, most by a ReLU), the max pool's and the logits, counted
-        from the spec as ``forward_macs`` counts. What training keeps for the backward pass grows with it."""
-        side = conv_side(resolution, 7, 2, 3)
-        elements = STEM_CHANNELS * side * side
-        side = conv_side(side, 3, 2, 1)  # the max pool
-        elements += STEM_CHANNELS * side * side
-        inplanes = STEM_CHANNELS
-        for stage, (planes, blocks) in enumerate(zip(STAGE_PLANES, self.layers, strict=True)):
-            out_planes = planes * EXPANSION[self.block]
-            for index in range(blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                out = conv_side(side, 3, stride, 1)
-                if index == 0 and (stride != 1 or inplanes != out_planes):  # the 1x1 downsample branch
-                    elements += out_planes * out * out
-                if self.block == BASIC:
-                    elements += (planes + planes) * out * out
-                else:
-                    width = bottleneck_width(planes, self.groups, self.width_per_group)
-                    elements += width * side * side + (width + out_planes) * out * out
-                inplanes, side = out_planes, out
-        return elements + NUM_CLASSES
+        from the spec. What training keeps for the backward pass grows with it."""
+        pooled = conv_side(conv_side(resolution, 7, 2, 3), 3, 2, 1)
+        convs = sum(cout * side * side for _, cout, _, _, side in self.convolutions(resolution))
+        return convs + STEM_CHANNELS * pooled * pooled + NUM_CLASSES
+
+    @property
+    def fc_inputs(self) -> int:
+        """Channels into the fc layer: the last stage's output."""
+        return STAGE_PLANES[-1] * EXPANSION[self.block]
 
     def stated_gmacs(self, resolution: int) -> float:
         """The stated GMACs per image carried from 224x224 to ``resolution`` exactly.
