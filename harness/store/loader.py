@@ -257,10 +257,12 @@ def read_run(
     return _run(path, read_manifest(path) if manifest is None else manifest, checked)
 
 
-def _vouched(path: Path) -> tuple[Path, dict[str, Any], dict[Path, bytes] | None, Any]:
+def vouched_parts(path: Path) -> tuple[Path, dict[str, Any], dict[Path, bytes] | None, Any]:
     """A run folder's path, its manifest (``read_manifest(shared=True)``), its records files with their bytes (None
     when one cannot be read: the loader reads and reports it) and the records table the column check made of them
-    (``harness.store.columns``; None when it did not vouch for every line); errors as ``read_run``'s."""
+    (``harness.store.columns``; None when it did not vouch for every line); errors as ``read_run``'s. It makes no
+    record and notes nothing, so it may run in another thread (the Arrow parse lets go of the GIL): the run itself
+    is made from its parts by ``read_run_vouched``."""
     from harness.store.columns import checked_table
 
     path = Path(path)
@@ -275,12 +277,13 @@ def _vouched(path: Path) -> tuple[Path, dict[str, Any], dict[Path, bytes] | None
     return path, manifest, texts, checked_table(b"\n".join(texts.values()))
 
 
-def read_run_vouched(path: Path) -> Run:
+def read_run_vouched(path: Path, parts: tuple | None = None) -> Run:
     """``read_run(path)``: the same run, read sooner where the column check (``harness.store.columns``) vouches for
     every record of it, whose lines are then taken as the valid records they are, without checking each field
     again (as for a run the index checked before); any other run is read line by line, with its skips. Its
-    manifest's case lists may be another run's too (``read_manifest(shared=True)``): not to be changed."""
-    path, manifest, texts, table = _vouched(path)
+    manifest's case lists may be another run's too (``read_manifest(shared=True)``): not to be changed. ``parts``:
+    what ``vouched_parts(path)`` gave, when the caller had it made ahead."""
+    path, manifest, texts, table = vouched_parts(path) if parts is None else parts
     if table is None:
         return _run(path, manifest, None, texts)
     return _run(path, manifest, {f.name: {} for f in texts}, texts)
@@ -293,7 +296,7 @@ def read_run_table(path: Path) -> tuple[Any, list[Skip], list[str], dict[str, An
     its own and no record is made as a dict."""
     from harness.store.index import records_table
 
-    path, manifest, texts, table = _vouched(path)
+    path, manifest, texts, table = vouched_parts(path)
     if table is None:
         run = _run(path, manifest, None, texts)
         return records_table(run.records), run.skips, run.notes, manifest

@@ -338,7 +338,9 @@ def test_a_store_read_cold_says_what_it_said_before(tmp_path, capsys, monkeypatc
 
     vouched = []
     read = harness.store.loader.read_run_vouched
-    monkeypatch.setattr(harness.store.loader, "read_run_vouched", lambda path: vouched.append(path) or read(path))
+    monkeypatch.setattr(
+        harness.store.loader, "read_run_vouched", lambda path, *parts: vouched.append(path) or read(path, *parts)
+    )
     tree = tmp_path / "tree"
     for day in range(1, 6):
         run = make_run(tree, records(), suite="nightly", started_at=f"2026-01-0{day}T00:00:00Z")
@@ -402,3 +404,53 @@ def test_manifests_read_in_threads_say_what_one_thread_says(tmp_path, monkeypatc
     threaded, alone = read(1), read(10_000)
     assert threaded == alone
     assert len(threaded[0]) == 6 and len(threaded[1]) == 3
+
+
+def test_runs_read_ahead_in_threads_say_what_one_thread_says(tmp_path, monkeypatch):
+    """``compare --history`` over many new runs reads and column-checks them in threads ahead of the run whose
+    records are being made (``VOUCH_THREADS``): the same runs (records, skips, notes, manifest), in the order asked,
+    and the same index entries as one thread makes; a run whose manifest cannot be read stops the reading at that run
+    with the same error."""
+    import harness.store.index
+    from harness.store.index import StoreIndex
+    from harness.store.rundir import read_manifest
+
+    monkeypatch.setattr(harness.store.index, "VOUCH_MIN", 2)
+    folders = []
+    for day in range(1, 10):
+        recs = records(6 + day % 3)
+        lines = [json.dumps(r) + "\n" for r in recs]
+        if day in (3, 6):
+            lines.insert(2, '{"case_id": "x", "model": "resnet18", "status": "exploded"}\n')  # refused: a skip
+        if day == 7:
+            lines.append('{"case_id": "cut short", "mod')  # a truncated last line
+        folders.append(write(tmp_path / f"run{day}", lines))
+    asked = [folders[i] for i in (4, 0, 8, 2, 6, 1, 4)]  # out of order, and one run twice
+
+    def read(threads: int, paths):
+        monkeypatch.setattr(harness.store.index, "VOUCH_THREADS", threads)
+        index = StoreIndex(tmp_path, persist=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                runs = index.read_runs(paths)
+            except ManifestError as exc:
+                return "error", str(exc), json.dumps(index._entries, sort_keys=True, default=str)
+        said = [
+            (str(r.path), r.records, [(s.where, s.kind, s.message) for s in r.skips], r.notes, r.manifest)
+            for r in runs
+        ]
+        return said, json.dumps(index._entries, sort_keys=True, default=str)
+
+    threaded, alone = read(2, asked), read(1, asked)
+    assert threaded == alone
+    said, _ = threaded
+    assert [Path(p).name for p, *_ in said] == ["run5", "run1", "run9", "run3", "run7", "run2", "run5"]
+    assert any(kind == "invalid record" for _, _, skips, _, _ in said for _, kind, _ in skips)
+    assert any(kind == "truncated line" for _, _, skips, _, _ in said for _, kind, _ in skips)
+    assert said[0][4] == read_manifest(folders[4])
+
+    (folders[2] / "manifest.json").write_text("{not json")
+    threaded, alone = read(3, asked), read(1, asked)
+    assert threaded == alone
+    assert threaded[0] == "error" and "run3" in threaded[1] and "not JSON" in threaded[1]
