@@ -66,9 +66,10 @@ THREADS_MIN, READ_THREADS = 64, 4
 #: New runs from which ``StoreIndex.read_runs`` checks records as columns: loading pyarrow (~0.2 s) costs more than
 #: the line-by-line check of a few runs of 500 records (~50 ms each) saves.
 VOUCH_MIN = 8
-#: Threads that read and column-check those runs ahead of the one whose records are being made: Arrow's parse lets go
-#: of the GIL, so it goes on beside the making of records (``compare --history 30`` read for the first time: 1.82-1.89
-#: s in 2 threads against 1.95-2.03 s in one; one thread ahead gains nothing).
+#: Threads that read and column-check those runs ahead of the one whose records are being made, 2 runs ahead each (so
+#: memory does not grow with the runs read): Arrow's parse lets go of the GIL, so it goes on beside the making of
+#: records (``compare --history 30`` read for the first time: 1.82-1.89 s in 2 threads against 1.95-2.03 s in one;
+#: one thread ahead gains nothing).
 VOUCH_THREADS = 2
 #: Folders inside a run folder that hold no runs (not walked).
 _NOT_RUNS = {RunFolder.PROFILES, RunFolder.LOGS, INDEX_DIR}
@@ -276,16 +277,23 @@ class StoreIndex:
         new = [path for path, key in zip(paths, keys, strict=True) if not self._checked(self._entry(path), key)]
         vouch = len(new) >= VOUCH_MIN
         with paused_gc():  # many small objects, no cycles (harness.store.jsontext)
-            if not vouch or VOUCH_THREADS < 2:
+            if not vouch:
                 return [self.read_run(path, vouch, key) for path, key in zip(paths, keys, strict=True)]
             from concurrent.futures import ThreadPoolExecutor
 
             from harness.store.loader import vouched_parts
 
+            pending = iter(dict.fromkeys(new))  # a path given twice is read once; its second read is the index's
+            ahead: dict[Path, Any] = {}
+            runs = []
             pool = ThreadPoolExecutor(VOUCH_THREADS)
             try:
-                ahead = {path: pool.submit(vouched_parts, path) for path in new}
-                return [self.read_run(path, vouch, key, ahead.get(path)) for path, key in zip(paths, keys, strict=True)]
+                for path, key in zip(paths, keys, strict=True):
+                    # at most 2 runs a thread read ahead: each holds its files' bytes until its records are made
+                    while len(ahead) < 2 * VOUCH_THREADS and (following := next(pending, None)) is not None:
+                        ahead[following] = pool.submit(vouched_parts, following)
+                    runs.append(self.read_run(path, vouch, key, ahead.pop(path, None)))
+                return runs
             finally:
                 pool.shutdown(cancel_futures=True)  # after an error, the reads not started are not made
 
@@ -322,10 +330,10 @@ class StoreIndex:
                 run.notes = [n.replace(_RUN, str(path)) for n in entry["notes"]]
                 return run
             return read_run(path, checked)
-        if parts is not None:
-            run = read_run_vouched(path, parts.result())
+        if vouch:
+            run = read_run_vouched(path, None if parts is None else parts.result())
         else:
-            run = read_run_vouched(path) if vouch else read_run(path)
+            run = read_run(path)
         if entry.get("records_key") != key and entry.get("table"):
             old = entry.pop("table")  # a table of other records
             if self.persist:

@@ -437,8 +437,7 @@ def test_runs_read_ahead_in_threads_say_what_one_thread_says(tmp_path, monkeypat
             except ManifestError as exc:
                 return "error", str(exc), json.dumps(index._entries, sort_keys=True, default=str)
         said = [
-            (str(r.path), r.records, [(s.where, s.kind, s.message) for s in r.skips], r.notes, r.manifest)
-            for r in runs
+            (str(r.path), r.records, [(s.where, s.kind, s.message) for s in r.skips], r.notes, r.manifest) for r in runs
         ]
         return said, json.dumps(index._entries, sort_keys=True, default=str)
 
